@@ -1,0 +1,29 @@
+"""The `jobctl` command: a thin typer layer over the core.
+
+Only modules under `jobctl.cli` import typer or rich; nothing imports them.
+Commands import the core lazily so `jobctl --help` stays as fast as typer.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from jobctl.cli import inspect
+
+app = typer.Typer(
+    name="jobctl",
+    help="A cron-like job scheduler: TOML tasks, a foreground runner, SQLite run history.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("validate")(inspect.validate)
+app.command("list")(inspect.list_tasks)
+app.command("show")(inspect.show)
+app.command("next")(inspect.next_fires)
+
+
+def main() -> None:
+    app(prog_name="jobctl")

@@ -1,0 +1,121 @@
+"""Shared plumbing of the CLI: services, options, and error translation."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from jobctl.clock import Clock
+    from jobctl.model import ScheduleSet
+
+
+@dataclass
+class Services:
+    """The outside world as commands see it; tests pass their own via `obj=`."""
+
+    clock: Clock | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path = field(default_factory=Path.cwd)
+    system_zone: str | None = None
+
+    def now(self) -> datetime:
+        if self.clock is None:
+            from jobctl.clock import SystemClock
+
+            self.clock = SystemClock()
+        return self.clock.now()
+
+    def zone(self) -> str:
+        if self.system_zone is None:
+            from jobctl.clock import system_zone_name
+
+            self.system_zone = system_zone_name()
+        return self.system_zone
+
+    def load(self, config: Path | None) -> ScheduleSet:
+        from jobctl.resolve import load_schedule_set
+
+        schedule_set = load_schedule_set(
+            config, self.env, self.cwd, system_zone=self.zone(), now=self.now()
+        )
+        for warning in schedule_set.warnings:
+            err(str(warning))
+        return schedule_set
+
+
+def services(ctx: typer.Context) -> Services:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Services):
+        obj = Services()
+        ctx.find_root().obj = obj
+    return obj
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c",
+        help="Config file. Default: $JOBCTL_CONFIG, ./jobctl.toml, then the user config dir.",
+        show_default=False,
+    ),
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="SQLite state file. Default: $JOBCTL_STATE, [jobctl] state, then the user data dir.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def err(message: str) -> None:
+    """Print one line to stderr, without rich markup surprises."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def print_json(value: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a JobctlError into its message on stderr and its exit status."""
+    from jobctl.errors import ConfigError, JobctlError
+
+    try:
+        yield
+    except ConfigError as e:
+        for problem in e.problems:
+            err(str(problem))
+        err(f"{e} (nothing was changed)")
+        raise typer.Exit(e.exit_code) from None
+    except JobctlError as e:
+        err(f"error: {e}")
+        raise typer.Exit(e.exit_code) from None
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command body so domain errors become exit statuses."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with translate_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,230 @@
+"""Read-only commands: validate, list, show, next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from jobctl.cli._common import ConfigOption, JsonOption, command, err, print_json, services
+
+
+def _next_runs(task: object, now: datetime, count: int) -> list[datetime]:
+    from jobctl.model import Task
+    from jobctl.timing import fire_times, load_zone
+
+    assert isinstance(task, Task)
+    return fire_times(task.schedule, load_zone(task.timezone), now, count)
+
+
+@command
+def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Check the config and report every problem.
+
+    Prints "N tasks OK" and exits 0, or lists each error (file:line, task, key,
+    what is wrong) on stderr and exits 2.
+
+    Example: jobctl validate -c jobctl.toml
+    """
+    schedule_set = services(ctx).load(config)
+    n = len(schedule_set.tasks)
+    typer.echo(f"{n} task{'s' if n != 1 else ''} OK")
+
+
+@command
+def list_tasks(ctx: typer.Context, config: ConfigOption = None, json: JsonOption = False) -> None:
+    """List every task with its schedule and next run.
+
+    Example: jobctl list --json
+    """
+    from jobctl.cli.render import relative, schedule_text, short_iso, task_summary
+    from jobctl.timing import load_zone, next_fire
+
+    svc = services(ctx)
+    schedule_set = svc.load(config)
+    now = svc.now()
+    rows = []
+    for task in schedule_set.tasks:
+        upcoming = (
+            next_fire(task.schedule, load_zone(task.timezone), now) if task.enabled else None
+        )
+        rows.append((task, upcoming))
+    if json:
+        print_json([task_summary(task, upcoming) for task, upcoming in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN"):
+        table.add_column(title, overflow="fold")
+    for task, upcoming in rows:
+        when = "-" if upcoming is None else f"{relative(upcoming, now)} ({short_iso(upcoming)})"
+        if task.enabled and upcoming is None:
+            when = "at runner start" if schedule_text(task) == "@reboot" else "never"
+        table.add_row(
+            *(Text(v) for v in (task.id, task.name, task.group or "", schedule_text(task), task.timezone)),
+            "yes" if task.enabled else "[yellow]no[/]", when,
+        )
+    console = Console()
+    if not rows:
+        console.print("no tasks")
+        return
+    console.print(table)
+
+
+@command
+def show(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show every resolved field of one task and its next 5 fire times.
+
+    Example: jobctl show backup
+    """
+    from jobctl.cli.render import relative, task_detail
+    from jobctl.errors import UnknownTaskError
+
+    svc = services(ctx)
+    schedule_set = svc.load(config)
+    task = schedule_set.get(task_id)
+    if task is None:
+        raise UnknownTaskError(task_id, schedule_set.ids)
+    now = svc.now()
+    upcoming = _next_runs(task, now, 5)
+    detail = task_detail(task, upcoming)
+    if json:
+        print_json(detail)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in detail.items():
+        if key in ("next_runs", "next_run"):
+            continue
+        if value is None or value == {}:
+            text = "-"
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, dict):
+            text = " ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            import shlex
+
+            text = shlex.join(value)
+        else:
+            text = str(value)
+        table.add_row(key, Text(text))
+    if not task.enabled:
+        table.add_row("next runs", "none: the task is disabled")
+    elif not upcoming:
+        table.add_row("next runs", "none")
+    for i, fire in enumerate(upcoming):
+        table.add_row("next runs" if i == 0 else "", f"{fire.isoformat()}  ({relative(fire, now)})")
+    Console().print(table)
+
+
+@command
+def next_fires(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(metavar="ID_OR_EXPRESSION", help="A task id, or an expression like '*/15 * * * *'."),
+    ],
+    count: Annotated[int, typer.Option("-n", "--count", min=1, max=10000, help="How many fire times.")] = 5,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Count from this instant (RFC 3339, or local ISO in the zone) instead of now."),
+    ] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="Zone for a bare expression.")] = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print the next fire times of a task or of a bare expression.
+
+    A bare expression needs no config file. Like `systemd-analyze calendar
+    --iterations`.
+
+    Example: jobctl next '0 9 * * mon-fri' -n 3 --tz Europe/Berlin
+    """
+    from jobctl.cli.render import relative
+    from jobctl.config import TASK_ID_RE, find_config, read_config
+    from jobctl.errors import (
+        BadExpressionError,
+        ConfigNotFoundError,
+        UnknownTaskError,
+        UsageError,
+    )
+    from jobctl.resolve import resolve
+    from jobctl.timing import load_zone, parse_at, parse_schedule
+
+    svc = services(ctx)
+    now = svc.now()
+    config_path = None
+    try:
+        config_path = find_config(config, svc.env, svc.cwd)
+    except ConfigNotFoundError:
+        if config is not None:
+            raise
+    schedule = None
+    zone_name = tz
+    looks_like_id = TASK_ID_RE.fullmatch(target) is not None
+    if config_path is not None and looks_like_id:
+        data = read_config(config_path, svc.zone(), now)
+        if any(t.id == target for t in data.tasks) or target in _declared_ids(data):
+            task = resolve(config_path, system_zone=svc.zone(), now=now).get(target)
+            assert task is not None
+            schedule, zone_name = task.schedule, tz or task.timezone
+    if schedule is None:
+        try:
+            schedule = parse_schedule(target)
+        except BadExpressionError as e:
+            if looks_like_id and " " not in target:
+                known: list[str] = []
+                if config_path is not None:
+                    known = [t.id for t in read_config(config_path, svc.zone(), now).tasks]
+                raise UnknownTaskError(target, known) from None
+            raise e
+        if zone_name is None:
+            if config_path is not None:
+                zone_name = read_config(config_path, svc.zone(), now).settings.timezone
+            else:
+                zone_name = svc.zone()
+    try:
+        zone = load_zone(zone_name)
+    except ValueError as e:
+        raise UsageError(f"--tz: {e}") from None
+    start = now
+    if after is not None:
+        try:
+            start = parse_at(after, zone)
+        except ValueError as e:
+            raise UsageError(f"--after: {e}") from None
+    from jobctl.timing import fire_times
+
+    fires = fire_times(schedule, zone, start, count)
+    if json:
+        print_json([f.isoformat() for f in fires])
+        return
+    if not fires:
+        err("no fire times: the schedule never fires after " + start.isoformat())
+        return
+    width = len(str(len(fires)))
+    for i, fire in enumerate(fires, start=1):
+        typer.echo(f"{i:>{width}}  {fire.isoformat()}  ({relative(fire, now)})")
+
+
+def _declared_ids(data: object) -> set[str]:
+    """Ids declared in the file, valid or not (so `next ID` reports errors)."""
+    from jobctl.config import ConfigData
+
+    assert isinstance(data, ConfigData)
+    return {p.where.split("(")[1].split(")")[0] for p in data.problems if "(" in p.where}

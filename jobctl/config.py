@@ -1,0 +1,476 @@
+"""Find and read the TOML config into plain task data, collecting every problem.
+
+`read_config` parses the file once and converts each value with a small
+converter; it never stops at the first problem, so a user sees them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jobctl.errors import BadExpressionError, ConfigNotFoundError
+from jobctl.model import (
+    AtSchedule,
+    CatchUp,
+    Concurrency,
+    Origin,
+    Problem,
+    Schedule,
+    Scope,
+    Settings,
+    Task,
+)
+from jobctl.timing import load_zone, parse_at, parse_duration, parse_schedule
+
+CONFIG_ENV = "JOBCTL_CONFIG"
+STATE_ENV = "JOBCTL_STATE"
+CONFIG_NAME = "jobctl.toml"
+STATE_NAME = "state.db"
+
+TASK_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+MAX_ID = 64
+MAX_NAME = 128
+
+SETTINGS_KEYS = (
+    "timezone", "state", "shell", "plugins",
+    "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace",
+)
+TASK_KEYS = (
+    "id", "name", "group", "description", "schedule", "at", "timezone", "command",
+    "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
+    "scope",
+)
+TOP_KEYS = ("jobctl", "tasks")
+
+
+# -- which files ---------------------------------------------------------------
+
+
+def user_config_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("jobctl"))
+
+
+def user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jobctl"))
+
+
+def config_candidates(
+    flag: Path | None, env: Mapping[str, str], cwd: Path
+) -> list[Path]:
+    """The paths jobctl looks at for its config, in order."""
+    if flag is not None:
+        return [flag]
+    if env.get(CONFIG_ENV):
+        return [Path(env[CONFIG_ENV])]
+    return [cwd / CONFIG_NAME, user_config_dir() / CONFIG_NAME]
+
+
+def find_config(flag: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
+    """The config file to read; ConfigNotFoundError naming every path tried."""
+    tried = config_candidates(flag, env, cwd)
+    for path in tried:
+        if path.is_file():
+            return path
+    raise ConfigNotFoundError(tried)
+
+
+def state_path(flag: Path | None, env: Mapping[str, str], settings: Settings | None) -> Path:
+    """--state, else $JOBCTL_STATE, else [jobctl] state, else the user data dir."""
+    if flag is not None:
+        return flag
+    if env.get(STATE_ENV):
+        return Path(env[STATE_ENV])
+    if settings is not None and settings.state is not None:
+        return settings.state
+    return user_data_dir() / STATE_NAME
+
+
+# -- reading -------------------------------------------------------------------
+
+
+@dataclass
+class ConfigData:
+    """What one config file says, converted; `problems` holds what is wrong."""
+
+    path: Path
+    settings: Settings
+    tasks: list[Task] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+_HEADER_RE = re.compile(r"\s*\[\[\s*tasks\s*\]\]")
+_SETTINGS_RE = re.compile(r"\s*\[\s*jobctl\s*\]")
+_TOML_LINE_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _header_lines(text: str) -> tuple[list[int], int]:
+    """1-based lines of each `[[tasks]]` header and of `[jobctl]` (0 if none).
+
+    Skips lines inside multi-line strings so a quoted header is not counted.
+    """
+    tasks: list[int] = []
+    settings = 0
+    in_string: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_string is None:
+            if _HEADER_RE.match(line):
+                tasks.append(number)
+            elif _SETTINGS_RE.match(line):
+                settings = settings or number
+        rest = line
+        while True:
+            if in_string is None:
+                hits = [(rest.find(q), q) for q in ('"""', "'''") if q in rest]
+                if not hits:
+                    break
+                pos, quote = min(hits)
+                if "#" in rest[:pos]:
+                    break
+                in_string = quote
+                rest = rest[pos + 3:]
+            else:
+                pos = rest.find(in_string)
+                if pos < 0:
+                    break
+                rest = rest[pos + 3:]
+                in_string = None
+    return tasks, settings
+
+
+def _describe(value: object) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "an array", dict: "a table"}
+    for kind, label in kinds.items():
+        if type(value) is kind:
+            return label
+    if isinstance(value, datetime):
+        return "a datetime"
+    return type(value).__name__
+
+
+def _unknown_key(key: str, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
+    return f"unknown key '{key}'{hint}"
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _nonempty(value: object) -> str:
+    text = _string(value)
+    if not text.strip():
+        raise _Invalid("must not be empty")
+    return text
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"expected an integer, got {_describe(value)}")
+    return value
+
+
+def _positive_int(value: object) -> int:
+    number = _int(value)
+    if number < 1:
+        raise _Invalid(f"must be at least 1, got {number}")
+    return number
+
+
+def _duration(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+
+
+def _grace(value: object) -> float:
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _duration(value)
+
+
+def _zone(value: object) -> str:
+    name = _string(value)
+    try:
+        load_zone(name)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    return name
+
+
+def _string_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f"expected an array of strings, got {_describe(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _Invalid(f"item {i} should be a string, got {_describe(item)}")
+    return tuple(value)
+
+
+def _argv(value: object) -> tuple[str, ...]:
+    items = _string_list(value)
+    if not items or not items[0]:
+        raise _Invalid("must name a program: a non-empty array like [\"/usr/bin/backup\", \"--all\"]")
+    return items
+
+
+def _env(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Invalid(f"expected a table of strings, got {_describe(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not key or "=" in key or "\0" in key:
+            raise _Invalid(f"'{key}' is not a valid environment variable name")
+        if not isinstance(item, str):
+            raise _Invalid(f"{key} should be a string, got {_describe(item)} (quote it)")
+        out[key] = item
+    return out
+
+
+def _enum(kind: type[Concurrency] | type[CatchUp] | type[Scope]) -> Callable[[object], Any]:
+    allowed = [m.value for m in kind]
+
+    def convert(value: object) -> Any:
+        text = _string(value)
+        try:
+            return kind(text)
+        except ValueError:
+            close = difflib.get_close_matches(text, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _Invalid(
+                f"unknown value '{text}'{hint}; expected one of: {', '.join(allowed)}"
+            ) from None
+
+    return convert
+
+
+def _task_id(value: object) -> str:
+    text = _string(value)
+    if len(text) > MAX_ID:
+        raise _Invalid(f"'{text[:20]}...' is {len(text)} characters; the limit is {MAX_ID}")
+    if not TASK_ID_RE.fullmatch(text):
+        raise _Invalid(
+            f"'{text}' is not a valid id: use lowercase letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def _name(value: object) -> str:
+    text = _nonempty(value)
+    if len(text) > MAX_NAME:
+        raise _Invalid(f"is {len(text)} characters; the limit is {MAX_NAME}")
+    return text
+
+
+class _Reader:
+    """Converts one table's values, recording a Problem per bad value."""
+
+    def __init__(self, table: Mapping[str, Any], origin: Origin, where: str,
+                 problems: list[Problem]) -> None:
+        self.table = table
+        self.origin = origin
+        self.where = where
+        self.problems = problems
+
+    def error(self, key: str, message: str, severity: str = "error") -> None:
+        where = f"{self.where}.{key}" if key else self.where
+        self.problems.append(Problem(self.origin, message, where, severity))
+
+    def get(self, key: str, convert: Callable[[object], Any], default: Any = None) -> Any:
+        if key not in self.table:
+            return default
+        try:
+            return convert(self.table[key])
+        except _Invalid as e:
+            self.error(key, str(e))
+            return default
+
+    def check_keys(self, allowed: tuple[str, ...]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                self.error(key, _unknown_key(key, allowed))
+
+
+def read_settings(table: object, path: Path, line: int, system_zone: str,
+                  problems: list[Problem]) -> Settings:
+    origin = Origin(path, line)
+    if not isinstance(table, dict):
+        problems.append(Problem(origin, f"[jobctl] must be a table, got {_describe(table)}", "jobctl"))
+        return Settings(timezone=system_zone)
+    r = _Reader(table, origin, "jobctl", problems)
+    r.check_keys(SETTINGS_KEYS)
+    state = r.get("state", _nonempty)
+    base = path.parent
+    return Settings(
+        timezone=r.get("timezone", _zone, system_zone),
+        state=(base / Path(state).expanduser()) if state else None,
+        shell=r.get("shell", _nonempty, "/bin/sh"),
+        plugins=r.get("plugins", _string_list, ()),
+        history_limit=r.get("history_limit", _positive_int, 1000),
+        max_log_bytes=r.get("max_log_bytes", _positive_int, 1024 * 1024),
+        kill_grace=r.get("kill_grace", _grace, 10.0),
+        shutdown_grace=r.get("shutdown_grace", _grace, 30.0),
+    )
+
+
+def read_task(
+    table: Mapping[str, Any],
+    origin: Origin,
+    where: str,
+    settings: Settings,
+    problems: list[Problem],
+    now: datetime,
+    base_dir: Path,
+    owner: str = "config",
+) -> Task | None:
+    """Convert one task table; None (with problems recorded) if it is invalid."""
+    before = len(problems)
+    r = _Reader(table, origin, where, problems)
+    r.check_keys(TASK_KEYS)
+    if "id" not in table:
+        r.error("id", "missing required key 'id'")
+    task_id = r.get("id", _task_id)
+    if task_id is not None:
+        r.where = f"{where} ({task_id})"
+    zone_name = r.get("timezone", _zone, settings.timezone)
+
+    schedule: Schedule | None = None
+    if ("schedule" in table) == ("at" in table):
+        r.error("", "needs exactly one of 'schedule' (recurring) or 'at' (one-shot)"
+                + (", not both" if "schedule" in table else ""))
+    elif "schedule" in table:
+        text = r.get("schedule", _nonempty)
+        if text is not None:
+            try:
+                schedule = parse_schedule(text)
+            except BadExpressionError as e:
+                r.error("schedule", e.reason)
+    else:
+        raw = table["at"]
+        try:
+            at = parse_at(raw, load_zone(zone_name))
+            schedule = AtSchedule(text=raw.isoformat() if isinstance(raw, datetime) else str(raw), at=at)
+            if at <= now:
+                r.error("at", f"{at.isoformat()} is in the past; the task will never run",
+                        severity="warning")
+        except ValueError as e:
+            r.error("at", str(e))
+
+    if ("command" in table) == ("argv" in table):
+        r.error("", "needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell)"
+                + (", not both" if "command" in table else ""))
+    command = r.get("command", _nonempty)
+    argv = r.get("argv", _argv)
+    cwd = r.get("cwd", _nonempty)
+    if cwd is not None:
+        cwd = str(base_dir / Path(cwd).expanduser())
+
+    task = Task(
+        id=task_id or "",
+        name=r.get("name", _name, task_id or ""),
+        group=r.get("group", _nonempty),
+        description=r.get("description", _string),
+        schedule=schedule,  # type: ignore[arg-type]  # checked below
+        timezone=zone_name,
+        command=command,
+        argv=argv,
+        cwd=cwd,
+        env=r.get("env", _env, {}),
+        timeout=r.get("timeout", _duration),
+        concurrency=r.get("concurrency", _enum(Concurrency), Concurrency.FORBID),
+        catch_up=r.get("catch_up", _enum(CatchUp), CatchUp.SKIP),
+        enabled=r.get("enabled", _bool, True),
+        priority=r.get("priority", _int, 1000),
+        scope=r.get("scope", _enum(Scope), Scope.NODE),
+        owner=owner,
+        origin=origin,
+    )
+    errors = [p for p in problems[before:] if p.severity == "error"]
+    return None if errors else task
+
+
+def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
+    """Read and convert a config file; never raises for what the file says."""
+    problems: list[Problem] = []
+    origin = Origin(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as e:
+        problems.append(Problem(origin, f"cannot read: {e.strerror or e}"))
+        return ConfigData(path, Settings(timezone=system_zone), problems=problems)
+    except UnicodeDecodeError as e:
+        problems.append(Problem(origin, f"not UTF-8 text (byte {e.start})"))
+        return ConfigData(path, Settings(timezone=system_zone), problems=problems)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        m = _TOML_LINE_RE.search(message)
+        line = int(m.group(1)) if m else 0
+        message = _TOML_LINE_RE.sub("", message).strip()
+        col = f" (column {m.group(2)})" if m else ""
+        problems.append(Problem(Origin(path, line), f"TOML syntax error: {message}{col}"))
+        return ConfigData(path, Settings(timezone=system_zone), problems=problems)
+
+    task_lines, settings_line = _header_lines(text)
+    for key in doc:
+        if key not in TOP_KEYS:
+            problems.append(Problem(origin, _unknown_key(key, TOP_KEYS)))
+    settings = (
+        read_settings(doc["jobctl"], path, settings_line, system_zone, problems)
+        if "jobctl" in doc else Settings(timezone=system_zone)
+    )
+    data = ConfigData(path, settings, problems=problems)
+    tables = doc.get("tasks", [])
+    if not isinstance(tables, list):
+        problems.append(Problem(origin, "write each task as a [[tasks]] table (double brackets)", "tasks"))
+        return data
+    seen: dict[str, Origin] = {}
+    for index, table in enumerate(tables):
+        line = task_lines[index] if index < len(task_lines) else 0
+        task_origin = Origin(path, line)
+        where = f"tasks[{index}]"
+        if not isinstance(table, dict):
+            problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
+            continue
+        task = read_task(table, task_origin, where, settings, problems, now, path.parent)
+        task_id = table.get("id") if isinstance(table.get("id"), str) else None
+        if task_id is not None and TASK_ID_RE.fullmatch(task_id):
+            if task_id in seen:
+                problems.append(Problem(
+                    task_origin,
+                    f"duplicate id '{task_id}' (first declared at {seen[task_id]})",
+                    f"{where} ({task_id}).id",
+                ))
+                continue
+            seen[task_id] = task_origin
+        if task is not None:
+            data.tasks.append(task)
+    return data

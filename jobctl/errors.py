@@ -1,0 +1,65 @@
+"""Every error jobctl reports to a user derives from JobctlError.
+
+Each subclass takes the data and builds its own message, and carries the exit
+status the CLI uses for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from jobctl.model import Problem
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUSY = 75  # EX_TEMPFAIL: refused because something is already running
+
+
+class JobctlError(Exception):
+    """Base of every error jobctl reports to a user."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigNotFoundError(JobctlError):
+    def __init__(self, tried: Sequence[Path]) -> None:
+        self.tried = list(tried)
+        lines = "\n".join(f"  {p}" for p in self.tried)
+        super().__init__(
+            "no config file found; tried:\n"
+            f"{lines}\n"
+            "Pass --config PATH, set JOBCTL_CONFIG, or create one with a [[tasks]] table."
+        )
+
+
+class ConfigError(JobctlError):
+    """The config did not resolve; `problems` lists every error found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        errors = [p for p in self.problems if p.severity == "error"]
+        n = len(errors)
+        super().__init__(f"{n} error{'s' if n != 1 else ''} in config")
+
+
+class UnknownTaskError(JobctlError):
+    def __init__(self, task_id: str, known: Sequence[str]) -> None:
+        import difflib
+
+        self.task_id = task_id
+        close = difflib.get_close_matches(task_id, list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        super().__init__(f"no task with id '{task_id}'{hint}")
+
+
+class BadExpressionError(JobctlError):
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression = expression
+        self.reason = reason
+        super().__init__(f"bad schedule '{expression}': {reason}")
+
+
+class UsageError(JobctlError):
+    """A bad option value that the argument parser could not catch."""

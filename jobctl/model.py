@@ -1,0 +1,192 @@
+"""Plain data: the resolved schedule set and the vocabulary around it.
+
+Everything here is immutable. After `resolve()` has built a `ScheduleSet`, the
+rest of jobctl trusts it: every task has a valid id, schedule, zone and command.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+class Concurrency(enum.Enum):
+    """What happens when a task fires while its previous run is still going."""
+
+    FORBID = "forbid"
+    """Record the new fire as `skipped`; the running one carries on."""
+    ALLOW = "allow"
+    """Start the new run beside the old one."""
+    REPLACE = "replace"
+    """Stop the running one (recorded `interrupted`) and start the new one."""
+
+
+class CatchUp(enum.Enum):
+    """What happens to fires missed while no runner was up."""
+
+    SKIP = "skip"
+    """Run none of them."""
+    ONCE = "once"
+    """Run one, for the most recent missed fire."""
+    ALL = "all"
+    """Run each missed fire, oldest first (at most 100)."""
+
+
+class Scope(enum.Enum):
+    """Where a task runs when several nodes share one database."""
+
+    NODE = "node"
+    """On every node that runs the config."""
+    CLUSTER = "cluster"
+    """On one node of the cluster per fire."""
+
+
+class Trigger(enum.Enum):
+    """Why a run started."""
+
+    SCHEDULE = "schedule"
+    """Its schedule came due while a runner was up."""
+    MANUAL = "manual"
+    """A user asked for it with `jobctl run-now`."""
+    CATCH_UP = "catch-up"
+    """It was missed while no runner was up and its `catch_up` policy ran it."""
+
+
+class RunStatus(enum.Enum):
+    """The state of one run; every status but RUNNING is final."""
+
+    RUNNING = "running"
+    """Its process is going."""
+    SUCCESS = "success"
+    """It exited 0."""
+    FAILED = "failed"
+    """It exited non-zero, was killed by a signal, or could not start."""
+    TIMEOUT = "timeout"
+    """It outlived its `timeout` and was stopped."""
+    SKIPPED = "skipped"
+    """The fire was dropped by the concurrency policy (see the error text)."""
+    INTERRUPTED = "interrupted"
+    """The runner stopped, died, or replaced it while it ran."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where something was declared: a file and a 1-based line (0 = unknown)."""
+
+    path: Path
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else str(self.path)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding, with everything needed to find and fix it."""
+
+    origin: Origin
+    message: str
+    where: str = ""  # e.g. "tasks[2] (backup).schedule"
+    severity: str = "error"  # "error" or "warning"
+
+    def __str__(self) -> str:
+        where = f" {self.where}:" if self.where else ""
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{self.origin}:{where} {label}{self.message}"
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """A 5-field cron expression (shortcuts already expanded into `expr`)."""
+
+    text: str
+    expr: str
+    fixed_time: bool
+    """True when neither minute nor hour has a wildcard or step: DST-sensitive."""
+
+
+@dataclass(frozen=True)
+class IntervalSchedule:
+    """Every `seconds`, counted from the runner's start instant."""
+
+    text: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AtSchedule:
+    """Once, at one instant."""
+
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RebootSchedule:
+    """Once each time the runner starts."""
+
+    text: str = "@reboot"
+
+
+Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
+
+
+@dataclass(frozen=True)
+class Task:
+    """One resolved, valid task."""
+
+    id: str
+    name: str
+    schedule: Schedule
+    timezone: str
+    command: str | None = None
+    argv: tuple[str, ...] | None = None
+    group: str | None = None
+    description: str | None = None
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    concurrency: Concurrency = Concurrency.FORBID
+    catch_up: CatchUp = CatchUp.SKIP
+    enabled: bool = True
+    priority: int = 1000
+    scope: Scope = Scope.NODE
+    owner: str = "config"
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `[jobctl]` table, with defaults filled in and paths made absolute."""
+
+    timezone: str
+    state: Path | None = None
+    shell: str = "/bin/sh"
+    plugins: tuple[str, ...] = ()
+    history_limit: int = 1000
+    max_log_bytes: int = 1024 * 1024
+    kill_grace: float = 10.0
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class ScheduleSet:
+    """The validated tasks of one config, in file order, plus its settings."""
+
+    path: Path
+    settings: Settings
+    tasks: tuple[Task, ...]
+    warnings: tuple[Problem, ...] = ()
+
+    def get(self, task_id: str) -> Task | None:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        return None
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.tasks]

@@ -1,0 +1,43 @@
+"""Config (and, later, plugins) into one validated ScheduleSet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from jobctl.config import read_config
+from jobctl.errors import ConfigError
+from jobctl.model import ScheduleSet
+
+
+def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
+    """Read `path` and return its validated schedule set.
+
+    Raises ConfigError listing every problem (warnings included) if any
+    error was found; warnings alone ride along in `ScheduleSet.warnings`.
+    """
+    data = read_config(path, system_zone, now)
+    problems = sorted(data.problems, key=lambda p: p.origin.line)
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    return ScheduleSet(
+        path=path,
+        settings=data.settings,
+        tasks=tuple(data.tasks),
+        warnings=tuple(problems),
+    )
+
+
+def load_schedule_set(
+    flag: Path | None,
+    env: dict[str, str] | None,
+    cwd: Path,
+    *,
+    system_zone: str,
+    now: datetime,
+) -> ScheduleSet:
+    """Find the config as `find_config` does and resolve it."""
+    from jobctl.config import find_config
+
+    path = find_config(flag, env or {}, cwd)
+    return resolve(path, system_zone=system_zone, now=now)
