@@ -352,12 +352,12 @@ def read_task(
     """Convert one task table; None (with problems recorded) if it is invalid."""
     before = len(problems)
     r = _Reader(table, origin, where, problems)
-    r.check_keys(TASK_KEYS)
     if "id" not in table:
         r.error("id", "missing required key 'id'")
     task_id = r.get("id", _task_id)
     if task_id is not None:
         r.where = f"{where} ({task_id})"
+    r.check_keys(TASK_KEYS)
     zone_name = r.get("timezone", _zone, settings.timezone)
 
     schedule: Schedule | None = None

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jobctl.cli import app
+from jobctl.cli._common import Services
+
+UTC = timezone.utc
+NOW = datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self._now = now
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+    def set(self, now: datetime) -> None:
+        self._now = now
+
+
+@pytest.fixture(autouse=True)
+def _pin_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rich sizes tables from COLUMNS; pin it so output does not wrap by machine.
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("JOBCTL_CONFIG", raising=False)
+    monkeypatch.delenv("JOBCTL_STATE", raising=False)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def write_config(tmp_path: Path, text: str, name: str = "jobctl.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path, clock: FakeClock) -> Callable[..., object]:
+    """Invoke the real app with a fake clock, an empty env and tmp_path as cwd."""
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None):  # type: ignore[no-untyped-def]
+        services = Services(clock=clock, env=dict(env or {}), cwd=tmp_path, system_zone="UTC")
+        return runner.invoke(app, list(args), obj=services, input=input)
+
+    return invoke

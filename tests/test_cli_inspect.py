@@ -1,0 +1,193 @@
+"""The read-only commands through the real typer app and the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_config
+
+CONFIG = """
+[jobctl]
+timezone = "Europe/Berlin"
+
+[[tasks]]
+id = "backup"
+name = "Nightly backup"
+group = "db"
+schedule = "30 2 * * *"
+command = "echo backup"
+
+[[tasks]]
+id = "poll"
+schedule = "every 30s"
+argv = ["true"]
+timezone = "UTC"
+
+[[tasks]]
+id = "off"
+schedule = "@hourly"
+command = "true"
+enabled = false
+"""
+
+
+def test_validate_ok_and_counts(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("validate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "3 tasks OK\n"
+
+
+def test_validate_reports_all_errors_on_stderr_exit_2(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "0 25 * * *"
+        command = "true"
+
+        [[tasks]]
+        id = "b"
+        schedule = "@daily"
+        comand = "true"
+    """)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli("validate")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{path}:1: tasks[0] (a).schedule: bad hour field '25': 25 is out of range 0-23" in result.stderr
+    assert f"{path}:6: tasks[1] (b).comand: unknown key 'comand'; did you mean 'command'?" in result.stderr
+    assert "2 errors in config" in result.stderr or "3 errors in config" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_missing_config_names_paths_tried(cli, tmp_path: Path) -> None:
+    result = cli("list")
+    assert result.exit_code == 2
+    assert "no config file found; tried:" in result.stderr
+    assert str(tmp_path / "jobctl.toml") in result.stderr
+    result = cli("list", "-c", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2 and str(tmp_path / "nope.toml") in result.stderr
+
+
+def test_config_from_env(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG, name="elsewhere.toml")
+    result = cli("validate", env={"JOBCTL_CONFIG": str(path)})
+    assert result.exit_code == 0, result.output
+
+
+def test_list_json(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == ["backup", "poll", "off"]
+    assert set(rows[0]) == {"id", "name", "group", "description", "schedule", "timezone",
+                            "enabled", "next_run", "owner"}
+    # NOW is 2026-06-15T12:00Z; 02:30 Berlin (CEST, +02:00) next is the 16th
+    assert rows[0]["next_run"] == "2026-06-16T02:30:00+02:00"
+    assert rows[0]["owner"] == "config" and rows[0]["group"] == "db"
+    assert rows[1]["next_run"] == "2026-06-15T12:00:30+00:00"  # intervals count from now
+    assert rows[2]["enabled"] is False and rows[2]["next_run"] is None
+
+
+def test_list_table(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT", "RUN"]
+    backup = next(line for line in lines if line.startswith("backup"))
+    assert "Nightly backup" in backup and "30 2 * * *" in backup
+    assert "in 12h 30m (2026-06-16T02:30:00+02:00)" in backup
+    off = next(line for line in lines if line.startswith("off"))
+    assert " no " in off
+
+
+def test_show_json_and_text(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("show", "backup", "--json")
+    assert result.exit_code == 0, result.output
+    detail = json.loads(result.stdout)
+    assert detail["next_runs"] == [f"2026-06-{d}T02:30:00+02:00" for d in range(16, 21)]
+    assert detail["command"] == "echo backup" and detail["concurrency"] == "forbid"
+    assert detail["source"].endswith("jobctl.toml:4")
+    text = cli("show", "backup")
+    assert text.exit_code == 0
+    assert "2026-06-20T02:30:00+02:00" in text.stdout and "Nightly backup" in text.stdout
+
+
+def test_unknown_id_exit_2_with_suggestion(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("show", "backpu")
+    assert result.exit_code == 2
+    assert "no task with id 'backpu' (did you mean 'backup'?)" in result.stderr
+    assert cli("next", "nosuchtask").exit_code == 2
+
+
+def test_next_bare_expression_needs_no_config(cli) -> None:
+    result = cli("next", "0 9 * * mon-fri", "-n", "3", "--tz", "Europe/Berlin", "--json")
+    assert result.exit_code == 0, result.output
+    # NOW is Monday 2026-06-15 12:00 UTC (14:00 Berlin)
+    assert json.loads(result.stdout) == [
+        "2026-06-16T09:00:00+02:00", "2026-06-17T09:00:00+02:00", "2026-06-18T09:00:00+02:00",
+    ]
+
+
+def test_next_zone_from_config_then_after(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("next", "@daily", "-n", "1", "--json")
+    assert json.loads(result.stdout) == ["2026-06-16T00:00:00+02:00"]
+    result = cli("next", "@daily", "-n", "2", "--json", "--after", "2026-12-31T23:30:00")
+    assert json.loads(result.stdout) == ["2027-01-01T00:00:00+01:00", "2027-01-02T00:00:00+01:00"]
+
+
+def test_next_task_id_uses_task_zone(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = cli("next", "backup", "-n", "1", "--json")
+    assert json.loads(result.stdout) == ["2026-06-16T02:30:00+02:00"]
+
+
+def test_next_dst_fall_back_every_15_minutes(cli) -> None:
+    result = cli("next", "*/15 * * * *", "--tz", "America/New_York", "-n", "6", "--json",
+                 "--after", "2026-11-01T01:30:00-04:00")
+    assert json.loads(result.stdout) == [
+        "2026-11-01T01:45:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T01:15:00-05:00",
+        "2026-11-01T01:30:00-05:00", "2026-11-01T01:45:00-05:00", "2026-11-01T02:00:00-05:00",
+    ]
+
+
+def test_next_bad_expression_and_bad_zone(cli) -> None:
+    result = cli("next", "0 0 32 * *")
+    assert result.exit_code == 2
+    assert "bad day-of-month field '32': 32 is out of range 1-31" in result.stderr
+    result = cli("next", "@daily", "--tz", "Nowhere/City")
+    assert result.exit_code == 2 and "unknown time zone 'Nowhere/City'" in result.stderr
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+    return subprocess.run([sys.executable, "-m", "jobctl", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    write_config(tmp_path, CONFIG)
+    result = _run("validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "3 tasks OK\n"
+    result = _run("list", "--json", "-c", str(tmp_path / "missing.toml"), cwd=tmp_path)
+    assert result.returncode == 2 and "no config file found" in result.stderr
+
+
+def test_every_command_has_help(cli) -> None:
+    from jobctl.cli import app
+
+    for info in app.registered_commands:
+        name = info.name
+        result = cli(name, "--help")
+        assert result.exit_code == 0, name
+        assert "Example:" in result.stdout, name

@@ -1,0 +1,252 @@
+"""Resolving configs: every problem is collected with its file, line, task and key."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW, write_config
+from jobctl.errors import ConfigError, ConfigNotFoundError
+from jobctl.config import find_config, state_path
+from jobctl.model import AtSchedule, CatchUp, Concurrency, CronSchedule, IntervalSchedule, Scope
+from jobctl.resolve import resolve
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        resolve(path, system_zone="UTC", now=NOW)
+    return [str(p) for p in info.value.problems]
+
+
+def test_full_task_resolves_with_every_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [jobctl]
+        timezone = "Europe/Berlin"
+        state = "state/jobctl.db"
+        shell = "/bin/bash"
+
+        [[tasks]]
+        id = "backup.db"
+        name = "Nightly DB backup"
+        group = "db"
+        description = "pg_dump to S3"
+        schedule = "30 2 * * *"
+        timezone = "America/New_York"
+        argv = ["pg_dump", "-Fc", "app"]
+        cwd = "work"
+        env = { PGHOST = "db1" }
+        timeout = "1h30m"
+        concurrency = "replace"
+        catch_up = "all"
+        enabled = false
+        priority = 5
+        scope = "cluster"
+
+        [[tasks]]
+        id = "poll"
+        schedule = "every 30s"
+        command = "true"
+    """)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert ss.settings.timezone == "Europe/Berlin"
+    assert ss.settings.state == tmp_path / "state/jobctl.db"
+    assert ss.settings.shell == "/bin/bash"
+    t = ss.tasks[0]
+    assert t.id == "backup.db" and t.name == "Nightly DB backup" and t.group == "db"
+    assert isinstance(t.schedule, CronSchedule) and t.schedule.fixed_time
+    assert t.timezone == "America/New_York"
+    assert t.argv == ("pg_dump", "-Fc", "app") and t.command is None
+    assert t.cwd == str(tmp_path / "work")
+    assert dict(t.env) == {"PGHOST": "db1"}
+    assert t.timeout == 5400
+    assert t.concurrency is Concurrency.REPLACE and t.catch_up is CatchUp.ALL
+    assert t.enabled is False and t.priority == 5 and t.scope is Scope.CLUSTER
+    assert t.origin is not None and t.origin.line == 6
+    p = ss.tasks[1]
+    assert isinstance(p.schedule, IntervalSchedule) and p.schedule.seconds == 30
+    assert p.name == "poll" and p.timezone == "Europe/Berlin"  # defaults
+    assert p.concurrency is Concurrency.FORBID and p.catch_up is CatchUp.SKIP
+    assert p.priority == 1000 and p.enabled and p.scope is Scope.NODE
+
+
+def test_every_error_is_collected_with_line_task_and_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "61 * * * *"
+        command = "true"
+        timout = "5m"
+
+        [[tasks]]
+        id = "b"
+        schedule = "*/5 * * * *"
+        command = "true"
+        timezone = "Europe/Berln"
+        concurrency = "sometimes"
+
+        [[tasks]]
+        id = "a"
+        schedule = "@daily"
+        command = "true"
+
+        [[tasks]]
+        id = "Bad Id"
+        schedule = "@daily"
+        command = "true"
+        argv = ["x"]
+        priority = "high"
+        timeout = "5 minutes"
+        enabled = "yes"
+    """)
+    msgs = problems_of(path)
+    joined = "\n".join(msgs)
+    assert f"{path}:1: tasks[0] (a).schedule: bad minute field '61': 61 is out of range 0-59" in joined
+    assert f"{path}:1: tasks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'?" in joined
+    assert f"{path}:7: tasks[1] (b).timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)" in joined
+    assert "tasks[1] (b).concurrency: unknown value 'sometimes'; expected one of: forbid, allow, replace" in joined
+    assert f"{path}:14: tasks[2] (a).id: duplicate id 'a' (first declared at {path}:1)" in joined
+    assert f"{path}:19: tasks[3].id: 'Bad Id' is not a valid id" in joined
+    assert "tasks[3]: needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell), not both" in joined
+    assert "tasks[3].priority: expected an integer, got a string" in joined
+    assert "tasks[3].timeout: '5 minutes' is not a duration" in joined
+    assert "tasks[3].enabled: expected true or false, got a string" in joined
+    assert len(msgs) == 10, joined
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "@daily
+        command = "true"
+    """)
+    (msg,) = problems_of(path)
+    assert msg.startswith(f"{path}:3: TOML syntax error:")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('schedule = "@daily"', "needs exactly one of 'command' (a shell string) or 'argv'"),
+        ('command = "true"', "needs exactly one of 'schedule' (recurring) or 'at' (one-shot)"),
+        ('schedule = "@daily"\nat = "2030-01-01T00:00:00Z"\ncommand = "x"', "not both"),
+        ('schedule = "0 0 * * * *"\ncommand = "x"', "6 fields: jobctl reads 5-field cron"),
+        ('schedule = "every 0m"\ncommand = "x"', "schedule: '0m' is zero"),
+        ('schedule = "fortnightly"\ncommand = "x"', "not a cron expression (5 fields), an @shortcut, or an interval"),
+        ('schedule = 5\ncommand = "x"', "schedule: expected a string, got an integer"),
+        ('schedule = "@daily"\nargv = []\ncommand_ = "x"', "unknown key 'command_'; did you mean 'command'?"),
+        ('schedule = "@daily"\nargv = "ls -l"', "argv: expected an array of strings, got a string"),
+        ('schedule = "@daily"\ncommand = "x"\nenv = { N = 5 }', "env: N should be a string, got an integer (quote it)"),
+        ('schedule = "@daily"\ncommand = "x"\ncatch_up = "twice"', "catch_up: unknown value 'twice'"),
+        ('schedule = "@daily"\ncommand = "x"\nscope = "global"', "scope: unknown value 'global'"),
+        ('at = "tomorrow"\ncommand = "x"', "at: 'tomorrow' is not a timestamp"),
+        ('schedule = "@daily"\ncommand = "x"\nname = "' + "n" * 129 + '"', "name: is 129 characters; the limit is 128"),
+    ],
+)
+def test_single_problems(tmp_path: Path, body: str, expected: str) -> None:
+    path = write_config(tmp_path, '[[tasks]]\nid = "t"\n' + body + "\n")
+    msgs = problems_of(path)
+    assert any(expected in m for m in msgs), msgs
+    assert all(m.startswith(f"{path}:1: tasks[0] (t)") for m in msgs), msgs
+
+
+def test_missing_id_and_long_id(tmp_path: Path) -> None:
+    path = write_config(tmp_path, f"""
+        [[tasks]]
+        schedule = "@daily"
+        command = "x"
+
+        [[tasks]]
+        id = "{"a" * 65}"
+        schedule = "@daily"
+        command = "x"
+    """)
+    msgs = problems_of(path)
+    assert f"{path}:1: tasks[0].id: missing required key 'id'" in msgs
+    assert any("is 65 characters; the limit is 64" in m for m in msgs)
+
+
+def test_unknown_top_level_and_settings_keys(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [jobctl]
+        timezone = "Mars/Olympus"
+        shel = "/bin/bash"
+
+        [[task]]
+        id = "x"
+    """)
+    msgs = problems_of(path)
+    assert any("unknown key 'task'; did you mean 'tasks'?" in m for m in msgs), msgs
+    assert f"{path}:1: jobctl.shel: unknown key 'shel'; did you mean 'shell'?" in msgs
+    assert any("jobctl.timezone: unknown time zone 'Mars/Olympus'" in m for m in msgs)
+
+
+def test_single_bracket_tasks_table_is_explained(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[tasks]\nid = "x"\n')
+    assert any("write each task as a [[tasks]] table (double brackets)" in m for m in problems_of(path))
+
+
+def test_at_in_past_is_a_warning_not_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "old"
+        at = "2020-01-01T00:00:00Z"
+        command = "true"
+
+        [[tasks]]
+        id = "local"
+        at = 2026-12-24T18:00:00
+        timezone = "Europe/Berlin"
+        command = "true"
+    """)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [str(w) for w in ss.warnings] == [
+        f"{path}:1: tasks[0] (old).at: warning: 2020-01-01T00:00:00+00:00 is in the past; the task will never run"
+    ]
+    local = ss.tasks[1].schedule
+    assert isinstance(local, AtSchedule)
+    assert local.at.astimezone(timezone.utc) == datetime(2026, 12, 24, 17, 0, tzinfo=timezone.utc)
+
+
+def test_header_inside_multiline_string_is_not_counted(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '''
+        [[tasks]]
+        id = "a"
+        description = """
+        [[tasks]]
+        """
+        schedule = "@daily"
+        command = "x"
+
+        [[tasks]]
+        id = "b"
+        schedule = "bad"
+        command = "x"
+    ''')
+    (msg,) = problems_of(path)
+    assert msg.startswith(f"{path}:9: tasks[1] (b).schedule")
+
+
+def test_find_config_order_and_missing_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    local = write_config(tmp_path, "")
+    assert find_config(None, {}, tmp_path) == local
+    other = write_config(tmp_path, "", name="other.toml")
+    assert find_config(None, {"JOBCTL_CONFIG": str(other)}, tmp_path) == other
+    assert find_config(other, {"JOBCTL_CONFIG": str(local)}, tmp_path) == other
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigNotFoundError) as info:
+        find_config(None, {}, empty)
+    assert str(empty / "jobctl.toml") in str(info.value)
+    assert str(tmp_path / "xdg" / "jobctl" / "jobctl.toml") in str(info.value)
+
+
+def test_state_path_order(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[jobctl]\nstate = "s.db"\n')
+    settings = resolve(path, system_zone="UTC", now=NOW).settings
+    assert state_path(None, {}, settings) == tmp_path / "s.db"
+    assert state_path(None, {"JOBCTL_STATE": "/e.db"}, settings) == Path("/e.db")
+    assert state_path(Path("/f.db"), {"JOBCTL_STATE": "/e.db"}, settings) == Path("/f.db")
