@@ -198,8 +198,12 @@ def parse_cron(text: str) -> CronSchedule:
     return CronSchedule(text=text, expr=expr.upper(), fixed_time=fixed)
 
 
+@lru_cache(maxsize=4096)
 def parse_schedule(text: str) -> Schedule:
-    """Read a `schedule` value: cron, @shortcut, @reboot or an interval."""
+    """Read a `schedule` value: cron, @shortcut, @reboot or an interval.
+
+    Cached: configs repeat a few expressions across many tasks.
+    """
     stripped = text.strip()
     if stripped.lower() == "@reboot":
         return RebootSchedule(text=stripped)

@@ -88,7 +88,9 @@ def err(message: str) -> None:
 def print_json(value: Any) -> None:
     import json
 
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    # indented for people; compact (about 3x faster to encode) for pipes
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
