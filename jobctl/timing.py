@@ -381,3 +381,29 @@ def iter_fires(
             return
         yield fire
         current = fire
+
+
+def missed_fires(
+    schedule: Schedule, tz: ZoneInfo, since: datetime, until: datetime, limit: int
+) -> list[datetime]:
+    """The latest `limit` fires in (since, until], oldest first.
+
+    Looks back from `until` in growing windows, so a long downtime of a
+    frequent task costs about `limit` fire computations, not one per fire.
+    """
+    since_utc, until_utc = since.astimezone(UTC), until.astimezone(UTC)
+    if until_utc <= since_utc or isinstance(schedule, (IntervalSchedule, RebootSchedule)):
+        return []
+    window = timedelta(hours=1)
+    while True:
+        start = max(since_utc, until_utc - window)
+        fires: list[datetime] = []
+        for fire in iter_fires(schedule, tz, start):
+            if fire.astimezone(UTC) > until_utc:
+                break
+            fires.append(fire)
+            if len(fires) > 4 * limit + 64:
+                fires = fires[-limit:]
+        if len(fires) >= limit or start == since_utc:
+            return fires[-limit:]
+        window *= 4

@@ -37,9 +37,13 @@ class FakeClock:
 
 
 @pytest.fixture(autouse=True)
-def _pin_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+def _pin_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     # rich sizes tables from COLUMNS; pin it so output does not wrap by machine.
     monkeypatch.setenv("COLUMNS", "200")
+    # default config and state paths land in the test's temp dir, never in ~
+    base = tmp_path_factory.mktemp("home")
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(base / var.lower()))
     monkeypatch.delenv("JOBCTL_CONFIG", raising=False)
     monkeypatch.delenv("JOBCTL_STATE", raising=False)
 

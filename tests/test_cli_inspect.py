@@ -86,7 +86,8 @@ def test_list_json(cli, tmp_path: Path) -> None:
     rows = json.loads(result.stdout)
     assert [r["id"] for r in rows] == ["backup", "poll", "off"]
     assert set(rows[0]) == {"id", "name", "group", "description", "schedule", "timezone",
-                            "enabled", "next_run", "owner"}
+                            "enabled", "next_run", "owner", "last_run"}
+    assert rows[0]["last_run"] is None  # no state file yet
     # NOW is 2026-06-15T12:00Z; 02:30 Berlin (CEST, +02:00) next is the 16th
     assert rows[0]["next_run"] == "2026-06-16T02:30:00+02:00"
     assert rows[0]["owner"] == "config" and rows[0]["group"] == "db"
@@ -99,7 +100,8 @@ def test_list_table(cli, tmp_path: Path) -> None:
     result = cli("list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT", "RUN"]
+    assert lines[0].split() == ["ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT", "RUN",
+                                "LAST", "RUN"]
     backup = next(line for line in lines if line.startswith("backup"))
     assert "Nightly backup" in backup and "30 2 * * *" in backup
     assert "in 12h 30m (2026-06-16T02:30:00+02:00)" in backup

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from jobctl.cli import inspect
+from jobctl.cli import control, inspect, run
 
 app = typer.Typer(
     name="jobctl",
@@ -26,6 +26,13 @@ app.command("validate")(inspect.validate)
 app.command("list")(inspect.list_tasks)
 app.command("show")(inspect.show)
 app.command("next")(inspect.next_fires)
+app.command("run")(run.run)
+app.command("run-now")(control.run_now)
+app.command("enable")(control.enable)
+app.command("disable")(control.disable)
+app.command("history")(control.history)
+app.command("logs")(control.logs)
+app.command("status")(control.status)
 
 
 def main() -> None:

@@ -121,3 +121,30 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def open_state(svc: Services, schedule_set: ScheduleSet, state: Path | None, *, create: bool):  # type: ignore[no-untyped-def]
+    """Open the state file (None if absent and not `create`), after marking
+    runs of a dead runner or run-now `interrupted`."""
+    from jobctl.config import state_path
+    from jobctl.lifecycle import recover_orphans
+    from jobctl.store import open_store
+
+    path = state_path(state, svc.env, schedule_set.settings)
+    store = open_store(path, create=create)
+    if store is not None:
+        recover_orphans(store, svc.now())
+    return store
+
+
+def live_anchor(store: object, now: datetime) -> datetime | None:
+    """The interval anchor of a live runner on this state file, if any."""
+    from jobctl.lifecycle import lease_alive
+    from jobctl.store import SqliteStore
+
+    if not isinstance(store, SqliteStore):
+        return None
+    lease = store.lease()
+    if lease is not None and lease_alive(lease, now):
+        return lease.anchor
+    return None

@@ -7,15 +7,34 @@ from typing import Annotated
 
 import typer
 
-from jobctl.cli._common import ConfigOption, JsonOption, command, err, print_json, services
+from jobctl.cli._common import (
+    ConfigOption,
+    JsonOption,
+    StateOption,
+    command,
+    err,
+    live_anchor,
+    open_state,
+    print_json,
+    services,
+)
 
 
-def _next_runs(task: object, now: datetime, count: int) -> list[datetime]:
+def _next_runs(task: object, now: datetime, count: int, anchor: datetime | None) -> list[datetime]:
     from jobctl.model import Task
     from jobctl.timing import fire_times, load_zone
 
     assert isinstance(task, Task)
-    return fire_times(task.schedule, load_zone(task.timezone), now, count)
+    return fire_times(task.schedule, load_zone(task.timezone), now, count, anchor)
+
+
+def _last_run_json(record: object) -> dict[str, object] | None:
+    from jobctl.store import RunRecord
+
+    if not isinstance(record, RunRecord):
+        return None
+    return {"id": record.id, "status": record.status.value,
+            "started_at": record.started_at.isoformat()}
 
 
 @command
@@ -33,46 +52,70 @@ def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
 
 
 @command
-def list_tasks(ctx: typer.Context, config: ConfigOption = None, json: JsonOption = False) -> None:
-    """List every task with its schedule and next run.
+def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOption = None,
+               json: JsonOption = False) -> None:
+    """List every task with its schedule, next run and last run.
 
     Example: jobctl list --json
     """
+    import dataclasses
+
     from jobctl.cli.render import relative, schedule_text, short_iso, task_summary
     from jobctl.timing import load_zone, next_fire
 
     svc = services(ctx)
     schedule_set = svc.load(config)
     now = svc.now()
+    store = open_state(svc, schedule_set, state, create=False)
+    overrides = store.overrides() if store else {}
+    last_runs = store.last_runs() if store else {}
+    anchor = live_anchor(store, now)
     rows = []
     for task in schedule_set.tasks:
+        if task.id in overrides:
+            task = dataclasses.replace(task, enabled=overrides[task.id])
         upcoming = (
-            next_fire(task.schedule, load_zone(task.timezone), now) if task.enabled else None
+            next_fire(task.schedule, load_zone(task.timezone), now, anchor) if task.enabled else None
         )
-        rows.append((task, upcoming))
+        rows.append((task, upcoming, last_runs.get(task.id)))
     if json:
-        print_json([task_summary(task, upcoming) for task, upcoming in rows])
+        out = []
+        for task, upcoming, last in rows:
+            item = task_summary(task, upcoming)
+            item["last_run"] = _last_run_json(last)
+            out.append(item)
+        print_json(out)
         return
-    from rich.console import Console
+    from jobctl.cli.render import console
     from rich.table import Table
     from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for title in ("ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN"):
+    for title in ("ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN", "LAST RUN"):
         table.add_column(title, overflow="fold")
-    for task, upcoming in rows:
+    for task, upcoming, last in rows:
         when = "-" if upcoming is None else f"{relative(upcoming, now)} ({short_iso(upcoming)})"
         if task.enabled and upcoming is None:
             when = "at runner start" if schedule_text(task) == "@reboot" else "never"
         table.add_row(
             *(Text(v) for v in (task.id, task.name, task.group or "", schedule_text(task), task.timezone)),
-            "yes" if task.enabled else "[yellow]no[/]", when,
+            "yes" if task.enabled else "[yellow]no[/]", when, _last_text(last, now),
         )
-    console = Console()
+    out = console()
     if not rows:
-        console.print("no tasks")
+        out.print("no tasks")
         return
-    console.print(table)
+    out.print(table)
+
+
+def _last_text(record: object, now: datetime) -> str:
+    from jobctl.cli.render import STATUS_STYLE, relative
+    from jobctl.store import RunRecord
+
+    if not isinstance(record, RunRecord):
+        return "-"
+    style = STATUS_STYLE.get(record.status.value, "")
+    return f"[{style}]{record.status.value}[/] {relative(record.started_at, now)}"
 
 
 @command
@@ -80,6 +123,7 @@ def show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
     config: ConfigOption = None,
+    state: StateOption = None,
     json: JsonOption = False,
 ) -> None:
     """Show every resolved field of one task and its next 5 fire times.
@@ -95,12 +139,21 @@ def show(
     if task is None:
         raise UnknownTaskError(task_id, schedule_set.ids)
     now = svc.now()
-    upcoming = _next_runs(task, now, 5)
+    store = open_state(svc, schedule_set, state, create=False)
+    if store is not None:
+        import dataclasses
+
+        override = store.overrides().get(task.id)
+        if override is not None:
+            task = dataclasses.replace(task, enabled=override)
+    upcoming = _next_runs(task, now, 5, live_anchor(store, now)) if task.enabled else []
     detail = task_detail(task, upcoming)
+    last = store.last_runs().get(task.id) if store else None
+    detail["last_run"] = _last_run_json(last)
     if json:
         print_json(detail)
         return
-    from rich.console import Console
+    from jobctl.cli.render import console
     from rich.table import Table
     from rich.text import Text
 
@@ -108,7 +161,7 @@ def show(
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in detail.items():
-        if key in ("next_runs", "next_run"):
+        if key in ("next_runs", "next_run", "last_run"):
             continue
         if value is None or value == {}:
             text = "-"
@@ -123,13 +176,14 @@ def show(
         else:
             text = str(value)
         table.add_row(key, Text(text))
+    table.add_row("last run", _last_text(last, now) + (f" (run #{last.id})" if last else ""))
     if not task.enabled:
         table.add_row("next runs", "none: the task is disabled")
     elif not upcoming:
         table.add_row("next runs", "none")
     for i, fire in enumerate(upcoming):
         table.add_row("next runs" if i == 0 else "", f"{fire.isoformat()}  ({relative(fire, now)})")
-    Console().print(table)
+    console().print(table)
 
 
 @command

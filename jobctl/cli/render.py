@@ -9,6 +9,31 @@ from jobctl.model import AtSchedule, IntervalSchedule, RebootSchedule, Task
 from jobctl.timing import format_duration
 
 
+STATUS_STYLE = {
+    "running": "cyan",
+    "success": "green",
+    "failed": "red",
+    "timeout": "red",
+    "skipped": "yellow",
+    "interrupted": "magenta",
+}
+
+
+def console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    """A rich console; off a terminal, as wide as the content needs
+    (rich would otherwise wrap tables at 80 columns in pipes and files)."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty():
+        width = int(os.environ.get("COLUMNS", "0") or 0) or 1000
+    return Console(file=stream, width=width)
+
+
 def iso(dt: datetime | None) -> str | None:
     """ISO 8601 with offset; microseconds only when there are some."""
     return None if dt is None else dt.isoformat()

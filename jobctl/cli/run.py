@@ -1,0 +1,218 @@
+"""`jobctl run`: the foreground runner, and how its events are shown."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from jobctl.cli._common import ConfigOption, StateOption, command, services
+
+if TYPE_CHECKING:
+    from jobctl.runner import Event, Runner
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"event": event.kind, "at": event.at.isoformat()}
+    for key in ("task_id", "run_id", "exit_code", "duration_s"):
+        value = getattr(event, key)
+        if value is not None:
+            out[key] = round(value, 3) if key == "duration_s" else value
+    if event.trigger is not None:
+        out["trigger"] = event.trigger.value
+    if event.scheduled_for is not None:
+        out["scheduled_for"] = event.scheduled_for.isoformat()
+    if event.status is not None:
+        out["status"] = event.status.value
+    if event.message:
+        out["message"] = event.message
+    return out
+
+
+class PlainReporter:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def __call__(self, event: Event) -> None:
+        f = _fields(event)
+        at = event.at.astimezone().isoformat(timespec="milliseconds")
+        task = f" {event.task_id}" if event.task_id else ""
+        run = f" run={event.run_id}" if event.run_id is not None else ""
+        if event.kind == "ready":
+            line = f"ready: {event.message}, state {event.data.get('state')}"
+            for fire, task_id in event.data.get("upcoming", [])[:5]:  # type: ignore[attr-defined]
+                line += f"\n{at}   next {task_id} at {fire.astimezone().isoformat()}"
+        elif event.kind == "start":
+            line = f"start{task}{run} trigger={f['trigger']}"
+            if "scheduled_for" in f:
+                line += f" scheduled={f['scheduled_for']}"
+            line += f" pid={event.data.get('pid')}"
+        elif event.kind == "finish":
+            line = f"finish{task}{run} status={f['status']} duration={f.get('duration_s', 0):.3f}s"
+            if event.exit_code is not None:
+                line += f" exit={event.exit_code}"
+            if event.message:
+                line += f" ({event.message})"
+        elif event.kind == "skip":
+            line = f"skip{task}{run} scheduled={f.get('scheduled_for')} ({event.message})"
+        else:
+            line = f"{event.kind}{task}" + (f": {event.message}" if event.message else "")
+            for problem in event.data.get("problems", []):  # type: ignore[attr-defined]
+                line += f"\n  {problem}"
+        self.stream.write(f"{at} {line}\n")
+        self.stream.flush()
+
+
+class JsonReporter:
+    """One JSON object per line."""
+
+    def __call__(self, event: Event) -> None:
+        import json
+
+        sys.stdout.write(json.dumps(_fields(event)) + "\n")
+        sys.stdout.flush()
+
+
+class LiveReporter:
+    """A live rich view of upcoming and running tasks and recent results."""
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        from rich.console import Console
+
+        self.console = Console()
+        self.recent: deque[Event] = deque(maxlen=8)
+        self.messages: deque[str] = deque(maxlen=4)
+        self.runner: Runner | None = None
+        self.live: Any = None
+
+    def attach(self, runner: Runner) -> None:
+        from rich.live import Live
+
+        self.runner = runner
+        self.live = Live(get_renderable=self.render, console=self.console,
+                         refresh_per_second=2, transient=False)
+        self.live.start()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind in ("finish", "skip"):
+            self.recent.appendleft(event)
+        elif event.kind in ("reload", "error", "missed", "stopping", "ready"):
+            self.messages.appendleft(
+                f"{event.at.astimezone():%H:%M:%S} {event.kind}"
+                + (f" {event.task_id}" if event.task_id else "")
+                + (f": {event.message}" if event.message else "")
+            )
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        from jobctl.cli.render import STATUS_STYLE, relative
+
+        runner = self.runner
+        now = datetime.now().astimezone()
+        parts: list[Any] = []
+        if runner is None:
+            return Text("starting...")
+        head = Text(f"jobctl run: {len(runner.tasks)} tasks, state {runner.store.path}", style="bold")
+        if runner.stopping:
+            head.append("  (stopping)", style="yellow")
+        parts.append(head)
+        running = Table(title="running", title_justify="left", box=None, expand=False)
+        for col in ("RUN", "TASK", "TRIGGER", "FOR"):
+            running.add_column(col)
+        for active in list(runner.active.values()):
+            running.add_row(str(active.run_id), Text(active.task.id), active.trigger.value,
+                            relative(active.started, now).replace(" ago", ""))
+        parts.append(running if runner.active else Text("running: nothing", style="dim"))
+        upcoming = Table(title="upcoming", title_justify="left", box=None)
+        for col in ("TASK", "WHEN", "AT"):
+            upcoming.add_column(col)
+        for fire, task_id in runner.upcoming(8):
+            upcoming.add_row(Text(task_id), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+        parts.append(upcoming)
+        recent = Table(title="recent", title_justify="left", box=None)
+        for col in ("RUN", "TASK", "STATUS", "DURATION", "NOTE"):
+            recent.add_column(col)
+        for event in list(self.recent):
+            status = event.status.value if event.status else ""
+            recent.add_row(str(event.run_id or ""), Text(event.task_id or ""),
+                           Text(status, style=STATUS_STYLE.get(status, "")),
+                           f"{event.duration_s:.1f}s" if event.duration_s is not None else "",
+                           Text(event.message))
+        parts.append(recent)
+        for message in list(self.messages):
+            parts.append(Text(message, style="dim"))
+        return Group(*parts)
+
+
+@command
+def run(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    state: StateOption = None,
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", help="auto (live view on a terminal, else text), text, or json."),
+    ] = "auto",
+) -> None:
+    """Run the schedule in the foreground until SIGTERM or Ctrl-C.
+
+    Validates the config (exit 2 if invalid), takes the runner lease on the
+    state file (exit 75 if another runner holds it), then fires tasks on time.
+    SIGHUP or a saved change to the config file reloads it.
+
+    Example: jobctl run -c jobctl.toml --log-format json
+    """
+    from jobctl.clock import SystemClock
+    from jobctl.config import find_config
+    from jobctl.errors import UsageError
+    from jobctl.resolve import resolve
+    from jobctl.runner import ConfigWatcher, Runner
+
+    if log_format not in ("auto", "text", "json"):
+        raise UsageError(f"--log-format must be auto, text or json, not '{log_format}'")
+    svc = services(ctx)
+    schedule_set = svc.load(config)
+    path = find_config(config, svc.env, svc.cwd)
+    from jobctl.cli._common import open_state
+
+    store = open_state(svc, schedule_set, state, create=True)
+    assert store is not None
+    live = log_format == "auto" and sys.stdout.isatty()
+    reporter: Any
+    if live:
+        reporter = LiveReporter()
+    elif log_format == "json":
+        reporter = JsonReporter()
+    else:
+        reporter = PlainReporter()
+    clock = svc.clock or SystemClock()
+
+    def load() -> Any:
+        return resolve(path, system_zone=svc.zone(), now=clock.now())
+
+    runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
+                    reload_config=load)
+    watcher = ConfigWatcher(path, load, clock, reporter)
+    if live:
+        reporter.attach(runner)
+    try:
+        code = runner.run_forever(watch=watcher)
+    finally:
+        if live:
+            reporter.close()
+        store.close()
+    raise typer.Exit(code)
+

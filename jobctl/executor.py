@@ -1,0 +1,387 @@
+"""Start task processes and carry their output to a bounded log file.
+
+This is the only module in jobctl that imports subprocess. Each task runs in
+its own session (so its process group id equals its pid, and signalling the
+group reaches every grandchild), with stdin from /dev/null and stdout and
+stderr interleaved into one non-blocking pipe. The runner waits on many
+`RunningProcess` pipes with `selectors` and calls `pump()` on the ready ones;
+`run-now` calls `wait()` on one.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jobctl import procinfo
+from jobctl.errors import JobctlError
+
+_CHUNK = 64 * 1024
+# One pump() reads at most this much, so one noisy task cannot starve the
+# others sharing the runner's selector loop.
+_PUMP_LIMIT = 1024 * 1024
+# close() reads at most this much: enough for anything already sitting in the
+# pipe, but finite when a grandchild keeps writing.
+_DRAIN_LIMIT = 4 * 1024 * 1024
+# How long wait() blocks in one select(): the bound on how late it notices an
+# exit while a grandchild still holds the pipe open.
+_WAIT_STEP = 0.05
+# After SIGKILL a process dies at once unless stuck in the kernel; don't hang
+# on one that is.
+_KILL_WAIT = 5.0
+
+
+class SpawnError(JobctlError):
+    """The program could not be started; the message says what and why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def build_argv(command: str | None, argv: Sequence[str] | None, shell: str) -> list[str]:
+    """The argv to exec: `[shell, "-c", command]` for a command string, else `argv`."""
+    if command is not None:
+        return [shell, "-c", command]
+    if argv is not None:
+        return list(argv)
+    raise ValueError("a task needs a command or an argv")
+
+
+def build_env(
+    base: Mapping[str, str],
+    task_env: Mapping[str, str],
+    *,
+    task_id: str,
+    run_id: int,
+    scheduled_for: str,
+    trigger: str,
+) -> dict[str, str]:
+    """The environment of a run: `base`, then the task's env, then JOBCTL_*.
+
+    JOBCTL_* come last so a task's env cannot spoof which run it is.
+    """
+    env = dict(base)
+    env.update(task_env)
+    env["JOBCTL_TASK_ID"] = task_id
+    env["JOBCTL_RUN_ID"] = str(run_id)
+    env["JOBCTL_SCHEDULED_FOR"] = scheduled_for
+    env["JOBCTL_TRIGGER"] = trigger
+    return env
+
+
+class LogSink:
+    """A log file that never grows past about `max_bytes`.
+
+    Output goes straight to the file (flushed, so `logs --follow` sees it
+    live) while it fits. Once it would not, the file keeps the first
+    `max_bytes // 2` bytes and memory keeps only the latest
+    `max_bytes - max_bytes // 2`; `close()` appends a marker line saying how
+    many bytes were cut, then that tail. `cut` counts the bytes dropped so far.
+    Memory stays bounded by the tail size whatever is written.
+    """
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.cut = 0
+        self._max = max_bytes
+        self._head = max_bytes // 2
+        self._tail_max = max_bytes - self._head
+        self._size = 0  # bytes in the file
+        self._tail: bytearray | None = None  # None until the limit is passed
+        self._closed = False
+        # w+b: on overflow the bytes past the head are read back into memory.
+        self._file = open(path, "w+b")
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError("write to a closed LogSink")
+        if not data:
+            return
+        if self._tail is None:
+            if self._size + len(data) <= self._max:
+                self._file.write(data)
+                self._file.flush()
+                self._size += len(data)
+                return
+            self._start_tail()
+            if self._size < self._head:
+                # Top the head up from this write.
+                room = self._head - self._size
+                self._file.write(data[:room])
+                self._file.flush()
+                self._size += room
+                data = data[room:]
+        self._append_tail(data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._tail is not None:
+                marker = f"\n[jobctl: {self.cut} bytes cut from the middle of this log]\n"
+                self._file.write(marker.encode())
+                self._file.write(self._tail)
+                self._tail = bytearray()
+        finally:
+            self._file.close()
+
+    def _start_tail(self) -> None:
+        self._tail = bytearray()
+        if self._size > self._head:
+            self._file.seek(self._head)
+            beyond = self._file.read()
+            self._file.seek(self._head)
+            self._file.truncate()
+            self._size = self._head
+            self._append_tail(beyond)
+        self._file.flush()
+
+    def _append_tail(self, data: bytes) -> None:
+        tail = self._tail
+        assert tail is not None
+        if len(data) >= self._tail_max:
+            # Replace rather than append, so one huge write never sits in
+            # the buffer whole.
+            self.cut += len(tail) + len(data) - self._tail_max
+            tail[:] = data[len(data) - self._tail_max:]
+            return
+        tail += data
+        excess = len(tail) - self._tail_max
+        if excess > 0:
+            self.cut += excess
+            del tail[:excess]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to start one run's process."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    log_path: Path
+    max_log_bytes: int
+    echo: BinaryIO | None = None
+    """If set, output is also written here (e.g. `sys.stdout.buffer` for run-now)."""
+
+
+class RunningProcess:
+    """A started task process, its own process group, and its output pipe.
+
+    Identity for a later runner: (`boot`, `pid`, `start_token`), see
+    `procinfo.is_same_process`. `fileno()` is the pipe's read end, so many of
+    these can share one selector; call `pump()` when it is readable, `poll()`
+    for the exit, and `close()` once after the exit.
+    """
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        sink: LogSink,
+        echo: BinaryIO | None,
+        *,
+        started_monotonic: float,
+    ) -> None:
+        assert popen.stdout is not None
+        self.pid = popen.pid
+        # start_new_session makes the child a session and group leader.
+        self.pgid = popen.pid
+        # Read before the child is reaped, while its pid cannot be reused.
+        self.start_token = procinfo.process_start(popen.pid)
+        self.boot = procinfo.boot_id()
+        self.started_monotonic = started_monotonic
+        self._popen = popen
+        self._pipe = popen.stdout
+        self._fd = self._pipe.fileno()
+        os.set_blocking(self._fd, False)
+        self._sink = sink
+        self._echo = echo
+        self._eof = False
+        self._closed = False
+
+    def fileno(self) -> int:
+        """The read end of the output pipe; ValueError once closed, like a file."""
+        if self._closed:
+            raise ValueError("fileno of a closed RunningProcess")
+        return self._fd
+
+    def pump(self) -> bool:
+        """Move what output is available now to the log; False once at EOF."""
+        if self._closed or self._eof:
+            return False
+        self._read(_PUMP_LIMIT)
+        return not self._eof
+
+    def poll(self) -> int | None:
+        """The exit code (negative: killed by that signal), or None if running."""
+        return self._popen.poll()
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the whole process group (the child and its children)."""
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the child exits, logging its output meanwhile.
+
+        Returns the exit code, or None if `timeout` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            if not (self._closed or self._eof):
+                selector.register(self._fd, selectors.EVENT_READ)
+            while True:
+                code = self.poll()
+                if code is not None:
+                    # What the child wrote before exiting is in the pipe now.
+                    self.pump()
+                    return code
+                step = _WAIT_STEP
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    step = min(step, remaining)
+                if selector.get_map():
+                    # Short steps: a grandchild may hold the pipe open after
+                    # the child exits, so EOF is no sign of exit.
+                    selector.select(step)
+                    if not self.pump():
+                        selector.unregister(self._fd)
+                else:
+                    try:
+                        self._popen.wait(step)
+                    except subprocess.TimeoutExpired:
+                        pass
+
+    def close(self) -> None:
+        """Log what output is left without blocking, then close pipe and log."""
+        if self._closed:
+            return
+        try:
+            if not self._eof:
+                # A grandchild may keep the pipe open (and even keep writing)
+                # long after the child exits: take what is there, then stop.
+                self._read(_DRAIN_LIMIT)
+        finally:
+            self._closed = True
+            try:
+                self._pipe.close()
+            finally:
+                self._sink.close()
+
+    def _read(self, limit: int) -> None:
+        taken = 0
+        while taken < limit:
+            try:
+                chunk = os.read(self._fd, _CHUNK)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._eof = True
+                return
+            taken += len(chunk)
+            self._sink.write(chunk)
+            self._write_echo(chunk)
+
+    def _write_echo(self, chunk: bytes) -> None:
+        if self._echo is None:
+            return
+        try:
+            self._echo.write(chunk)
+            self._echo.flush()
+        except (OSError, ValueError):
+            # The terminal went away (e.g. `run-now | head`); the log must
+            # still get everything, so stop echoing rather than fail the run.
+            self._echo = None
+
+
+def spawn(launch: Launch) -> RunningProcess:
+    """Start `launch.argv` in a new session, output going to its log.
+
+    Raises SpawnError, with a plain reason, if it cannot start.
+    """
+    if not launch.argv:
+        raise SpawnError("cannot start an empty command")
+    program = launch.argv[0]
+    if launch.cwd is not None and not os.path.isdir(launch.cwd):
+        if os.path.exists(launch.cwd):
+            raise SpawnError(f"cwd '{launch.cwd}' is not a directory")
+        raise SpawnError(f"cwd '{launch.cwd}' does not exist")
+    try:
+        sink = LogSink(launch.log_path, launch.max_log_bytes)
+    except OSError as exc:
+        raise SpawnError(f"cannot open log '{launch.log_path}': {_reason(exc)}") from exc
+    try:
+        # No preexec_fn: it would turn off the vfork fast path, and a big
+        # runner must not fork() its whole address space per job.
+        popen = subprocess.Popen(
+            launch.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=launch.cwd,
+            env=launch.env,
+            start_new_session=True,
+            close_fds=True,
+            bufsize=0,
+        )
+    except OSError as exc:
+        sink.close()
+        if launch.cwd is not None and exc.filename == launch.cwd:
+            raise SpawnError(f"cannot use cwd '{launch.cwd}': {_reason(exc)}") from exc
+        raise SpawnError(f"cannot start '{program}': {_reason(exc)}") from exc
+    except ValueError as exc:
+        # e.g. a NUL byte in an argument or env value.
+        sink.close()
+        raise SpawnError(f"cannot start '{program}': {exc}") from exc
+    except BaseException:
+        sink.close()
+        raise
+    return RunningProcess(popen, sink, launch.echo, started_monotonic=time.monotonic())
+
+
+def stop_group(
+    proc: RunningProcess,
+    grace: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int | None:
+    """SIGTERM the process group, give the child `grace` seconds to exit, then
+    SIGKILL the group (grandchildren included) and return the exit code.
+
+    None means the child survived even SIGKILL for a few seconds (stuck in the
+    kernel). This blocks; the runner uses its own non-blocking steps.
+    """
+    proc.signal_group(signal.SIGTERM)
+    deadline = clock() + grace
+    while proc.poll() is None:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        proc.pump()
+        sleep(min(_WAIT_STEP, remaining))
+    # Even after the child exits, a grandchild may have ignored SIGTERM.
+    proc.signal_group(signal.SIGKILL)
+    return proc.wait(_KILL_WAIT)
+
+
+def _reason(exc: OSError) -> str:
+    # "No such file or directory" -> "no such file or directory", mid-sentence.
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,215 @@
+"""Run lifecycle steps shared by the runner and the CLI's control commands:
+who we are, whether an owner is alive, recovering a dead owner's runs,
+starting one run, and describing how a run ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from jobctl import procinfo
+from jobctl.errors import EXIT_BUSY, JobctlError
+from jobctl.executor import Launch, RunningProcess, SpawnError, build_argv, build_env, spawn
+from jobctl.model import RunStatus, Settings, Task, Trigger
+from jobctl.store import Lease, Owner, RunRecord, SqliteStore
+
+# A lease whose holder we cannot check (another host) counts as alive while
+# its heartbeat is younger than this.
+LEASE_STALE_AFTER = 30.0
+
+
+def self_owner() -> Owner:
+    pid = os.getpid()
+    return Owner(pid, procinfo.host_name(), procinfo.boot_id(), procinfo.process_start(pid))
+
+
+def owner_alive(owner: Owner) -> bool:
+    """True if the process that owns a run or lease still exists (this host only:
+    runs of other hosts count as alive)."""
+    if owner.host != procinfo.host_name():
+        return True
+    return procinfo.is_same_process(owner.pid, owner.start, owner.boot_id or None)
+
+
+def lease_alive(lease: Lease, now: datetime) -> bool:
+    if lease.host != procinfo.host_name():
+        return (now - lease.heartbeat_at).total_seconds() < LEASE_STALE_AFTER
+    return owner_alive(lease.owner)
+
+
+def kill_orphan_group(run: RunRecord, grace: float = 2.0) -> None:
+    """Stop a dead owner's child group, but only if it is provably the same
+    process (same boot, same start time): a recycled pid is left alone."""
+    if run.pid is None or run.host != procinfo.host_name():
+        return
+    if not procinfo.is_same_process(run.pid, run.proc_start, run.boot_id or None):
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(run.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not procinfo.group_alive(run.pid):
+                return
+            time.sleep(0.02)
+
+
+def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
+    """Mark `interrupted` every run left `running` by an owner that is gone,
+    after stopping its process group. Returns the run ids changed."""
+    changed: list[int] = []
+    for run in store.running():
+        if owner_alive(run.owner):
+            continue
+        kill_orphan_group(run)
+        what = "runner" if run.trigger is not Trigger.MANUAL else "jobctl run-now"
+        changed += store.mark_interrupted(
+            [run.id], now, f"{what} (pid {run.owner.pid}) stopped or died while it ran"
+        )
+    return changed
+
+
+def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
+               scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
+               started: datetime, echo: object = None) -> Launch:
+    slot = (scheduled_for or started).isoformat()
+    return Launch(
+        argv=build_argv(task.command, task.argv, settings.shell),
+        env=build_env(base_env, task.env, task_id=task.id, run_id=run_id,
+                      scheduled_for=slot, trigger=trigger.value),
+        cwd=task.cwd,
+        log_path=log_path,
+        max_log_bytes=settings.max_log_bytes,
+        echo=echo,  # type: ignore[arg-type]
+    )
+
+
+def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable[[], datetime],
+                  spawner: Callable[[Launch], RunningProcess] = spawn) -> RunningProcess | None:
+    """Spawn a claimed run and record its pid; on failure record it `failed`."""
+    try:
+        proc = spawner(launch)
+    except SpawnError as e:
+        try:
+            launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+            launch.log_path.write_text(f"[jobctl: {e}]\n")
+        except OSError:
+            pass
+        store.finish(run_id, RunStatus.FAILED, now(), error=str(e))
+        return None
+    store.set_process(run_id, proc.pid, proc.start_token, proc.boot)
+    return proc
+
+
+def describe_exit(code: int) -> tuple[RunStatus, str | None]:
+    if code == 0:
+        return RunStatus.SUCCESS, None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return RunStatus.FAILED, f"killed by {name}"
+    return RunStatus.FAILED, f"exit code {code}"
+
+
+class RunBusyError(JobctlError):
+    """run-now under `forbid` while another run of the task is going."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, task_id: str, running: Sequence[RunRecord]) -> None:
+        where = ", ".join(
+            f"#{r.id} ({'runner' if r.trigger is not Trigger.MANUAL else 'run-now'} pid {r.owner.pid}"
+            f" on {r.host}, since {r.started_at.isoformat()})"
+            for r in running
+        )
+        super().__init__(
+            f"task '{task_id}' is already running: run {where}; its concurrency is 'forbid'. "
+            "Use --force to start another anyway."
+        )
+
+
+def stop_run_and_wait(run: RunRecord, grace: float) -> None:
+    """Stop another process's run (SIGTERM, then SIGKILL after `grace`) and
+    wait for its group to go. Only a provably identical process is signalled."""
+    kill_orphan_group(run, grace)
+
+
+def run_now(
+    store: SqliteStore,
+    task: Task,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime],
+    env: Mapping[str, str],
+    echo: BinaryIO | None,
+    force: bool,
+    stop_requested: Callable[[], bool],
+    owner: Owner | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> RunRecord:
+    """Run one task in this process (trigger `manual`) and return its record.
+
+    Follows the task's concurrency policy wherever the other run lives:
+    `forbid` raises RunBusyError unless `force`; `replace` stops the running
+    one first. `stop_requested` is polled: when it turns true the run is
+    stopped and recorded `interrupted`.
+    """
+    owner = owner or self_owner()
+    recover_orphans(store, now())
+    claim = store.claim(task_id=task.id, trigger=Trigger.MANUAL, scheduled_for=None,
+                        concurrency=task.concurrency, force=force, owner=owner, now=now())
+    if claim.outcome == "refused":
+        raise RunBusyError(task.id, claim.blocking)
+    assert claim.run_id is not None
+    run_id = claim.run_id
+    for old in claim.replaced:
+        stop_run_and_wait(old, settings.kill_grace)
+    launch = launch_for(task, settings, run_id=run_id, log_path=store.log_dir / f"{run_id}.log",
+                        scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
+                        started=now(), echo=echo)
+    proc = start_process(store, launch, run_id, now)
+    if proc is not None:
+        deadline = monotonic() + task.timeout if task.timeout else None
+        end: tuple[RunStatus, str] | None = None
+        kill_at: float | None = None
+        code: int | None = None
+        while code is None:
+            code = proc.wait(0.05)
+            if code is not None:
+                break
+            mono = monotonic()
+            if end is None and stop_requested():
+                end = (RunStatus.INTERRUPTED, "stopped by a signal to jobctl run-now")
+            elif end is None and deadline is not None and mono >= deadline:
+                end = (RunStatus.TIMEOUT, f"timed out after {task.timeout:g}s")
+            if end is not None and kill_at is None:
+                proc.signal_group(signal.SIGTERM)
+                kill_at = mono + settings.kill_grace
+            elif kill_at is not None and mono >= kill_at:
+                proc.signal_group(signal.SIGKILL)
+                kill_at = float("inf")
+        proc.close()
+        if end is not None:
+            proc.signal_group(signal.SIGKILL)  # what is left of its group
+            status, error = end
+        else:
+            status, error = describe_exit(code)
+        store.finish(run_id, status, now(), exit_code=code, error=error)
+    for log in store.prune(task.id, settings.history_limit):
+        try:
+            Path(log).unlink()
+        except OSError:
+            pass
+    record = store.get_run(run_id)
+    assert record is not None
+    return record

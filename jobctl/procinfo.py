@@ -1,0 +1,113 @@
+"""Process identity, read from /proc: the only place that knows what makes a
+pid "the same process" across a runner restart.
+
+A pid alone is not an identity: the kernel reuses pids, and a pid recorded
+before a reboot means nothing after it. A process is identified here by
+(boot id, pid, start time in clock ticks since boot); two processes can only
+share all three if they are the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_PROC = Path("/proc")
+
+# Fields of /proc/PID/stat after the ")" that closes comm: field 3 (state) is
+# index 0 there, so field N is index N - 3.
+_STATE = 0
+_STARTTIME = 22 - 3
+
+
+def host_name() -> str:
+    """The name of this host, as recorded with each run."""
+    return socket.gethostname()
+
+
+@lru_cache(maxsize=1)
+def boot_id() -> str:
+    """The kernel's id for the current boot, or "" if it cannot be read."""
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` as an opaque token, or None if there is
+    no such live process (zombies count as gone).
+
+    The token is field 22 of /proc/PID/stat (start time in clock ticks since
+    boot). Without /proc, liveness comes from kill(pid, 0) and a live process
+    gets the token "" (known alive, identity unknown).
+    """
+    if pid <= 0:
+        # kill(0, ...) and kill(-n, ...) address groups, not one process.
+        return None
+    try:
+        stat = (_PROC / str(pid) / "stat").read_bytes()
+    except FileNotFoundError:
+        if _proc_mounted():
+            return None
+        return "" if _alive(pid) else None
+    except OSError:
+        return None
+    # comm (field 2) is in parentheses and may itself hold spaces and ")",
+    # but nothing after it can hold ")", so the last one closes it.
+    _, sep, rest = stat.rpartition(b")")
+    fields = rest.split()
+    if not sep or len(fields) <= _STARTTIME:
+        return None
+    if fields[_STATE] in (b"Z", b"X"):
+        return None
+    return fields[_STARTTIME].decode("ascii")
+
+
+def is_same_process(pid: int, start: str | None, boot: str | None) -> bool:
+    """True only if `pid` is alive now and provably the process recorded with
+    `start` and `boot`: same boot, same start time.
+
+    An empty or missing `start`/`boot` is not checked; a recorded one that
+    cannot be confirmed (e.g. this boot's id is unreadable) counts as a
+    mismatch, since killing a stranger is worse than leaving a process be.
+    """
+    now_start = process_start(pid)
+    if now_start is None:
+        return False
+    if boot and boot != boot_id():
+        return False
+    if start and start != now_start:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True if any process is left in process group `pgid`."""
+    if pgid <= 0:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # It exists; it just belongs to someone else.
+        return True
+    return True
+
+
+def _proc_mounted() -> bool:
+    return (_PROC / "self" / "stat").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,640 @@
+"""The foreground runner: fires the schedule set on time, one process per run.
+
+`Runner.tick(now)` does one step (reap, time out, fire what is due) and
+`run_forever()` is a loop around it that sleeps until the earliest of the next
+fire, a run's deadline, or the next control poll. Due fires wait in a heap
+ordered by (instant, priority, file order); all fires due at one instant are
+claimed and spawned as a batch before their next fires are computed, and tasks
+with the same expression share one next-fire computation (timing's cache).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import selectors
+import signal
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from jobctl import lifecycle, procinfo
+from jobctl.clock import Clock
+from jobctl.errors import JobctlError
+from jobctl.executor import Launch, RunningProcess, spawn
+from jobctl.model import (
+    CatchUp,
+    IntervalSchedule,
+    RebootSchedule,
+    RunStatus,
+    ScheduleSet,
+    Task,
+    Trigger,
+)
+from jobctl.store import LeaseHeldError, Owner, SqliteStore
+from jobctl.timing import load_zone, missed_fires, next_fire
+
+UTC = timezone.utc
+CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config file
+HEARTBEAT_EVERY = 5.0
+MISSED_AFTER = 60.0  # a slot later than this (suspend, clock jump) counts as missed
+CATCH_UP_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the runner did, for the output layer to render."""
+
+    kind: str
+    """ready, start, finish, skip, missed, reload, error, stopping, stopped."""
+    at: datetime
+    task_id: str | None = None
+    run_id: int | None = None
+    trigger: Trigger | None = None
+    scheduled_for: datetime | None = None
+    status: RunStatus | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    message: str = ""
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+Reporter = Callable[[Event], None]
+ConfigLoader = Callable[[], ScheduleSet]
+
+
+@dataclass
+class _Active:
+    run_id: int
+    task: Task
+    proc: RunningProcess
+    trigger: Trigger
+    scheduled_for: datetime | None
+    started: datetime
+    deadline: float | None  # monotonic; when the timeout expires
+    kill_at: float | None = None  # monotonic; when SIGKILL follows SIGTERM
+    end_reason: RunStatus | None = None  # TIMEOUT / INTERRUPTED once we stop it
+    end_error: str | None = None
+
+
+class Runner:
+    """Owns the lease on a state file and runs its schedule set."""
+
+    def __init__(
+        self,
+        schedule_set: ScheduleSet,
+        store: SqliteStore,
+        *,
+        clock: Clock,
+        report: Reporter,
+        env: Mapping[str, str] | None = None,
+        spawner: Callable[[Launch], RunningProcess] = spawn,
+        reload_config: ConfigLoader | None = None,
+        owner: Owner | None = None,
+    ) -> None:
+        self.set = schedule_set
+        self.store = store
+        self.clock = clock
+        self.report = report
+        self.env = dict(os.environ if env is None else env)
+        self.spawner = spawner
+        self.reload_config = reload_config
+        self.owner = owner or lifecycle.self_owner()
+        self.anchor: datetime | None = None
+        self.tasks: dict[str, Task] = {}
+        self.order: dict[str, int] = {}
+        self.gen: dict[str, int] = {}
+        self.heap: list[tuple[datetime, int, int, int, str]] = []
+        self.active: dict[int, _Active] = {}
+        self.catch_up_queue: dict[str, deque[datetime]] = {}
+        self.group_kills: list[tuple[int, float]] = []  # (pgid, monotonic deadline)
+        self.overrides: dict[str, bool] = {}
+        self.control_version = -1
+        self.next_control = 0.0
+        self.next_heartbeat = 0.0
+        self.stopping = False
+        self.stop_deadline: float | None = None
+        self.lost_lease = False
+
+    # -- set-up ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the lease, recover a dead runner's runs, schedule every task,
+        and run catch-ups and @reboot tasks."""
+        now = self.clock.now()
+        lease = self.store.lease()
+        if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
+            raise LeaseHeldError(lease, self.store.path)
+        lifecycle.recover_orphans(self.store, now)
+        lease = self.store.take_lease(self.owner, now, holder_alive=False)
+        self.anchor = lease.anchor
+        self._poll_control(force=True)
+        reboots = self._install(self.set, now, startup=True)
+        self.next_heartbeat = self.clock.monotonic() + HEARTBEAT_EVERY
+        self.report(Event("ready", now, message=f"{len(self.tasks)} tasks",
+                          data={"tasks": len(self.tasks), "state": str(self.store.path),
+                                "upcoming": self.upcoming(10), "anchor": self.anchor}))
+        for task in reboots:
+            self._launch(task, Trigger.SCHEDULE, self.anchor, now)
+
+    def upcoming(self, count: int) -> list[tuple[datetime, str]]:
+        """The next `count` scheduled fires of enabled tasks, soonest first."""
+        out = []
+        for fire, _p, _o, gen, task_id in heapq.nsmallest(count * 2 + 16, self.heap):
+            task = self.tasks.get(task_id)
+            if task is not None and self.gen.get(task_id) == gen and self.enabled(task):
+                out.append((fire, task_id))
+        return out[:count]
+
+    def enabled(self, task: Task) -> bool:
+        return self.overrides.get(task.id, task.enabled)
+
+    def _zone(self, task: Task):  # type: ignore[no-untyped-def]
+        return load_zone(task.timezone)
+
+    def _push(self, task: Task, fire: datetime | None) -> None:
+        if fire is None:
+            return
+        heapq.heappush(self.heap, (fire.astimezone(UTC), task.priority, self.order[task.id],
+                                   self.gen[task.id], task.id))
+
+    def _next(self, task: Task, after: datetime) -> datetime | None:
+        return next_fire(task.schedule, self._zone(task), after, self.anchor)
+
+    def _install(self, schedule_set: ScheduleSet, now: datetime, *, startup: bool) -> list[Task]:
+        """Schedule a (new) set; return the @reboot tasks to start."""
+        old = self.tasks
+        self.set = schedule_set
+        self.tasks = {t.id: t for t in schedule_set.tasks}
+        self.order = {t.id: i for i, t in enumerate(schedule_set.tasks)}
+        last = self.store.last_scheduled()
+        first_seen: list[tuple[str, datetime]] = []
+        entries = []
+        reboots: list[Task] = []
+        for task in schedule_set.tasks:
+            if not startup and old.get(task.id) == task:
+                continue  # unchanged: its heap entry stays valid
+            self.gen[task.id] = self.gen.get(task.id, 0) + 1
+            seen = last.get(task.id)
+            if isinstance(task.schedule, RebootSchedule):
+                if startup:
+                    reboots.append(task)
+                continue
+            if seen is None:
+                first_seen.append((task.id, now))
+            elif startup and not isinstance(task.schedule, IntervalSchedule):
+                self._catch_up(task, seen, now)
+            fire = self._next(task, now)
+            if fire is not None:
+                entries.append((fire.astimezone(UTC), task.priority, self.order[task.id],
+                                self.gen[task.id], task.id))
+        for removed in set(old) - set(self.tasks):
+            self.gen[removed] = self.gen.get(removed, 0) + 1
+            self.catch_up_queue.pop(removed, None)
+        if startup:
+            self.heap = entries
+            heapq.heapify(self.heap)
+        else:
+            for entry in entries:
+                heapq.heappush(self.heap, entry)
+        if first_seen:
+            self.store.set_last_scheduled(first_seen)
+        reboots.sort(key=lambda t: (t.priority, self.order[t.id]))
+        return [t for t in reboots if self.enabled(t)]
+
+    def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
+        limit = {CatchUp.SKIP: 1, CatchUp.ONCE: 1, CatchUp.ALL: CATCH_UP_LIMIT}[task.catch_up]
+        missed = missed_fires(task.schedule, self._zone(task), since, now, limit)
+        if not missed:
+            return
+        if task.catch_up is CatchUp.SKIP or not self.enabled(task):
+            self.store.set_last_scheduled([(task.id, missed[-1])])
+            self.report(Event("missed", now, task_id=task.id, scheduled_for=missed[-1],
+                              message=f"missed fires up to {missed[-1].isoformat()} "
+                                      f"(catch_up = {task.catch_up.value}"
+                                      f"{'' if self.enabled(task) else ', disabled'})"))
+            return
+        self.catch_up_queue.setdefault(task.id, deque()).extend(missed)
+
+    # -- one step ------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> None:
+        """Reap finished runs, enforce timeouts, and fire what is due at `now`."""
+        now = self.clock.now() if now is None else now
+        mono = self.clock.monotonic()
+        if mono >= self.next_control:
+            self._poll_control()
+            self.next_control = mono + CONTROL_POLL
+        self._reap(now)
+        self._enforce_deadlines(mono)
+        if not self.stopping:
+            self._fire_due(now)
+            self._start_catch_ups(now)
+        if mono >= self.next_heartbeat and not self.lost_lease:
+            self.next_heartbeat = mono + HEARTBEAT_EVERY
+            try:
+                if not self.store.heartbeat(self.owner, now):
+                    self.lost_lease = True
+                    self.report(Event("error", now, message="lost the runner lease; stopping"))
+                    self.request_stop()
+            except JobctlError as e:
+                self.report(Event("error", now, message=f"heartbeat: {e}"))
+
+    def _poll_control(self, force: bool = False) -> None:
+        try:
+            version = self.store.control_version()
+            if force or version != self.control_version:
+                self.control_version = version
+                self.overrides = self.store.overrides()
+        except JobctlError as e:
+            self.report(Event("error", self.clock.now(), message=f"reading control state: {e}"))
+
+    def _fire_due(self, now: datetime) -> None:
+        now_utc = now.astimezone(UTC)
+        due = []
+        while self.heap and self.heap[0][0] <= now_utc:
+            entry = heapq.heappop(self.heap)
+            if self.gen.get(entry[4]) == entry[3] and entry[4] in self.tasks:
+                due.append(entry)
+        passed: list[tuple[str, datetime]] = []
+        follow: list[tuple[Task, datetime]] = []
+        for fire, _prio, _order, _gen, task_id in due:
+            task = self.tasks[task_id]
+            late = (now_utc - fire).total_seconds()
+            interval = isinstance(task.schedule, IntervalSchedule)
+            if late > MISSED_AFTER:
+                # the clock jumped or the machine slept: everything from this
+                # slot to now was missed, and catch_up decides what runs
+                if not interval:
+                    self._catch_up(task, fire - timedelta(microseconds=1), now)
+                follow.append((task, now))
+                continue
+            if self.enabled(task):
+                self._launch(task, Trigger.SCHEDULE, fire, now)
+            else:
+                passed.append((task_id, fire))
+            follow.append((task, fire))
+        # next fires only after the whole batch has started
+        for task, after in follow:
+            self._push(task, self._next(task, after))
+        if passed:
+            try:
+                self.store.set_last_scheduled(passed)
+            except JobctlError as e:
+                self.report(Event("error", now, message=str(e)))
+
+    def _start_catch_ups(self, now: datetime) -> None:
+        for task_id in list(self.catch_up_queue):
+            queue = self.catch_up_queue[task_id]
+            task = self.tasks.get(task_id)
+            if task is None or not queue:
+                del self.catch_up_queue[task_id]
+                continue
+            if any(a.task.id == task_id for a in self.active.values()):
+                continue  # catch-ups of one task run one after another
+            self._launch(task, Trigger.CATCH_UP, queue.popleft(), now)
+
+    def _launch(self, task: Task, trigger: Trigger, slot: datetime | None, now: datetime) -> None:
+        try:
+            claim = self.store.claim(task_id=task.id, trigger=trigger, scheduled_for=slot,
+                                     concurrency=task.concurrency, force=False,
+                                     owner=self.owner, now=now)
+        except JobctlError as e:
+            # the start could not be recorded, so the task does not start
+            self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
+                              message=f"not started: {e}"))
+            return
+        if claim.outcome == "duplicate":
+            return
+        if claim.outcome == "skipped":
+            blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
+            self.report(Event("skip", now, task_id=task.id, run_id=claim.run_id, trigger=trigger,
+                              scheduled_for=slot, status=RunStatus.SKIPPED,
+                              message=f"previous run {blocking} still running"))
+            return
+        assert claim.run_id is not None
+        for old in claim.replaced:
+            self._stop_replaced(old.id, old, claim.run_id)
+        log_path = self.store.log_dir / f"{claim.run_id}.log"
+        launch = lifecycle.launch_for(task, self.set.settings, run_id=claim.run_id,
+                                      log_path=log_path, scheduled_for=slot, trigger=trigger,
+                                      base_env=self.env, started=now)
+        proc = lifecycle.start_process(self.store, launch, claim.run_id, self.clock.now,
+                                       self.spawner)
+        if proc is None:
+            record = self.store.get_run(claim.run_id)
+            self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
+                              trigger=trigger, scheduled_for=slot, status=RunStatus.FAILED,
+                              duration_s=0.0, message=record.error if record else ""))
+            return
+        mono = self.clock.monotonic()
+        deadline = mono + task.timeout if task.timeout else None
+        self.active[claim.run_id] = _Active(claim.run_id, task, proc, trigger, slot, now, deadline)
+        self.report(Event("start", now, task_id=task.id, run_id=claim.run_id, trigger=trigger,
+                          scheduled_for=slot, data={"pid": proc.pid}))
+
+    def _stop_replaced(self, run_id: int, record: object, new_run: int) -> None:
+        mine = self.active.get(run_id)
+        grace = self.set.settings.kill_grace
+        if mine is not None:
+            mine.end_reason = RunStatus.INTERRUPTED
+            mine.end_error = f"replaced by run #{new_run}"
+            mine.proc.signal_group(signal.SIGTERM)
+            mine.kill_at = self.clock.monotonic() + grace
+            return
+        from jobctl.store import RunRecord
+
+        assert isinstance(record, RunRecord)
+        if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
+                                                   record.boot_id or None):
+            try:
+                os.killpg(record.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                return
+            self.group_kills.append((record.pid, self.clock.monotonic() + grace))
+
+    def _reap(self, now: datetime) -> None:
+        for run_id in list(self.active):
+            active = self.active[run_id]
+            active.proc.pump()
+            code = active.proc.poll()
+            if code is None:
+                continue
+            active.proc.close()
+            del self.active[run_id]
+            if active.end_reason is not None:
+                status, error = active.end_reason, active.end_error
+                # the main process is gone; its group gets the rest of the grace
+                if active.kill_at is not None:
+                    self.group_kills.append((active.proc.pgid, active.kill_at))
+            else:
+                status, error = lifecycle.describe_exit(code)
+            finished = self.clock.now()
+            try:
+                recorded = self.store.finish(run_id, status, finished, exit_code=code, error=error)
+            except JobctlError as e:
+                self.report(Event("error", now, task_id=active.task.id, run_id=run_id,
+                                  message=f"could not record the end of run #{run_id}: {e}"))
+                continue
+            if not recorded:
+                record = self.store.get_run(run_id)
+                if record is not None:
+                    status, error = record.status, record.error
+            self.report(Event("finish", finished, task_id=active.task.id, run_id=run_id,
+                              trigger=active.trigger, scheduled_for=active.scheduled_for,
+                              status=status, exit_code=code,
+                              duration_s=(finished - active.started).total_seconds(),
+                              message=error or ""))
+            self._prune(active.task.id)
+
+    def _prune(self, task_id: str) -> None:
+        try:
+            for log in self.store.prune(task_id, self.set.settings.history_limit):
+                try:
+                    Path(log).unlink()
+                except OSError:
+                    pass
+        except JobctlError:
+            pass  # retention can wait for the next run
+
+    def _enforce_deadlines(self, mono: float) -> None:
+        grace = self.set.settings.kill_grace
+        for active in self.active.values():
+            if active.deadline is not None and active.end_reason is None and mono >= active.deadline:
+                active.end_reason = RunStatus.TIMEOUT
+                active.end_error = f"timed out after {active.task.timeout:g}s"
+                active.proc.signal_group(signal.SIGTERM)
+                active.kill_at = mono + grace
+            if active.kill_at is not None and mono >= active.kill_at:
+                active.proc.signal_group(signal.SIGKILL)
+                active.kill_at = None
+        keep = []
+        for pgid, at in self.group_kills:
+            if not procinfo.group_alive(pgid):
+                continue
+            if mono >= at:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                continue
+            keep.append((pgid, at))
+        self.group_kills = keep
+
+    # -- reload and stop -------------------------------------------------------------
+
+    def reload(self, schedule_set: ScheduleSet, now: datetime | None = None) -> None:
+        """Take a new, valid schedule set: removed tasks stop being scheduled,
+        running ones finish."""
+        now = self.clock.now() if now is None else now
+        before = set(self.tasks)
+        changed = sum(1 for t in schedule_set.tasks if t.id in self.tasks and self.tasks[t.id] != t)
+        self._install(schedule_set, now, startup=False)
+        after = set(self.tasks)
+        self.report(Event("reload", now, message=(
+            f"{len(after)} tasks ({len(after - before)} added, {len(before - after)} removed, "
+            f"{changed} changed)")))
+
+    def request_stop(self, fast: bool = False) -> None:
+        """Start nothing new; give running tasks shutdown_grace (none if fast)."""
+        mono = self.clock.monotonic()
+        if not self.stopping:
+            self.stopping = True
+            self.stop_deadline = mono + self.set.settings.shutdown_grace
+            self.report(Event("stopping", self.clock.now(), message=(
+                f"waiting up to {self.set.settings.shutdown_grace:g}s for "
+                f"{len(self.active)} running task(s)" if self.active and not fast else "")))
+        if fast:
+            self.stop_deadline = mono
+
+    def _shutdown_step(self, mono: float) -> None:
+        if self.stop_deadline is None or mono < self.stop_deadline:
+            return
+        grace = self.set.settings.kill_grace
+        for active in self.active.values():
+            if active.end_reason is None:
+                active.end_reason = RunStatus.INTERRUPTED
+                active.end_error = "runner stopped"
+                active.proc.signal_group(signal.SIGTERM)
+                active.kill_at = mono + grace
+
+    def finish(self) -> None:
+        """Record what is still running as interrupted and release the lease."""
+        now = self.clock.now()
+        for run_id, active in list(self.active.items()):
+            active.proc.signal_group(signal.SIGKILL)
+            active.proc.close()
+            self.store.mark_interrupted([run_id], now, active.end_error or "runner stopped")
+        self.active.clear()
+        if not self.lost_lease:
+            self.store.release_lease(self.owner)
+        self.report(Event("stopped", now))
+
+    # -- the loop ------------------------------------------------------------------
+
+    def sleep_for(self, now: datetime) -> float:
+        """Seconds until the runner next has something to do."""
+        wait = CONTROL_POLL
+        if self.heap and not self.stopping:
+            wait = min(wait, (self.heap[0][0] - now.astimezone(UTC)).total_seconds())
+        mono = self.clock.monotonic()
+        for active in self.active.values():
+            deadline = active.deadline if active.end_reason is None else None
+            for at in (deadline, active.kill_at):
+                if at is not None:
+                    wait = min(wait, at - mono)
+        for _pgid, at in self.group_kills:
+            wait = min(wait, at - mono)
+        if self.stopping and self.stop_deadline is not None:
+            wait = min(wait, self.stop_deadline - mono)
+        if self.active:
+            wait = min(wait, 0.1)  # reap promptly even if a child keeps its pipe open
+        return max(wait, 0.0)
+
+    def run_forever(self, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
+        """Run until SIGTERM/SIGINT; return the exit status (0).
+
+        `watch` is polled between steps and returns a new schedule set when the
+        config changed (and is valid) or None.
+        """
+        flags = {"stop": 0, "hup": False}
+        selector = selectors.DefaultSelector()
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        selector.register(wake_r, selectors.EVENT_READ, None)
+        old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+
+        # handlers only set flags; the loop acts on them
+        def on_stop(_signum: int, _frame: object) -> None:
+            flags["stop"] += 1
+
+        def on_hup(_signum: int, _frame: object) -> None:
+            flags["hup"] = True
+
+        previous = {
+            sig: signal.signal(sig, handler)
+            for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
+                                 (signal.SIGHUP, on_hup), (signal.SIGCHLD, lambda *_: None))
+        }
+        registered: dict[int, int] = {}
+        try:
+            self.start()
+            stops_seen = 0
+            while True:
+                if flags["stop"] > stops_seen:
+                    self.request_stop(fast=flags["stop"] >= 2)
+                    stops_seen = flags["stop"]
+                now = self.clock.now()
+                if flags["hup"] or watch is not None:
+                    new_set = watch() if watch is not None else None
+                    if flags["hup"] and self.reload_config is not None:
+                        try:
+                            new_set = self.reload_config()
+                        except JobctlError as e:
+                            self._report_reload_error(e, now)
+                    flags["hup"] = False
+                    if new_set is not None:
+                        self.reload(new_set, now)
+                self.tick(now)
+                if self.stopping:
+                    self._shutdown_step(self.clock.monotonic())
+                    if not self.active:
+                        break
+                for run_id in [r for r in registered if r not in self.active]:
+                    try:
+                        selector.unregister(registered.pop(run_id))
+                    except (KeyError, ValueError):
+                        pass
+                for run_id, active in self.active.items():
+                    if run_id not in registered:
+                        fd = active.proc.fileno()
+                        try:
+                            selector.register(fd, selectors.EVENT_READ, run_id)
+                            registered[run_id] = fd
+                        except (KeyError, ValueError, OSError):
+                            pass
+                for key, _ in selector.select(self.sleep_for(self.clock.now())):
+                    if key.data is None:
+                        try:
+                            while wake_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
+                    elif key.data in self.active:
+                        if not self.active[key.data].proc.pump():
+                            try:
+                                selector.unregister(registered.pop(key.data))
+                            except (KeyError, ValueError):
+                                pass
+            return 0
+        finally:
+            try:
+                if self.anchor is not None:
+                    self.finish()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                signal.set_wakeup_fd(old_fd)
+                selector.close()
+                wake_r.close()
+                wake_w.close()
+
+    def _report_reload_error(self, error: JobctlError, now: datetime) -> None:
+        from jobctl.errors import ConfigError
+
+        lines = [str(p) for p in error.problems] if isinstance(error, ConfigError) else []
+        self.report(Event("error", now, message=f"config not reloaded, old schedule kept: {error}",
+                          data={"problems": lines}))
+
+
+class ConfigWatcher:
+    """Notices a changed config file and loads it once it has stopped changing.
+
+    An editor's non-atomic save passes through a truncated or half-written
+    file; requiring the same (size, mtime, inode) on two looks at least
+    CONTROL_POLL apart, and never taking an empty file, keeps those out.
+    """
+
+    def __init__(self, path: Path, load: ConfigLoader, clock: Clock, report: Reporter) -> None:
+        self.path = path
+        self.load = load
+        self.clock = clock
+        self.report = report
+        self.loaded = self._signature()
+        self.pending: tuple[int, int, int] | None = None
+        self.next_look = 0.0
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def __call__(self) -> ScheduleSet | None:
+        mono = self.clock.monotonic()
+        if mono < self.next_look:
+            return None
+        self.next_look = mono + CONTROL_POLL
+        current = self._signature()
+        if current is None or current == self.loaded or current[0] == 0:
+            self.pending = None
+            return None
+        if current != self.pending:
+            self.pending = current  # changed since the last look: wait for it to settle
+            return None
+        self.loaded, self.pending = current, None
+        try:
+            return self.load()
+        except JobctlError as e:
+            from jobctl.errors import ConfigError
+
+            lines = [str(p) for p in e.problems] if isinstance(e, ConfigError) else []
+            self.report(Event("error", self.clock.now(),
+                              message=f"config not reloaded, old schedule kept: {e}",
+                              data={"problems": lines}))
+            return None

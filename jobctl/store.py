@@ -1,0 +1,528 @@
+"""The SQLite state file: runs, per-task state, the runner's lease.
+
+The only module that imports sqlite3. Every multi-statement write is one
+`BEGIN IMMEDIATE` transaction, so the runner and any number of CLI commands
+can share the file: WAL lets readers go on while one writer writes, and the
+busy timeout makes writers queue instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jobctl.errors import EXIT_BUSY, JobctlError
+from jobctl.model import Concurrency, RunStatus, Trigger
+
+UTC = timezone.utc
+BUSY_TIMEOUT_MS = 10_000
+
+# Each entry migrates the schema from version i to i + 1.
+MIGRATIONS: list[list[str]] = [
+    [
+        """create table if not exists runs (
+            id integer primary key autoincrement,
+            task_id text not null,
+            trigger text not null,
+            status text not null,
+            attempt integer not null default 1,
+            scheduled_for text,
+            started_at text not null,
+            finished_at text,
+            exit_code integer,
+            error text,
+            pid integer,
+            proc_start text,
+            boot_id text,
+            host text not null,
+            owner_pid integer not null,
+            owner_start text,
+            log_path text
+        )""",
+        "create index if not exists runs_task on runs (task_id, id)",
+        "create index if not exists runs_task_status on runs (task_id, status, id)",
+        "create index if not exists runs_running on runs (status) where status = 'running'",
+        # a scheduled slot fires at most once, whatever the clock does
+        """create unique index if not exists runs_slot on runs (task_id, scheduled_for)
+            where trigger in ('schedule', 'catch-up')""",
+        """create table if not exists task_state (
+            task_id text primary key,
+            enabled integer,
+            last_scheduled text,
+            last_run_id integer
+        )""",
+        """create table if not exists lease (
+            id integer primary key check (id = 1),
+            pid integer not null,
+            host text not null,
+            boot_id text,
+            proc_start text,
+            started_at text not null,
+            heartbeat_at text not null,
+            anchor text not null
+        )""",
+        "create table if not exists meta (key text primary key, value integer not null)",
+        "insert or ignore into meta (key, value) values ('control_version', 0)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(JobctlError):
+    """The state file cannot be used (not a jobctl database, unreadable)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(f"state file {path}: {reason}")
+
+
+class StoreBusyError(StoreError):
+    exit_code = EXIT_BUSY
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "locked by another process for too long; try again")
+
+
+class LeaseHeldError(JobctlError):
+    """Another live runner holds the lease on this state file."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, lease: Lease, path: Path) -> None:
+        self.lease = lease
+        super().__init__(
+            f"a runner is already running on {path} (pid {lease.pid} on host {lease.host}, "
+            f"since {lease.started_at.isoformat()})"
+        )
+
+
+def to_text(dt: datetime | None) -> str | None:
+    """Instants are stored as fixed-width UTC ISO text, so they sort as text."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def from_text(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that owns runs or the lease: enough to tell if it is alive."""
+
+    pid: int
+    host: str
+    boot_id: str = ""
+    start: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The live runner's claim on a state file."""
+
+    pid: int
+    host: str
+    boot_id: str
+    proc_start: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    anchor: datetime
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.pid, self.host, self.boot_id, self.proc_start)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of run history."""
+
+    id: int
+    task_id: str
+    trigger: Trigger
+    status: RunStatus
+    attempt: int
+    scheduled_for: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    exit_code: int | None
+    error: str | None
+    pid: int | None
+    proc_start: str | None
+    boot_id: str | None
+    host: str
+    owner: Owner
+    log_path: str | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of asking to start a run (see `SqliteStore.claim`)."""
+
+    outcome: str
+    """'started', 'skipped' (recorded as a skipped run), 'refused' (nothing
+    recorded: run-now under forbid), or 'duplicate' (the slot already fired)."""
+    run_id: int | None = None
+    blocking: tuple[RunRecord, ...] = ()
+    """The running runs that caused a skip or refusal, or that were replaced."""
+    replaced: tuple[RunRecord, ...] = field(default=())
+
+
+_RUN_COLUMNS = (
+    "id, task_id, trigger, status, attempt, scheduled_for, started_at, finished_at, "
+    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path"
+)
+
+
+def _run(row: sqlite3.Row | tuple) -> RunRecord:  # type: ignore[type-arg]
+    return RunRecord(
+        id=row[0], task_id=row[1], trigger=Trigger(row[2]), status=RunStatus(row[3]),
+        attempt=row[4], scheduled_for=from_text(row[5]), started_at=from_text(row[6]),  # type: ignore[arg-type]
+        finished_at=from_text(row[7]), exit_code=row[8], error=row[9], pid=row[10],
+        proc_start=row[11], boot_id=row[12], host=row[13],
+        owner=Owner(row[14], row[13], row[12] or "", row[15]), log_path=row[16],
+    )
+
+
+class SqliteStore:
+    """jobctl's state in one SQLite file. Use `open_store` to get one."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    # -- plumbing --------------------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("begin immediate")
+        except sqlite3.OperationalError as e:
+            raise self._translate(e) from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        else:
+            try:
+                self.conn.execute("commit")
+            except sqlite3.OperationalError as e:
+                self.conn.execute("rollback")
+                raise self._translate(e) from None
+
+    def _translate(self, e: sqlite3.Error) -> StoreError:
+        if "locked" in str(e) or "busy" in str(e):
+            return StoreBusyError(self.path)
+        return StoreError(self.path, str(e))
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:  # type: ignore[type-arg]
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path.parent / "logs"
+
+    # -- lease -----------------------------------------------------------------
+
+    def lease(self) -> Lease | None:
+        rows = self._query(
+            "select pid, host, boot_id, proc_start, started_at, heartbeat_at, anchor from lease"
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Lease(r[0], r[1], r[2] or "", r[3], from_text(r[4]), from_text(r[5]), from_text(r[6]))  # type: ignore[arg-type]
+
+    def take_lease(self, owner: Owner, now: datetime, holder_alive: bool | None = None) -> Lease:
+        """Write `owner` as the runner. The caller has checked that any current
+        holder is dead (`holder_alive` False); if the row changed meanwhile,
+        LeaseHeldError."""
+        with self._write() as c:
+            row = c.execute("select pid, host, started_at from lease").fetchone()
+            current = self.lease() if row else None
+            if current is not None and holder_alive is not False and current.owner != owner:
+                raise LeaseHeldError(current, self.path)
+            c.execute("delete from lease")
+            c.execute(
+                "insert into lease (id, pid, host, boot_id, proc_start, started_at, heartbeat_at, anchor)"
+                " values (1, ?, ?, ?, ?, ?, ?, ?)",
+                (owner.pid, owner.host, owner.boot_id, owner.start, to_text(now), to_text(now), to_text(now)),
+            )
+        lease = self.lease()
+        assert lease is not None
+        return lease
+
+    def heartbeat(self, owner: Owner, now: datetime) -> bool:
+        """Refresh the lease; False if it is no longer ours."""
+        with self._write() as c:
+            cur = c.execute(
+                "update lease set heartbeat_at = ? where pid = ? and host = ?",
+                (to_text(now), owner.pid, owner.host),
+            )
+            return cur.rowcount == 1
+
+    def release_lease(self, owner: Owner) -> None:
+        with self._write() as c:
+            c.execute("delete from lease where pid = ? and host = ?", (owner.pid, owner.host))
+
+    # -- control ---------------------------------------------------------------
+
+    def control_version(self) -> int:
+        rows = self._query("select value from meta where key = 'control_version'")
+        return int(rows[0][0]) if rows else 0
+
+    def overrides(self) -> dict[str, bool]:
+        rows = self._query("select task_id, enabled from task_state where enabled is not null")
+        return {r[0]: bool(r[1]) for r in rows}
+
+    def set_enabled(self, task_ids: Iterable[str], enabled: bool) -> None:
+        with self._write() as c:
+            for task_id in task_ids:
+                c.execute(
+                    "insert into task_state (task_id, enabled) values (?, ?)"
+                    " on conflict (task_id) do update set enabled = excluded.enabled",
+                    (task_id, int(enabled)),
+                )
+            c.execute("update meta set value = value + 1 where key = 'control_version'")
+
+    def last_scheduled(self) -> dict[str, datetime]:
+        rows = self._query("select task_id, last_scheduled from task_state where last_scheduled is not null")
+        return {r[0]: from_text(r[1]) for r in rows}  # type: ignore[misc]
+
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+        with self._write() as c:
+            c.executemany(
+                "insert into task_state (task_id, last_scheduled) values (?, ?)"
+                " on conflict (task_id) do update set last_scheduled = excluded.last_scheduled",
+                [(task_id, to_text(at)) for task_id, at in items],
+            )
+
+    # -- runs ------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        task_id: str,
+        trigger: Trigger,
+        scheduled_for: datetime | None,
+        concurrency: Concurrency,
+        force: bool,
+        owner: Owner,
+        now: datetime,
+    ) -> Claim:
+        """Check the concurrency policy and record the run, in one transaction.
+
+        The new run is committed as `running` before its process exists; the
+        caller starts the process only for outcome 'started'.
+        """
+        slot = to_text(scheduled_for)
+        scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
+        with self._write() as c:
+            if scheduled and c.execute(
+                "select 1 from runs where task_id = ? and scheduled_for = ?"
+                " and trigger in ('schedule', 'catch-up')",
+                (task_id, slot),
+            ).fetchone():
+                return Claim("duplicate")
+            running = tuple(_run(r) for r in c.execute(
+                f"select {_RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
+                (task_id,),
+            ))
+            replaced: tuple[RunRecord, ...] = ()
+            if running and concurrency is Concurrency.FORBID and not force:
+                if not scheduled:
+                    return Claim("refused", blocking=running)
+                ids = ", ".join(f"#{r.id}" for r in running)
+                run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, now, owner,
+                                      error=f"previous run {ids} still running (concurrency = forbid)",
+                                      finished=True)
+                return Claim("skipped", run_id=run_id, blocking=running)
+            if running and concurrency is Concurrency.REPLACE:
+                replaced = running
+            run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner)
+            for old in replaced:
+                c.execute(
+                    "update runs set status = 'interrupted', finished_at = ?, error = ?"
+                    " where id = ? and status = 'running'",
+                    (to_text(now), f"replaced by run #{run_id} (concurrency = replace)", old.id),
+                )
+            log_path = str(self.log_dir / f"{run_id}.log")
+            c.execute("update runs set log_path = ? where id = ?", (log_path, run_id))
+            return Claim("started", run_id=run_id, blocking=replaced, replaced=replaced)
+
+    def _insert(self, c: sqlite3.Connection, task_id: str, trigger: Trigger, status: RunStatus,
+                slot: str | None, now: datetime, owner: Owner, *, error: str | None = None,
+                finished: bool = False) -> int:
+        cur = c.execute(
+            "insert into runs (task_id, trigger, status, scheduled_for, started_at, finished_at,"
+            " error, host, owner_pid, owner_start, boot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (task_id, trigger.value, status.value, slot, to_text(now),
+             to_text(now) if finished else None, error, owner.host, owner.pid, owner.start,
+             owner.boot_id),
+        )
+        run_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        values: list[object] = [task_id, run_id]
+        sql = "insert into task_state (task_id, last_run_id) values (?, ?)" \
+              " on conflict (task_id) do update set last_run_id = excluded.last_run_id"
+        if slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            sql = "insert into task_state (task_id, last_run_id, last_scheduled) values (?, ?, ?)" \
+                  " on conflict (task_id) do update set last_run_id = excluded.last_run_id," \
+                  " last_scheduled = max(coalesce(last_scheduled, ''), excluded.last_scheduled)"
+            values.append(slot)
+        c.execute(sql, values)
+        return run_id
+
+    def set_process(self, run_id: int, pid: int, proc_start: str | None, boot_id: str) -> None:
+        with self._write() as c:
+            c.execute(
+                "update runs set pid = ?, proc_start = ?, boot_id = ? where id = ?",
+                (pid, proc_start, boot_id, run_id),
+            )
+
+    def finish(self, run_id: int, status: RunStatus, now: datetime, *,
+               exit_code: int | None = None, error: str | None = None) -> bool:
+        """Record a run's end; False if it was already final (e.g. replaced)."""
+        with self._write() as c:
+            cur = c.execute(
+                "update runs set status = ?, finished_at = ?, exit_code = ?, error = ?"
+                " where id = ? and status = 'running'",
+                (status.value, to_text(now), exit_code, error, run_id),
+            )
+            return cur.rowcount == 1
+
+    def mark_interrupted(self, run_ids: Iterable[int], now: datetime, reason: str) -> list[int]:
+        changed = []
+        with self._write() as c:
+            for run_id in run_ids:
+                cur = c.execute(
+                    "update runs set status = 'interrupted', finished_at = ?, error = ?"
+                    " where id = ? and status = 'running'",
+                    (to_text(now), reason, run_id),
+                )
+                if cur.rowcount:
+                    changed.append(run_id)
+        return changed
+
+    def running(self, task_id: str | None = None) -> list[RunRecord]:
+        if task_id is None:
+            rows = self._query(f"select {_RUN_COLUMNS} from runs where status = 'running' order by id")
+        else:
+            rows = self._query(
+                f"select {_RUN_COLUMNS} from runs where status = 'running' and task_id = ? order by id",
+                (task_id,),
+            )
+        return [_run(r) for r in rows]
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        rows = self._query(f"select {_RUN_COLUMNS} from runs where id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def history(self, task_id: str | None = None, *, limit: int = 20,
+                status: RunStatus | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        where, args = [], []  # type: ignore[var-annotated]
+        if task_id is not None:
+            where.append("task_id = ?")
+            args.append(task_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status.value)
+        sql = f"select {_RUN_COLUMNS} from runs"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by id desc limit ?"
+        args.append(limit)
+        return [_run(r) for r in self._query(sql, args)]
+
+    def last_runs(self) -> dict[str, RunRecord]:
+        """Each task's most recent run."""
+        rows = self._query(
+            f"select {', '.join('r.' + c.strip() for c in _RUN_COLUMNS.split(','))}"
+            " from task_state t join runs r on r.id = t.last_run_id"
+        )
+        return {r[1]: _run(r) for r in rows}
+
+    def prune(self, task_id: str, keep: int) -> list[str]:
+        """Delete all but the newest `keep` runs of a task; return their log paths."""
+        with self._write() as c:
+            row = c.execute(
+                "select id from runs where task_id = ? order by id desc limit 1 offset ?",
+                (task_id, keep),
+            ).fetchone()
+            if row is None:
+                return []
+            logs = [r[0] for r in c.execute(
+                "select log_path from runs where task_id = ? and id <= ? and status != 'running'"
+                " and log_path is not null",
+                (task_id, row[0]),
+            )]
+            c.execute(
+                "delete from runs where task_id = ? and id <= ? and status != 'running'",
+                (task_id, row[0]),
+            )
+            return logs
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def open_store(path: Path, *, create: bool) -> SqliteStore | None:
+    """Open the state file; None if it does not exist and `create` is False.
+
+    Read-only commands pass create=False so they never create the file.
+    """
+    path = path.expanduser()
+    if not path.exists():
+        if not create:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(path, f"cannot create its folder: {e.strerror or e}") from None
+    try:
+        conn = _connect(path)
+        version = conn.execute("pragma user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            if version == 0 and not create:
+                tables = conn.execute("select count(*) from sqlite_master").fetchone()[0]
+                if tables:
+                    raise StoreError(path, "not a jobctl state file")
+            conn.execute("pragma journal_mode = wal")
+            conn.execute("begin immediate")
+            # re-read under the write lock: another process may have migrated
+            version = conn.execute("pragma user_version").fetchone()[0]
+            for steps in MIGRATIONS[version:]:
+                for sql in steps:
+                    conn.execute(sql)
+            conn.execute(f"pragma user_version = {SCHEMA_VERSION}")
+            conn.execute("commit")
+        elif version > SCHEMA_VERSION:
+            raise StoreError(path, f"written by a newer jobctl (schema {version} > {SCHEMA_VERSION})")
+        conn.execute("pragma synchronous = normal")
+    except sqlite3.DatabaseError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise StoreBusyError(path) from None
+        raise StoreError(path, f"not a usable SQLite database ({e})") from None
+    return SqliteStore(path, conn)
