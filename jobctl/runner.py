@@ -333,7 +333,8 @@ class Runner:
         mono = self.clock.monotonic()
         deadline = mono + task.timeout if task.timeout else None
         self.active[claim.run_id] = _Active(claim.run_id, task, proc, trigger, slot, now, deadline)
-        self.report(Event("start", now, task_id=task.id, run_id=claim.run_id, trigger=trigger,
+        # `at` is when the process exists: lateness = at - scheduled_for
+        self.report(Event("start", self.clock.now(), task_id=task.id, run_id=claim.run_id, trigger=trigger,
                           scheduled_for=slot, data={"pid": proc.pid}))
 
     def _stop_replaced(self, run_id: int, record: object, new_run: int) -> None:
