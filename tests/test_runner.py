@@ -1,0 +1,440 @@
+"""The runner stepped with a fake clock (`tick(now)`), running real processes
+and recording into a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import FakeClock, write_config
+from jobctl.model import RunStatus, Trigger
+from jobctl.resolve import resolve
+from jobctl.runner import Event, Runner
+from jobctl.store import SqliteStore, open_store
+
+UTC = timezone.utc
+T0 = datetime(2026, 6, 15, 12, 0, 30, tzinfo=UTC)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, config: str, now: datetime = T0) -> None:
+        self.tmp_path = tmp_path
+        self.path = write_config(tmp_path, "[jobctl]\nkill_grace = 1\n" + config)
+        self.clock = FakeClock(now)
+        self.store: SqliteStore = open_store(tmp_path / "state.db", create=True)  # type: ignore[assignment]
+        self.events: list[Event] = []
+        self.runner = self.new_runner()
+
+    def new_runner(self) -> Runner:
+        schedule_set = resolve(self.path, system_zone="UTC", now=self.clock.now())
+        return Runner(schedule_set, self.store, clock=self.clock, report=self.events.append,
+                      env=dict(os.environ))
+
+    def at(self, when: datetime) -> None:
+        self.clock.set(when)
+        self.runner.tick(when)
+
+    def settle(self, until: Callable[[], bool] | None = None, timeout: float = 10.0) -> None:
+        """Tick (without moving the fake clock) until no run is active, or `until`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.runner.tick(self.clock.now())
+            if (until() if until else not self.runner.active):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"did not settle; active={list(self.runner.active)} events={self.events}")
+
+    def runs(self, task_id: str | None = None) -> list:  # type: ignore[type-arg]
+        return list(reversed(self.store.history(task_id, limit=1000)))
+
+    def kinds(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def at_minute(minute: int, second: int = 0) -> datetime:
+    return datetime(2026, 6, 15, 12, minute, second, tzinfo=UTC)
+
+
+def test_cron_task_fires_once_per_slot_and_records_success(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "every-minute"
+        schedule = "* * * * *"
+        command = "echo out; echo err >&2"
+    """)
+    h.runner.start()
+    h.at(at_minute(0, 59))
+    assert h.runs() == []  # not due yet
+    h.at(at_minute(1))
+    h.settle()
+    (run,) = h.runs()
+    assert run.status is RunStatus.SUCCESS and run.trigger is Trigger.SCHEDULE
+    assert run.scheduled_for == at_minute(1) and run.exit_code == 0
+    assert Path(run.log_path).read_text() == "out\nerr\n"
+    # the clock steps back a minute: the 12:01 slot must not fire again
+    h.at(at_minute(0, 30))
+    h.at(at_minute(1))
+    h.settle()
+    assert len(h.runs()) == 1
+    h.at(at_minute(2))
+    h.settle()
+    assert [r.scheduled_for for r in h.runs()] == [at_minute(1), at_minute(2)]
+
+
+def test_restart_after_clock_step_back_does_not_refire_a_slot(tmp_path: Path) -> None:
+    config = """
+        [[tasks]]
+        id = "t"
+        schedule = "* * * * *"
+        command = "true"
+    """
+    h = Harness(tmp_path, config)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    h.runner.finish()
+    h.clock.set(at_minute(0, 40))
+    h.runner = h.new_runner()
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    assert len(h.runs("t")) == 1
+
+
+def test_priority_orders_starts_at_the_same_instant(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "late"
+        schedule = "* * * * *"
+        command = "true"
+        priority = 50
+
+        [[tasks]]
+        id = "early"
+        schedule = "* * * * *"
+        command = "true"
+        priority = 1
+
+        [[tasks]]
+        id = "default"
+        schedule = "* * * * *"
+        command = "true"
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    assert [e.task_id for e in h.kinds("start")] == ["early", "late", "default"]
+    h.settle()
+
+
+def test_forbid_records_skip_allow_overlaps_replace_interrupts(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "forbid"
+        schedule = "* * * * *"
+        command = "sleep 30"
+
+        [[tasks]]
+        id = "allow"
+        schedule = "* * * * *"
+        command = "sleep 30"
+        concurrency = "allow"
+
+        [[tasks]]
+        id = "replace"
+        schedule = "* * * * *"
+        command = "sleep 30"
+        concurrency = "replace"
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.at(at_minute(2))
+    forbid = h.runs("forbid")
+    assert [r.status for r in forbid] == [RunStatus.RUNNING, RunStatus.SKIPPED]
+    assert forbid[1].error == f"previous run #{forbid[0].id} still running (concurrency = forbid)"
+    assert [r.status for r in h.runs("allow")] == [RunStatus.RUNNING, RunStatus.RUNNING]
+    replace = h.runs("replace")
+    assert [r.status for r in replace] == [RunStatus.INTERRUPTED, RunStatus.RUNNING]
+    assert replace[0].error == f"replaced by run #{replace[1].id} (concurrency = replace)"
+    old_pid = replace[0].pid
+    h.settle(until=lambda: all(a.task.id != "replace" or a.run_id == replace[1].id
+                               for a in h.runner.active.values()))
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)
+    h.runner.request_stop(fast=True)
+    h.runner._shutdown_step(h.clock.monotonic())
+    h.settle()
+    h.runner.finish()
+    assert {r.status for r in h.store.history(limit=100)} == {RunStatus.INTERRUPTED, RunStatus.SKIPPED}
+
+
+def test_timeout_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    h = Harness(tmp_path, f"""
+        [[tasks]]
+        id = "hang"
+        schedule = "* * * * *"
+        command = "sleep 60 & echo $! > {pidfile}; wait"
+        timeout = "5s"
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle(until=lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    grandchild = int(pidfile.read_text())
+    h.clock.advance(6)  # past the timeout on the injected monotonic clock
+    h.settle()
+    (run,) = h.runs()
+    assert run.status is RunStatus.TIMEOUT and run.error == "timed out after 5s"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("grandchild survived the timeout")
+
+
+def test_timeout_escalates_to_sigkill_after_kill_grace(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "stubborn"
+        schedule = "* * * * *"
+        command = "trap '' TERM; echo ready; sleep 60 & wait; sleep 60"
+        timeout = 2
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    (start,) = h.kinds("start")
+    log = tmp_path / "logs" / f"{start.run_id}.log"
+    h.settle(until=lambda: log.exists() and "ready" in log.read_text())
+    h.clock.advance(2.5)
+    h.runner.tick(h.clock.now())  # SIGTERM, ignored
+    time.sleep(0.2)
+    h.runner.tick(h.clock.now())
+    assert h.runner.active, "a TERM-ignoring task should survive until kill_grace"
+    h.clock.advance(1.5)  # past kill_grace (1s)
+    h.settle()
+    (run,) = h.runs()
+    assert run.status is RunStatus.TIMEOUT
+
+
+def test_failed_exit_and_unstartable_program(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "fails"
+        schedule = "* * * * *"
+        command = "exit 3"
+
+        [[tasks]]
+        id = "missing"
+        schedule = "* * * * *"
+        argv = ["/no/such/program"]
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    (fails,) = h.runs("fails")
+    assert fails.status is RunStatus.FAILED and fails.exit_code == 3 and fails.error == "exit code 3"
+    (missing,) = h.runs("missing")
+    assert missing.status is RunStatus.FAILED
+    assert "cannot start '/no/such/program'" in (missing.error or "")
+
+
+def test_environment_cwd_and_stdin(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "envy"
+        schedule = "* * * * *"
+        command = "echo $GREETING $JOBCTL_TASK_ID $JOBCTL_RUN_ID $JOBCTL_SCHEDULED_FOR $JOBCTL_TRIGGER; pwd; cat"
+        cwd = "work"
+        env = { GREETING = "hi" }
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    (run,) = h.runs()
+    assert Path(run.log_path).read_text() == (
+        f"hi envy {run.id} 2026-06-15T12:01:00+00:00 schedule\n{work}\n"
+    )
+
+
+def test_disable_is_picked_up_and_skipped_slots_are_not_caught_up(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "t"
+        schedule = "* * * * *"
+        command = "true"
+        catch_up = "all"
+    """)
+    h.runner.start()
+    h.store.set_enabled(["t"], False)
+    h.clock.advance(1)  # past the control poll
+    h.at(at_minute(1))
+    h.at(at_minute(2))
+    assert h.runs() == []
+    h.store.set_enabled(["t"], True)
+    h.clock.advance(1)
+    h.at(at_minute(3))
+    h.settle()
+    assert [r.scheduled_for for r in h.runs()] == [at_minute(3)]
+    assert h.store.last_scheduled()["t"] == at_minute(3)
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("skip", []),
+    ("once", [datetime(2026, 6, 15, 12, 0, tzinfo=UTC)]),
+    ("all", [datetime(2026, 6, 15, h, 0, tzinfo=UTC) for h in (10, 11, 12)]),
+])
+def test_catch_up_after_downtime(tmp_path: Path, policy: str, expected: list[datetime]) -> None:
+    h = Harness(tmp_path, f"""
+        [[tasks]]
+        id = "hourly"
+        schedule = "@hourly"
+        command = "true"
+        catch_up = "{policy}"
+    """)
+    # last time a runner looked was 09:30; it is now 12:00:30
+    h.store.set_last_scheduled([("hourly", datetime(2026, 6, 15, 9, 30, tzinfo=UTC))])
+    h.runner.start()
+    h.settle(until=lambda: not h.runner.active and not h.runner.catch_up_queue)
+    runs = h.runs("hourly")
+    assert [r.scheduled_for for r in runs] == expected
+    assert all(r.trigger is Trigger.CATCH_UP and r.status is RunStatus.SUCCESS for r in runs)
+    if policy == "skip":
+        assert h.kinds("missed")
+
+
+def test_forward_clock_jump_follows_catch_up(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "once"
+        schedule = "*/10 * * * *"
+        command = "true"
+        catch_up = "once"
+
+        [[tasks]]
+        id = "skip"
+        schedule = "*/10 * * * *"
+        command = "true"
+
+        [[tasks]]
+        id = "interval"
+        schedule = "every 5m"
+        command = "true"
+    """)
+    h.runner.start()
+    # the machine sleeps from 12:00:30 to 12:47:10
+    h.at(datetime(2026, 6, 15, 12, 47, 10, tzinfo=UTC))
+    h.settle(until=lambda: not h.runner.active and not h.runner.catch_up_queue)
+    (caught,) = h.runs("once")
+    assert caught.trigger is Trigger.CATCH_UP
+    assert caught.scheduled_for == datetime(2026, 6, 15, 12, 40, tzinfo=UTC)
+    assert h.runs("skip") == [] and h.runs("interval") == []
+    h.at(datetime(2026, 6, 15, 12, 50, tzinfo=UTC))
+    h.settle()
+    assert [r.trigger for r in h.runs("skip")] == [Trigger.SCHEDULE]
+    # intervals keep their anchor: 12:00:30 + 10 * 5m = 12:50:30
+    h.at(datetime(2026, 6, 15, 12, 50, 30, tzinfo=UTC))
+    h.settle()
+    assert [r.scheduled_for for r in h.runs("interval")] == [datetime(2026, 6, 15, 12, 50, 30, tzinfo=UTC)]
+
+
+def test_intervals_share_the_start_anchor_and_reboot_fires_at_start(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "every 20s"
+        command = "true"
+
+        [[tasks]]
+        id = "b"
+        schedule = "30s"
+        command = "true"
+
+        [[tasks]]
+        id = "boot"
+        schedule = "@reboot"
+        command = "true"
+    """)
+    h.runner.start()
+    assert [(r.task_id, r.scheduled_for) for r in h.runs()] == [("boot", T0)]
+    for s in (20, 30, 40, 60):
+        h.at(T0 + timedelta(seconds=s))
+    h.settle()
+    fires = {(r.task_id, int((r.scheduled_for - T0).total_seconds())) for r in h.runs()}
+    assert fires == {("boot", 0), ("a", 20), ("a", 40), ("a", 60), ("b", 30), ("b", 60)}
+
+
+def test_reload_adds_and_removes_tasks_and_running_ones_finish(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "keep"
+        schedule = "* * * * *"
+        command = "true"
+
+        [[tasks]]
+        id = "gone"
+        schedule = "* * * * *"
+        command = "sleep 0.3"
+    """)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.path.write_text("""
+[[tasks]]
+id = "keep"
+schedule = "* * * * *"
+command = "true"
+
+[[tasks]]
+id = "new"
+schedule = "* * * * *"
+command = "true"
+""")
+    h.runner.reload(resolve(h.path, system_zone="UTC", now=h.clock.now()))
+    h.settle()
+    h.at(at_minute(2))
+    h.settle()
+    by_task = {}
+    for r in h.runs():
+        by_task.setdefault(r.task_id, []).append(r.status)
+    assert by_task == {"keep": [RunStatus.SUCCESS] * 2, "gone": [RunStatus.SUCCESS],
+                       "new": [RunStatus.SUCCESS]}
+    assert "1 added, 1 removed" in h.kinds("reload")[0].message
+
+
+def test_history_limit_prunes_runs_and_logs(tmp_path: Path) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "t"
+        schedule = "every 1s"
+        command = "echo x"
+    """.replace("[[tasks]]", "history_limit = 3\n\n[[tasks]]", 0))
+    h.path.write_text("[jobctl]\nhistory_limit = 3\n\n[[tasks]]\nid = \"t\"\nschedule = \"every 1s\"\ncommand = \"echo x\"\n")
+    h.runner = h.new_runner()
+    h.runner.start()
+    for s in range(1, 7):
+        h.at(T0 + timedelta(seconds=s))
+        h.settle()
+    runs = h.runs("t")
+    assert len(runs) == 3
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == sorted(f"{r.id}.log" for r in runs)
+
+
+def test_second_runner_is_refused_while_first_holds_the_lease(tmp_path: Path) -> None:
+    from jobctl.store import LeaseHeldError, Owner
+
+    h = Harness(tmp_path, '[[tasks]]\nid = "t"\nschedule = "@daily"\ncommand = "true"\n')
+    h.runner.start()
+    other = Runner(h.runner.set, h.store, clock=h.clock, report=h.events.append,
+                   owner=Owner(os.getppid(), h.runner.owner.host, h.runner.owner.boot_id, None))
+    with pytest.raises(LeaseHeldError) as info:
+        other.start()
+    assert f"pid {os.getpid()}" in str(info.value) and info.value.exit_code == 75

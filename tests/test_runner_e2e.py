@@ -1,0 +1,326 @@
+"""`jobctl run` as a real process: real signals, real children, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import write_config
+
+SETTINGS = '[jobctl]\nstate = "state.db"\nkill_grace = "1s"\nshutdown_grace = "{grace}"\n\n'
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+
+
+def jobctl(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jobctl", *args], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class RunnerProcess:
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.out = (tmp_path / "runner.out").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobctl", "run", "--log-format", "json", *extra],
+            cwd=tmp_path, env=env(), stdout=self.out, stderr=subprocess.STDOUT,
+        )
+        self.tmp_path = tmp_path
+        self.wait_event("ready")
+
+    def events(self) -> list[dict[str, object]]:
+        self.out.flush()
+        text = (self.tmp_path / "runner.out").read_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def wait_event(self, kind: str, count: int = 1, timeout: float = 15.0, **match: object) -> list[dict[str, object]]:
+        def found() -> list[dict[str, object]] | None:
+            hits = [e for e in self.events() if e["event"] == kind
+                    and all(e.get(k) == v for k, v in match.items())]
+            if self.proc.poll() is not None and len(hits) < count:
+                raise AssertionError(f"runner exited {self.proc.returncode}: {self.text()}")
+            return hits if len(hits) >= count else None
+        return wait_for(found, timeout, f"{count} {kind} events")  # type: ignore[return-value]
+
+    def text(self) -> str:
+        return (self.tmp_path / "runner.out").read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def runners() -> Iterator[list[RunnerProcess]]:
+    started: list[RunnerProcess] = []
+    yield started
+    for r in started:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
+
+
+def rows(tmp_path: Path, sql: str = "select task_id, status, trigger from runs order by id") -> list[tuple]:  # type: ignore[type-arg]
+    conn = sqlite3.connect(tmp_path / "state.db")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_every_second_task_fires_on_time_and_sigterm_exits_cleanly(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="5s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    starts = r.wait_event("start", count=3)
+    for e in starts[:3]:
+        late = (datetime.fromisoformat(str(e["at"])) - datetime.fromisoformat(str(e["scheduled_for"])))
+        assert 0 <= late.total_seconds() < 0.5, e
+    slots = [e["scheduled_for"] for e in starts]
+    assert len(set(slots)) == len(slots)
+    assert r.stop() == 0
+    assert r.events()[-1]["event"] == "stopped"
+    assert rows(tmp_path, "select count(*) from lease") == [(0,)]
+    assert rows(tmp_path, "select count(*) from runs where status = 'running'") == [(0,)]
+
+
+def test_sigterm_mid_run_waits_then_interrupts_and_kills_the_group(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    pidfile = tmp_path / "child.pid"
+    write_config(tmp_path, SETTINGS.format(grace="1s") + f"""
+[[tasks]]
+id = "long"
+schedule = "@reboot"
+command = "sleep 60 & echo $! > {pidfile}; wait"
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="grandchild pid")
+    grandchild = int(pidfile.read_text())
+    began = time.monotonic()
+    assert r.stop() == 0
+    assert time.monotonic() - began < 6
+    (finish,) = r.wait_event("finish")
+    assert finish["status"] == "interrupted" and finish["message"] == "runner stopped"
+    assert rows(tmp_path) == [("long", "interrupted", "schedule")]
+    wait_for(lambda: not _alive(grandchild), 5, "grandchild to die")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_second_sigint_skips_the_shutdown_wait(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="60s") + """
+[[tasks]]
+id = "long"
+schedule = "@reboot"
+argv = ["sleep", "60"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start")
+    began = time.monotonic()
+    r.proc.send_signal(signal.SIGINT)
+    r.wait_event("stopping")
+    r.proc.send_signal(signal.SIGINT)
+    assert r.proc.wait(10) == 0
+    assert time.monotonic() - began < 8
+    assert rows(tmp_path) == [("long", "interrupted", "schedule")]
+
+
+def test_sigkill_of_the_runner_loses_no_record(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "long"
+schedule = "@reboot"
+argv = ["sleep", "60"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    (start,) = r.wait_event("start")
+    child = rows(tmp_path, "select pid from runs")[0][0]
+    r.proc.kill()
+    r.proc.wait()
+    assert rows(tmp_path) == [("long", "running", "schedule")]
+    assert _alive(child)
+    # a read-only command marks the dead runner's run interrupted and kills its child
+    result = jobctl("history", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)
+    assert run["status"] == "interrupted" and "stopped or died" in run["error"]
+    wait_for(lambda: not _alive(child), 5, "orphaned child to be killed")
+    # and a new runner starts: the dead one's lease is taken over
+    r2 = RunnerProcess(tmp_path)
+    runners.append(r2)
+    r2.wait_event("start")
+    assert r2.stop(signal.SIGINT) == 0
+
+
+def test_second_runner_refused_with_75(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s") + '[[tasks]]\nid = "t"\nschedule = "@daily"\ncommand = "true"\n')
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    second = jobctl("run", "--log-format", "text", cwd=tmp_path)
+    assert second.returncode == 75
+    assert f"pid {r.proc.pid} on host {os.uname().nodename}" in second.stderr
+    status = json.loads(jobctl("status", "--json", cwd=tmp_path).stdout)
+    assert status["runner"]["pid"] == r.proc.pid
+    assert r.stop() == 0
+    status = json.loads(jobctl("status", "--json", cwd=tmp_path).stdout)
+    assert status["runner"] is None
+
+
+def test_run_now_against_a_running_runner(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "long"
+schedule = "@reboot"
+argv = ["sleep", "60"]
+
+[[tasks]]
+id = "swap"
+schedule = "@reboot"
+argv = ["sleep", "60"]
+concurrency = "replace"
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start", count=2)
+    refused = jobctl("run-now", "long", cwd=tmp_path)
+    assert refused.returncode == 75
+    assert "task 'long' is already running: run #1 (runner pid" in refused.stderr
+    forced = subprocess.Popen([sys.executable, "-m", "jobctl", "run-now", "long", "--force"],
+                              cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: rows(tmp_path, "select count(*) from runs where task_id = 'long'"
+                                    " and status = 'running'") == [(2,)], 10, "forced second run")
+    forced.send_signal(signal.SIGINT)
+    assert forced.wait(10) == 1
+    assert ("long", "interrupted", "manual") in rows(tmp_path)
+    replaced = subprocess.Popen([sys.executable, "-m", "jobctl", "run-now", "swap"], cwd=tmp_path,
+                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: ("swap", "interrupted", "schedule") in rows(tmp_path), 10, "replace")
+    (finish,) = r.wait_event("finish", task_id="swap")
+    assert finish["status"] == "interrupted" and "replaced by run" in str(finish["message"])
+    replaced.send_signal(signal.SIGTERM)
+    assert replaced.wait(10) == 1
+    assert r.stop(signal.SIGINT) == 0
+
+
+def test_enable_disable_reach_a_live_runner(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start")
+    assert jobctl("disable", "tick", cwd=tmp_path).returncode == 0
+    disabled_at = time.time()
+    time.sleep(2.5)
+    late_starts = [e for e in r.events() if e["event"] == "start"
+                   and datetime.fromisoformat(str(e["at"])).timestamp() > disabled_at + 1.0]
+    assert late_starts == []
+    listed = json.loads(jobctl("list", "--json", cwd=tmp_path).stdout)
+    assert listed[0]["enabled"] is False and listed[0]["next_run"] is None
+    count = len(r.events())
+    assert jobctl("enable", "tick", cwd=tmp_path).returncode == 0
+    wait_for(lambda: any(e["event"] == "start" for e in r.events()[count:]), 5, "start after enable")
+    assert r.stop() == 0
+
+
+def test_reload_on_change_keeps_old_schedule_when_broken(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    path = write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start")
+    path.write_text(path.read_text().replace('schedule = "every 1s"', 'schedule = "every 1 s"'))
+    (error,) = r.wait_event("error", timeout=10)
+    assert "config not reloaded, old schedule kept" in str(error["message"])
+    count = len([e for e in r.events() if e["event"] == "start"])
+    r.wait_event("start", count=count + 2, task_id="tick")  # still firing
+    path.write_text(path.read_text().replace('id = "tick"\nschedule = "every 1 s"', 'id = "tock"\nschedule = "every 1s"'))
+    r.wait_event("reload", timeout=10)
+    r.wait_event("start", task_id="tock")
+    assert r.stop() == 0
+
+
+def test_sighup_reloads(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    path = write_config(tmp_path, SETTINGS.format(grace="1s") + '[[tasks]]\nid = "a"\nschedule = "@daily"\nargv = ["true"]\n')
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    path.write_text(path.read_text() + '\n[[tasks]]\nid = "b"\nschedule = "@reboot"\nargv = ["true"]\n')
+    r.proc.send_signal(signal.SIGHUP)
+    (reload,) = r.wait_event("reload", timeout=10)
+    assert "1 added" in str(reload["message"])
+    assert r.stop() == 0
+
+
+def test_huge_output_is_capped_and_runner_memory_bounded(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s").replace("[jobctl]\n", "[jobctl]\nmax_log_bytes = 65536\n") + """
+[[tasks]]
+id = "noisy"
+schedule = "@reboot"
+command = "head -c 100000000 /dev/zero | tr '\\\\0' x; echo THE-END"
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    (finish,) = r.wait_event("finish", timeout=60)
+    assert finish["status"] == "success"
+    with open(f"/proc/{r.proc.pid}/status") as f:
+        hwm_kib = int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+    assert hwm_kib < 200 * 1024
+    log = (tmp_path / "logs" / f"{finish['run_id']}.log").read_bytes()
+    assert 65536 <= len(log) < 70000
+    assert b"bytes cut from the middle of this log]" in log and log.endswith(b"THE-END\n")
+    assert r.stop() == 0
+
+
+def test_invalid_config_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    write_config(tmp_path, SETTINGS.format(grace="1s") + '[[tasks]]\nid = "t"\nschedule = "@dialy"\ncommand = "true"\n')
+    result = jobctl("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown shortcut '@dialy'" in result.stderr
+    assert not (tmp_path / "state.db").exists()
