@@ -41,3 +41,16 @@ def load_schedule_set(
 
     path = find_config(flag, env or {}, cwd)
     return resolve(path, system_zone=system_zone, now=now)
+
+
+def with_overrides(schedule_set: ScheduleSet, overrides: dict[str, bool]) -> ScheduleSet:
+    """The set with `enable`/`disable` overrides from the state file applied."""
+    import dataclasses
+
+    if not overrides:
+        return schedule_set
+    tasks = tuple(
+        dataclasses.replace(t, enabled=overrides[t.id]) if t.id in overrides else t
+        for t in schedule_set.tasks
+    )
+    return dataclasses.replace(schedule_set, tasks=tasks)

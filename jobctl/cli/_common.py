@@ -148,3 +148,27 @@ def live_anchor(store: object, now: datetime) -> datetime | None:
     if lease is not None and lease_alive(lease, now):
         return lease.anchor
     return None
+
+
+@dataclass
+class StateView:
+    """What read-only commands look at: the schedule set with enable/disable
+    overrides applied, the state file if it exists, and the interval anchor."""
+
+    svc: Services
+    schedule_set: ScheduleSet
+    store: Any
+    now: datetime
+    anchor: datetime | None
+
+
+def load_view(ctx: typer.Context, config: Path | None, state: Path | None) -> StateView:
+    from jobctl.resolve import with_overrides
+
+    svc = services(ctx)
+    schedule_set = svc.load(config)
+    now = svc.now()
+    store = open_state(svc, schedule_set, state, create=False)
+    if store is not None:
+        schedule_set = with_overrides(schedule_set, store.overrides())
+    return StateView(svc, schedule_set, store, now, live_anchor(store, now))

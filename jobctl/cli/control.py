@@ -13,7 +13,7 @@ from jobctl.cli._common import (
     StateOption,
     command,
     err,
-    live_anchor,
+    load_view,
     open_state,
     print_json,
     services,
@@ -257,27 +257,19 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
 
     Example: jobctl status --json
     """
-    import dataclasses
-
     from jobctl.cli.render import relative, short_iso
     from jobctl.lifecycle import lease_alive
     from jobctl.timing import load_zone, next_fire
 
-    svc = services(ctx)
-    schedule_set = svc.load(config)
-    now = svc.now()
-    store = open_state(svc, schedule_set, state, create=False)
+    view = load_view(ctx, config, state)
+    store, now = view.store, view.now
     lease = store.lease() if store else None
     up = lease is not None and lease_alive(lease, now)
     running = store.running() if store else []
-    overrides = store.overrides() if store else {}
-    anchor = live_anchor(store, now)
     fires = []
-    for task in schedule_set.tasks:
-        if task.id in overrides:
-            task = dataclasses.replace(task, enabled=overrides[task.id])
+    for task in view.schedule_set.tasks:
         if task.enabled:
-            fire = next_fire(task.schedule, load_zone(task.timezone), now, anchor)
+            fire = next_fire(task.schedule, load_zone(task.timezone), now, view.anchor)
             if fire is not None:
                 fires.append((fire, task.id))
     fires.sort(key=lambda f: f[0])

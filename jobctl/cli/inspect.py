@@ -13,8 +13,7 @@ from jobctl.cli._common import (
     StateOption,
     command,
     err,
-    live_anchor,
-    open_state,
+    load_view,
     print_json,
     services,
 )
@@ -58,22 +57,14 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
 
     Example: jobctl list --json
     """
-    import dataclasses
-
     from jobctl.cli.render import relative, schedule_text, short_iso, task_summary
     from jobctl.timing import load_zone, next_fire
 
-    svc = services(ctx)
-    schedule_set = svc.load(config)
-    now = svc.now()
-    store = open_state(svc, schedule_set, state, create=False)
-    overrides = store.overrides() if store else {}
-    last_runs = store.last_runs() if store else {}
-    anchor = live_anchor(store, now)
+    view = load_view(ctx, config, state)
+    now, anchor = view.now, view.anchor
+    last_runs = view.store.last_runs() if view.store else {}
     rows = []
-    for task in schedule_set.tasks:
-        if task.id in overrides:
-            task = dataclasses.replace(task, enabled=overrides[task.id])
+    for task in view.schedule_set.tasks:
         upcoming = (
             next_fire(task.schedule, load_zone(task.timezone), now, anchor) if task.enabled else None
         )
@@ -133,20 +124,12 @@ def show(
     from jobctl.cli.render import relative, task_detail
     from jobctl.errors import UnknownTaskError
 
-    svc = services(ctx)
-    schedule_set = svc.load(config)
-    task = schedule_set.get(task_id)
+    view = load_view(ctx, config, state)
+    store, now = view.store, view.now
+    task = view.schedule_set.get(task_id)
     if task is None:
-        raise UnknownTaskError(task_id, schedule_set.ids)
-    now = svc.now()
-    store = open_state(svc, schedule_set, state, create=False)
-    if store is not None:
-        import dataclasses
-
-        override = store.overrides().get(task.id)
-        if override is not None:
-            task = dataclasses.replace(task, enabled=override)
-    upcoming = _next_runs(task, now, 5, live_anchor(store, now)) if task.enabled else []
+        raise UnknownTaskError(task_id, view.schedule_set.ids)
+    upcoming = _next_runs(task, now, 5, view.anchor) if task.enabled else []
     detail = task_detail(task, upcoming)
     last = store.last_runs().get(task.id) if store else None
     detail["last_run"] = _last_run_json(last)
