@@ -34,7 +34,7 @@ try:
     from tomli import TOMLDecodeError
     from tomli import loads as toml_loads
 except ImportError:  # pragma: no cover - tomli is a dependency
-    from tomllib import TOMLDecodeError
+    from tomllib import TOMLDecodeError  # type: ignore[assignment]
     from tomllib import loads as toml_loads
 
 CONFIG_ENV = "JOBCTL_CONFIG"
@@ -133,14 +133,14 @@ def _header_lines(text: str) -> tuple[list[int], int]:
     if '"""' not in text and "\'\'\'" not in text:
         # fast path: no multi-line strings, so every header match is real
         starts = [m.start() for m in _ANY_HEADER_RE.finditer(text)]
-        line, pos = 1, 0
+        number, pos = 1, 0
         for start in starts:
-            line += text.count("\n", pos, start)
+            number += text.count("\n", pos, start)
             pos = start
             if _HEADER_RE.match(text, start):
-                tasks.append(line)
+                tasks.append(number)
             elif not settings:
-                settings = line
+                settings = number
         return tasks, settings
     in_string: str | None = None
     for number, line in enumerate(text.splitlines(), start=1):

@@ -199,6 +199,7 @@ def run_now(
                 proc.signal_group(signal.SIGKILL)
                 kill_at = float("inf")
         proc.close()
+        error: str | None
         if end is not None:
             proc.signal_group(signal.SIGKILL)  # what is left of its group
             status, error = end

@@ -328,7 +328,7 @@ class Runner:
             record = self.store.get_run(claim.run_id)
             self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
                               trigger=trigger, scheduled_for=slot, status=RunStatus.FAILED,
-                              duration_s=0.0, message=record.error if record else ""))
+                              duration_s=0.0, message=(record.error or "") if record else ""))
             return
         mono = self.clock.monotonic()
         deadline = mono + task.timeout if task.timeout else None

@@ -438,7 +438,8 @@ class SqliteStore:
     def history(self, task_id: str | None = None, *, limit: int = 20,
                 status: RunStatus | None = None) -> list[RunRecord]:
         """Runs, newest first."""
-        where, args = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        args: list[object] = []
         if task_id is not None:
             where.append("task_id = ?")
             args.append(task_id)

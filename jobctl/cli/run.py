@@ -44,7 +44,8 @@ class PlainReporter:
         run = f" run={event.run_id}" if event.run_id is not None else ""
         if event.kind == "ready":
             line = f"ready: {event.message}, state {event.data.get('state')}"
-            for fire, task_id in event.data.get("upcoming", [])[:5]:  # type: ignore[attr-defined]
+            upcoming: Any = event.data.get("upcoming", [])
+            for fire, task_id in upcoming[:5]:
                 line += f"\n{at}   next {task_id} at {fire.astimezone().isoformat()}"
         elif event.kind == "start":
             line = f"start{task}{run} trigger={f['trigger']}"
