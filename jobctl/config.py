@@ -115,6 +115,8 @@ class ConfigData:
     settings: Settings
     tasks: list[Task] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    declared_ids: set[str] = field(default_factory=set)
+    """Every id the file declares, including those of invalid tasks."""
 
 
 _HEADER_RE = re.compile(r"\s*\[\[\s*tasks\s*\]\]")
@@ -490,6 +492,8 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
             continue
         task = read_task(table, task_origin, where, settings, problems, now, path.parent)
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
+        if task_id is not None:
+            data.declared_ids.add(task_id)
         if task_id is not None and TASK_ID_RE.fullmatch(task_id):
             if task_id in seen:
                 problems.append(Problem(

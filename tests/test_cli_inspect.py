@@ -193,3 +193,14 @@ def test_every_command_has_help(cli) -> None:
         result = cli(name, "--help")
         assert result.exit_code == 0, name
         assert "Example:" in result.stdout, name
+
+
+def test_next_on_an_invalid_task_reports_the_config_errors(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[[tasks]]\nid = "bad"\nschedule = "0 0 * * 8"\ncommand = "x"\n')
+    result = cli("next", "bad")
+    assert result.exit_code == 2
+    assert f"{path}:1: tasks[0] (bad).schedule: bad day-of-week field '8': 8 is out of range 0-7" in result.stderr
+    # a bare expression still works beside a broken config
+    result = cli("next", "@hourly", "-n", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["2026-06-15T13:00:00+00:00"]

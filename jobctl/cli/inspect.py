@@ -216,7 +216,7 @@ def next_fires(
     looks_like_id = TASK_ID_RE.fullmatch(target) is not None
     if config_path is not None and looks_like_id:
         data = read_config(config_path, svc.zone(), now)
-        if any(t.id == target for t in data.tasks) or target in _declared_ids(data):
+        if target in data.declared_ids:
             task = resolve(config_path, system_zone=svc.zone(), now=now).get(target)
             assert task is not None
             schedule, zone_name = task.schedule, tz or task.timezone
@@ -258,10 +258,3 @@ def next_fires(
     for i, fire in enumerate(fires, start=1):
         typer.echo(f"{i:>{width}}  {fire.isoformat()}  ({relative(fire, now)})")
 
-
-def _declared_ids(data: object) -> set[str]:
-    """Ids declared in the file, valid or not (so `next ID` reports errors)."""
-    from jobctl.config import ConfigData
-
-    assert isinstance(data, ConfigData)
-    return {p.where.split("(")[1].split(")")[0] for p in data.problems if "(" in p.where}
