@@ -438,3 +438,42 @@ def test_second_runner_is_refused_while_first_holds_the_lease(tmp_path: Path) ->
     with pytest.raises(LeaseHeldError) as info:
         other.start()
     assert f"pid {os.getpid()}" in str(info.value) and info.value.exit_code == 75
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    # fall back: 01:00-02:00 EDT happens twice on 2026-11-01
+    (datetime(2026, 11, 1, 4, 50, tzinfo=UTC), datetime(2026, 11, 1, 7, 10, tzinfo=UTC)),
+    # spring forward: 02:00-03:00 EST never happens on 2026-03-08
+    (datetime(2026, 3, 8, 6, 50, tzinfo=UTC), datetime(2026, 3, 8, 8, 10, tzinfo=UTC)),
+])
+def test_runner_through_dst_transitions(tmp_path: Path, start: datetime, end: datetime) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "quarter"
+        schedule = "*/15 * * * *"
+        timezone = "America/New_York"
+        argv = ["true"]
+
+        [[tasks]]
+        id = "fixed"
+        schedule = "30 1,2 * * *"
+        timezone = "America/New_York"
+        argv = ["true"]
+    """, now=start)
+    h.runner.start()
+    t = start
+    while t <= end:
+        h.at(t)
+        t += timedelta(minutes=1)
+    h.settle()
+    quarter = [r.scheduled_for for r in h.runs("quarter")]
+    # every 15 real minutes, none twice
+    assert all((b - a) == timedelta(minutes=15) for a, b in zip(quarter, quarter[1:])), quarter
+    assert len(quarter) == len(set(quarter)) >= 5
+    fixed = [r.scheduled_for.astimezone(UTC) for r in h.runs("fixed")]
+    if start.month == 11:
+        # 01:30 EDT once (not again at 01:30 EST), then 02:30 EST
+        assert fixed == [datetime(2026, 11, 1, 5, 30, tzinfo=UTC)]
+    else:
+        # 02:30 does not exist that day: it runs at 03:00 EDT, the first instant after the gap
+        assert fixed == [datetime(2026, 3, 8, 7, 0, tzinfo=UTC)]
