@@ -287,18 +287,75 @@ def parse_at(value: object, tz: ZoneInfo) -> datetime:
 # -- next fires ---------------------------------------------------------------
 
 
-class _GuardedCronSim(CronSim):
-    """cronsim, with the DST mode chosen by our rule rather than by its own.
+@lru_cache(maxsize=4096)
+def _compile(expr: str) -> tuple[list[str], list[set[int]], bool]:
+    parts = expr.upper().split()
+    sets = [_parse_field(part, lo, hi, names) for part, (_n, lo, hi, names) in zip(parts, _FIELDS)]
+    # cronie: if either day field starts with '*', both must match (AND)
+    day_and = parts[2].startswith("*") or parts[4].startswith("*")
+    return parts, sets, day_and
 
-    cronsim treats a job as fixed-time when minute and hour do not start with
-    '*'; we also treat a step (`0-59/15`) as a wildcard, as our docs say.
+
+class _GuardedCronSim(CronSim):
+    """cronsim, corrected in three places.
+
+    - DST mode by our rule: cronsim treats a job as fixed-time when minute and
+      hour do not start with '*'; we also treat a step (`0-59/15`) as a
+      wildcard, as our docs say.
+    - Field sets from our parser: cronsim reads `0-0/1` as `0/1` (0-59).
+    - Wildcard jobs in zones whose DST shift is not a whole hour (Lord Howe,
+      30 minutes): cronsim steps whole real hours and jumps straight to the
+      target minute, which skips wall-clock times there.
     """
 
     def __init__(self, expr: str, dt: datetime, fixed_time: bool) -> None:
-        super().__init__(expr, dt)
-        if self.fixup_tz is not None and not fixed_time:
-            self.dt = self.dt.replace(tzinfo=self.fixup_tz)
-            self.fixup_tz = None
+        # Set the state cronsim's __init__ would (cronsim 2.x), from sets
+        # parsed once per expression, instead of re-parsing on every call.
+        parts, sets, day_and = _compile(expr)
+        self.skip_initial_tick = False
+        self.tick_direction = 1
+        self.dt = dt.replace(microsecond=0)
+        self.parts = ["0", *parts]
+        self.day_and = day_and
+        self.seconds = {0}
+        self.minutes, self.hours, self.days, self.months, self.weekdays = sets  # type: ignore[assignment]
+        self.fixup_tz = None
+        if fixed_time and self.dt.tzinfo not in (None, UTC):
+            # cronie's fixed-time rule: work in naive wall-clock time
+            self.fixup_tz = self.dt.tzinfo
+            self.dt = self.dt.replace(tzinfo=None)
+
+    def _odd_shift_near(self, back: float, ahead: float) -> bool:
+        """True if, in wildcard mode, a DST shift that is not a whole hour
+        falls within [dt - back, dt + ahead]: there cronsim's stepping is off."""
+        if self.fixup_tz is not None or self.dt.tzinfo in (None, UTC):
+            return False
+        tz = self.dt.tzinfo
+        real = self.dt.astimezone(UTC)
+        a = (real - timedelta(seconds=back)).astimezone(tz).utcoffset()
+        b = (real + timedelta(seconds=ahead)).astimezone(tz).utcoffset()
+        return a is not None and b is not None and (b - a).total_seconds() % 3600 != 0
+
+    def advance_hour(self) -> bool:
+        if self.dt.hour in self.hours or not self._odd_shift_near(3600, 26 * 3600):
+            return super().advance_hour()
+        # step real time from one wall-clock hour boundary to the next
+        day = self.dt.date()
+        while self.dt.hour not in self.hours and self.dt.date() == day:
+            self.tick(seconds=(60 - self.dt.minute) * 60 - self.dt.second)
+        return True
+
+    def advance_minute(self) -> bool:
+        if self.dt.minute in self.minutes or not self._odd_shift_near(60, 3600):
+            return super().advance_minute()
+        # walk real minutes: wall minutes repeat or vanish here
+        self.dt = self.dt.replace(second=0)
+        hour = self.dt.hour
+        while self.dt.minute not in self.minutes:
+            self.tick(seconds=60)
+            if self.dt.minute == 0 or self.dt.hour != hour:
+                break
+        return True
 
 
 @lru_cache(maxsize=65536)
@@ -308,7 +365,8 @@ def _next_cron(expr: str, fixed_time: bool, tz: ZoneInfo, after_utc: datetime) -
         it = _GuardedCronSim(expr, start, fixed_time)
         # cronsim may answer at or before `start` (a fixed-time job asked from
         # inside a repeated hour); the first answer after it is the true one.
-        for _ in range(50):
+        # cronsim itself gives up after 50 years (StopIteration)
+        while True:
             fire = next(it)
             # compare in UTC: aware datetimes sharing a tzinfo compare by wall
             # time, ignoring fold, so 01:00 EST would not count as after 01:45 EDT
@@ -316,7 +374,6 @@ def _next_cron(expr: str, fixed_time: bool, tz: ZoneInfo, after_utc: datetime) -
                 return fire
     except (StopIteration, CronSimError):
         return None
-    return None
 
 
 def next_fire(
@@ -361,6 +418,8 @@ def fire_times(
 ) -> list[datetime]:
     """The next `count` fires after `after` (fewer if the schedule ends)."""
     out: list[datetime] = []
+    if count <= 0:
+        return out
     for fire in iter_fires(schedule, tz, after, anchor):
         out.append(fire)
         if len(out) >= count:
