@@ -105,7 +105,12 @@ def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable
             pass
         store.finish(run_id, RunStatus.FAILED, now(), error=str(e))
         return None
-    store.set_process(run_id, proc.pid, proc.start_token, proc.boot)
+    if not store.set_process(run_id, proc.pid, proc.start_token, proc.boot):
+        # replaced between the claim and the spawn: it must not run on
+        proc.signal_group(signal.SIGKILL)
+        proc.wait(5)
+        proc.close()
+        return None
     return proc
 
 

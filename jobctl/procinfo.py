@@ -96,7 +96,23 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         # It exists; it just belongs to someone else.
         return True
-    return True
+    if not _proc_mounted():
+        return True
+    # killpg(0) also succeeds while only zombies are left, which can last a
+    # while in a container whose init reaps slowly: look for a live member.
+    pgrp_field = _STATE + 2  # fields after comm: state, ppid, pgrp
+    for entry in os.scandir(_PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (_PROC / entry.name / "stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rpartition(b")")[2].split()
+        if len(fields) > pgrp_field and fields[pgrp_field] == str(pgid).encode() \
+                and fields[_STATE] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _proc_mounted() -> bool:

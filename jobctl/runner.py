@@ -327,7 +327,8 @@ class Runner:
         if proc is None:
             record = self.store.get_run(claim.run_id)
             self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
-                              trigger=trigger, scheduled_for=slot, status=RunStatus.FAILED,
+                              trigger=trigger, scheduled_for=slot,
+                              status=record.status if record else RunStatus.FAILED,
                               duration_s=0.0, message=(record.error or "") if record else ""))
             return
         mono = self.clock.monotonic()

@@ -390,12 +390,16 @@ class SqliteStore:
         c.execute(sql, values)
         return run_id
 
-    def set_process(self, run_id: int, pid: int, proc_start: str | None, boot_id: str) -> None:
+    def set_process(self, run_id: int, pid: int, proc_start: str | None, boot_id: str) -> bool:
+        """Record a started run's process; False if the run was meanwhile
+        ended by someone else (replaced), in which case the caller stops it."""
         with self._write() as c:
-            c.execute(
-                "update runs set pid = ?, proc_start = ?, boot_id = ? where id = ?",
+            cur = c.execute(
+                "update runs set pid = ?, proc_start = ?, boot_id = ? where id = ?"
+                " and status = 'running'",
                 (pid, proc_start, boot_id, run_id),
             )
+            return cur.rowcount == 1
 
     def finish(self, run_id: int, status: RunStatus, now: datetime, *,
                exit_code: int | None = None, error: str | None = None) -> bool:
@@ -489,10 +493,34 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _is_foreign(conn: sqlite3.Connection) -> bool:
+    """A database with tables but no jobctl schema version is someone else's."""
+    version = int(conn.execute("pragma user_version").fetchone()[0])
+    tables = int(conn.execute("select count(*) from sqlite_master").fetchone()[0])
+    return version == 0 and tables > 0
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    # Switching to WAL does not wait on the busy timeout: retry while another
+    # process holds the file (say, a second jobctl creating it at the same time).
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("pragma journal_mode = wal")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     """Open the state file; None if it does not exist and `create` is False.
 
-    Read-only commands pass create=False so they never create the file.
+    Read-only commands pass create=False so they never create the file. A
+    SQLite file that is not jobctl's is refused and left untouched.
     """
     path = path.expanduser()
     if not path.exists():
@@ -504,15 +532,24 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
             raise StoreError(path, f"cannot create its folder: {e.strerror or e}") from None
     try:
         conn = _connect(path)
+        # read the version and the tables in one snapshot: another process
+        # may be creating the file right now
+        conn.execute("begin")
+        foreign = _is_foreign(conn)
         version = conn.execute("pragma user_version").fetchone()[0]
+        conn.execute("commit")
+        if foreign:
+            conn.close()
+            raise StoreError(path, "not a jobctl state file (it holds other tables); "
+                             "choose another path with --state")
         if version < SCHEMA_VERSION:
-            if version == 0 and not create:
-                tables = conn.execute("select count(*) from sqlite_master").fetchone()[0]
-                if tables:
-                    raise StoreError(path, "not a jobctl state file")
-            conn.execute("pragma journal_mode = wal")
+            _set_wal(conn)
             conn.execute("begin immediate")
-            # re-read under the write lock: another process may have migrated
+            # re-check under the write lock: another process may have migrated
+            if _is_foreign(conn):
+                conn.execute("rollback")
+                conn.close()
+                raise StoreError(path, "not a jobctl state file (it holds other tables)")
             version = conn.execute("pragma user_version").fetchone()[0]
             for steps in MIGRATIONS[version:]:
                 for sql in steps:
@@ -520,6 +557,7 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
             conn.execute(f"pragma user_version = {SCHEMA_VERSION}")
             conn.execute("commit")
         elif version > SCHEMA_VERSION:
+            conn.close()
             raise StoreError(path, f"written by a newer jobctl (schema {version} > {SCHEMA_VERSION})")
         conn.execute("pragma synchronous = normal")
     except sqlite3.DatabaseError as e:

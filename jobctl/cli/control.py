@@ -210,6 +210,7 @@ def logs(
     from pathlib import Path
 
     from jobctl.errors import UsageError
+    from jobctl.lifecycle import owner_alive, recover_orphans
     from jobctl.model import RunStatus
 
     svc = services(ctx)
@@ -242,6 +243,10 @@ def logs(
     copy()
     while follow:
         current = store.get_run(run_id)
+        if current is not None and current.status is RunStatus.RUNNING \
+                and not owner_alive(current.owner):
+            recover_orphans(store, svc.now())  # its runner died: stop waiting
+            current = store.get_run(run_id)
         if current is None or current.status is not RunStatus.RUNNING:
             copy()
             break

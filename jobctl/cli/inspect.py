@@ -33,7 +33,7 @@ def _last_run_json(record: object) -> dict[str, object] | None:
     if not isinstance(record, RunRecord):
         return None
     return {"id": record.id, "status": record.status.value,
-            "started_at": record.started_at.isoformat()}
+            "started_at": record.started_at.isoformat(timespec="microseconds")}
 
 
 @command

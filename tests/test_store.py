@@ -1,0 +1,667 @@
+"""SqliteStore against real SQLite files in tmp_path, including two writer processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jobctl import store as store_module
+from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.store import (
+    SCHEMA_VERSION,
+    LeaseHeldError,
+    Owner,
+    SqliteStore,
+    StoreError,
+    open_store,
+)
+
+UTC = timezone.utc
+T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
+ME = Owner(4242, "host-a", "boot-1", "777")
+OTHER = Owner(5151, "host-b", "boot-2", "888")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "state.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SqliteStore]:
+    s = open_store(path, create=True)
+    assert s is not None
+    yield s
+    s.close()
+
+
+def start(s: SqliteStore, task_id: str = "backup", *, trigger: Trigger = Trigger.MANUAL,
+          slot: datetime | None = None, concurrency: Concurrency = Concurrency.FORBID,
+          force: bool = False, now: datetime = T0, owner: Owner = ME):  # type: ignore[no-untyped-def]
+    return s.claim(task_id=task_id, trigger=trigger, scheduled_for=slot, concurrency=concurrency,
+                   force=force, owner=owner, now=now)
+
+
+def count_runs(s: SqliteStore) -> int:
+    return len(s.history(limit=1_000_000))
+
+
+# -- opening -------------------------------------------------------------------
+
+
+def test_missing_file_without_create_is_none_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet" / "state.db"
+    assert open_store(path, create=False) is None
+    assert not (tmp_path / "not-yet").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_sets_schema_version_wal_and_busy_timeout(store: SqliteStore, path: Path) -> None:
+    assert path.exists()
+    assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+    assert store.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("pragma busy_timeout").fetchone()[0] >= 1000
+    # WAL is a property of the file: a fresh connection sees it too
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("pragma journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        raw.close()
+
+
+def test_reopen_keeps_data_and_read_only_open_works(store: SqliteStore, path: Path) -> None:
+    run_id = start(store).run_id
+    store.close()
+    again = open_store(path, create=False)
+    assert again is not None
+    try:
+        run = again.get_run(run_id)  # type: ignore[arg-type]
+        assert run is not None and run.task_id == "backup" and run.status is RunStatus.RUNNING
+    finally:
+        again.close()
+
+
+def test_forward_migration_runs_new_steps_and_keeps_rows(
+    store: SqliteStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = start(store).run_id
+    store.close()
+    steps = [*store_module.MIGRATIONS, ["alter table runs add column note text"]]
+    monkeypatch.setattr(store_module, "MIGRATIONS", steps)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(steps))
+    migrated = open_store(path, create=False)
+    assert migrated is not None
+    try:
+        assert migrated.conn.execute("pragma user_version").fetchone()[0] == len(steps)
+        columns = [r[1] for r in migrated.conn.execute("pragma table_info(runs)")]
+        assert "note" in columns
+        assert migrated.get_run(run_id) is not None  # type: ignore[arg-type]
+    finally:
+        migrated.close()
+
+
+def test_newer_schema_is_refused(store: SqliteStore, path: Path) -> None:
+    store.conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
+    store.close()
+    with pytest.raises(StoreError, match="newer jobctl") as info:
+        open_store(path, create=False)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_non_sqlite_file_is_a_store_error(tmp_path: Path, create: bool) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database\n" * 50)
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as info:
+        open_store(path, create=create)
+    message = str(info.value)
+    assert str(path) in message and "not a usable SQLite database" in message
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_foreign_sqlite_database_is_a_store_error_and_left_alone(tmp_path: Path, create: bool) -> None:
+    path = tmp_path / "app.db"
+    raw = sqlite3.connect(path)
+    raw.execute("create table customers (name text)")
+    raw.execute("insert into customers values ('ada')")
+    raw.commit()
+    raw.close()
+    before = path.read_bytes()
+    # create=True is what run-now, enable and disable pass: they must not
+    # turn someone else's database into a jobctl state file either.
+    with pytest.raises(StoreError, match="not a jobctl state file") as info:
+        open_store(path, create=create)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+    raw = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in raw.execute("select name from sqlite_master where type = 'table'")}
+        assert tables == {"customers"}
+        assert raw.execute("pragma user_version").fetchone()[0] == 0
+    finally:
+        raw.close()
+
+
+# -- claim ---------------------------------------------------------------------
+
+
+def test_claim_forbid_starts_when_idle_and_sets_log_path(store: SqliteStore) -> None:
+    claim = start(store)
+    assert claim.outcome == "started" and claim.blocking == () and claim.replaced == ()
+    run = store.get_run(claim.run_id)  # type: ignore[arg-type]
+    assert run is not None
+    assert run.status is RunStatus.RUNNING and run.trigger is Trigger.MANUAL
+    assert run.started_at == T0 and run.finished_at is None and run.scheduled_for is None
+    assert run.attempt == 1 and run.host == "host-a" and run.owner.pid == 4242
+    assert run.owner.start == "777"
+    assert run.log_path == str(store.log_dir / f"{claim.run_id}.log")
+    assert store.log_dir == store.path.parent / "logs"
+
+
+def test_claim_forbid_manual_while_running_is_refused_and_records_nothing(store: SqliteStore) -> None:
+    first = start(store)
+    claim = start(store, now=T0 + timedelta(seconds=5))
+    assert claim.outcome == "refused" and claim.run_id is None
+    assert [r.id for r in claim.blocking] == [first.run_id]
+    assert count_runs(store) == 1
+    assert store.last_runs()["backup"].id == first.run_id
+
+
+def test_claim_forbid_manual_with_force_starts_anyway(store: SqliteStore) -> None:
+    first = start(store)
+    claim = start(store, force=True)
+    assert claim.outcome == "started" and claim.run_id != first.run_id
+    assert [r.id for r in store.running("backup")] == [first.run_id, claim.run_id]
+
+
+def test_claim_forbid_scheduled_while_running_is_recorded_skipped(store: SqliteStore) -> None:
+    first = start(store)
+    slot = datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+    claim = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
+    assert claim.outcome == "skipped" and claim.run_id is not None
+    assert [r.id for r in claim.blocking] == [first.run_id]
+    run = store.get_run(claim.run_id)
+    assert run is not None
+    assert run.status is RunStatus.SKIPPED and run.trigger is Trigger.SCHEDULE
+    assert run.scheduled_for == slot and run.finished_at == slot
+    assert run.error == f"previous run #{first.run_id} still running (concurrency = forbid)"
+    assert [r.id for r in store.running()] == [first.run_id]
+    # a skipped fire still used its slot
+    assert store.last_scheduled() == {"backup": slot}
+    assert start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot).outcome == "duplicate"
+
+
+def test_claim_allow_starts_beside_the_running_one(store: SqliteStore) -> None:
+    first = start(store, concurrency=Concurrency.ALLOW)
+    second = start(store, concurrency=Concurrency.ALLOW, trigger=Trigger.SCHEDULE,
+                   slot=datetime(2026, 3, 1, 9, 1, tzinfo=UTC))
+    assert second.outcome == "started" and second.blocking == ()
+    assert {r.id for r in store.running()} == {first.run_id, second.run_id}
+
+
+def test_claim_replace_interrupts_the_running_ones(store: SqliteStore) -> None:
+    first = start(store, concurrency=Concurrency.ALLOW)
+    second = start(store, concurrency=Concurrency.ALLOW)
+    later = T0 + timedelta(minutes=1)
+    claim = start(store, concurrency=Concurrency.REPLACE, now=later)
+    assert claim.outcome == "started"
+    assert [r.id for r in claim.replaced] == [first.run_id, second.run_id]
+    assert all(r.status is RunStatus.RUNNING for r in claim.replaced)  # as they were
+    for old_id in (first.run_id, second.run_id):
+        old = store.get_run(old_id)  # type: ignore[arg-type]
+        assert old is not None and old.status is RunStatus.INTERRUPTED
+        assert old.finished_at == later
+        assert old.error == f"replaced by run #{claim.run_id} (concurrency = replace)"
+    assert [r.id for r in store.running()] == [claim.run_id]
+    # the replaced run's own end cannot overwrite `interrupted`
+    assert store.finish(first.run_id, RunStatus.FAILED, later, exit_code=-15) is False  # type: ignore[arg-type]
+    assert store.get_run(first.run_id).status is RunStatus.INTERRUPTED  # type: ignore[arg-type,union-attr]
+
+
+def test_claim_replace_when_idle_just_starts(store: SqliteStore) -> None:
+    claim = start(store, concurrency=Concurrency.REPLACE)
+    assert claim.outcome == "started" and claim.replaced == ()
+
+
+def test_policy_is_per_task(store: SqliteStore) -> None:
+    start(store, "backup")
+    assert start(store, "report").outcome == "started"
+
+
+def test_scheduled_slot_fires_at_most_once(store: SqliteStore) -> None:
+    slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    first = start(store, trigger=Trigger.SCHEDULE, slot=slot, concurrency=Concurrency.ALLOW, now=slot)
+    assert first.outcome == "started"
+    store.finish(first.run_id, RunStatus.SUCCESS, slot)  # type: ignore[arg-type]
+    # same slot again, whatever the policy and even forced, or as a catch-up
+    for concurrency in Concurrency:
+        again = start(store, trigger=Trigger.SCHEDULE, slot=slot, concurrency=concurrency,
+                      force=True, now=slot + timedelta(seconds=1))
+        assert again.outcome == "duplicate" and again.run_id is None
+    assert start(store, trigger=Trigger.CATCH_UP, slot=slot).outcome == "duplicate"
+    # the same instant given in another zone is the same slot
+    berlin = slot.astimezone(ZoneInfo("Europe/Berlin"))
+    assert start(store, trigger=Trigger.SCHEDULE, slot=berlin).outcome == "duplicate"
+    assert count_runs(store) == 1
+    # other slots, other tasks and manual runs are not affected
+    assert start(store, "report", trigger=Trigger.SCHEDULE, slot=slot).outcome == "started"
+    assert start(store, trigger=Trigger.SCHEDULE, slot=slot + timedelta(hours=1)).outcome == "started"
+    assert start(store, force=True).outcome == "started"
+
+
+def test_slot_uniqueness_is_enforced_by_the_database(store: SqliteStore) -> None:
+    slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    start(store, trigger=Trigger.SCHEDULE, slot=slot)
+    text = store_module.to_text(slot)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute(
+            "insert into runs (task_id, trigger, status, scheduled_for, started_at, host, owner_pid)"
+            " values ('backup', 'catch-up', 'running', ?, ?, 'h', 1)", (text, text))
+
+
+# -- finishing -----------------------------------------------------------------
+
+
+def test_finish_only_changes_running_rows(store: SqliteStore) -> None:
+    run_id = start(store).run_id
+    assert run_id is not None
+    end = T0 + timedelta(seconds=90, microseconds=250_000)
+    assert store.finish(run_id, RunStatus.FAILED, end, exit_code=3, error="exit code 3") is True
+    run = store.get_run(run_id)
+    assert run is not None
+    assert (run.status, run.exit_code, run.error, run.finished_at) == (RunStatus.FAILED, 3, "exit code 3", end)
+    assert run.duration_s == 90.25
+    assert store.finish(run_id, RunStatus.SUCCESS, end + timedelta(seconds=1), exit_code=0) is False
+    assert store.get_run(run_id) == run
+    assert store.running() == []
+
+
+def test_mark_interrupted_changes_only_running_rows(store: SqliteStore) -> None:
+    a = start(store, "a").run_id
+    b = start(store, "b").run_id
+    c = start(store, "c").run_id
+    store.finish(b, RunStatus.SUCCESS, T0, exit_code=0)  # type: ignore[arg-type]
+    later = T0 + timedelta(minutes=2)
+    changed = store.mark_interrupted([a, b, c, 999], later, "runner (pid 4242) stopped or died")  # type: ignore[list-item]
+    assert changed == [a, c]
+    for run_id in (a, c):
+        run = store.get_run(run_id)  # type: ignore[arg-type]
+        assert run is not None and run.status is RunStatus.INTERRUPTED
+        assert run.finished_at == later and run.error == "runner (pid 4242) stopped or died"
+    assert store.get_run(b).status is RunStatus.SUCCESS  # type: ignore[arg-type,union-attr]
+    assert store.mark_interrupted([a], later, "again") == []  # type: ignore[list-item]
+    assert store.get_run(a).error == "runner (pid 4242) stopped or died"  # type: ignore[arg-type,union-attr]
+
+
+def test_set_process_records_the_child(store: SqliteStore) -> None:
+    run_id = start(store).run_id
+    store.set_process(run_id, 31337, "12345", "boot-1")  # type: ignore[arg-type]
+    run = store.get_run(run_id)  # type: ignore[arg-type]
+    assert run is not None and (run.pid, run.proc_start, run.boot_id) == (31337, "12345", "boot-1")
+    assert store.get_run(10_000) is None
+
+
+# -- reading history -----------------------------------------------------------
+
+
+@pytest.fixture
+def filled(store: SqliteStore) -> dict[str, list[int]]:
+    """backup: success, failed, success, running; report: failed, success."""
+    ids: dict[str, list[int]] = {"backup": [], "report": []}
+    plan = [("backup", RunStatus.SUCCESS), ("report", RunStatus.FAILED), ("backup", RunStatus.FAILED),
+            ("backup", RunStatus.SUCCESS), ("report", RunStatus.SUCCESS), ("backup", None)]
+    for i, (task_id, status) in enumerate(plan):
+        at = T0 + timedelta(minutes=i)
+        run_id = start(store, task_id, concurrency=Concurrency.ALLOW, now=at).run_id
+        assert run_id is not None
+        if status is not None:
+            store.finish(run_id, status, at + timedelta(seconds=30))
+        ids[task_id].append(run_id)
+    return ids
+
+
+def test_history_newest_first_with_filters_and_limit(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+    every = sorted(filled["backup"] + filled["report"], reverse=True)
+    assert [r.id for r in store.history()] == every
+    assert [r.id for r in store.history(limit=3)] == every[:3]
+    assert [r.id for r in store.history("backup")] == filled["backup"][::-1]
+    assert [r.id for r in store.history("backup", limit=2)] == filled["backup"][::-1][:2]
+    assert [r.id for r in store.history(status=RunStatus.FAILED)] == [filled["backup"][1], filled["report"][0]]
+    assert [r.id for r in store.history("report", status=RunStatus.SUCCESS)] == [filled["report"][1]]
+    assert [r.id for r in store.history("backup", status=RunStatus.RUNNING)] == [filled["backup"][3]]
+    assert store.history("backup", status=RunStatus.TIMEOUT) == []
+    assert store.history("nosuch") == []
+    started = [r.started_at for r in store.history()]
+    assert started == sorted(started, reverse=True)
+
+
+def test_running_lists_only_running_rows(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+    assert [r.id for r in store.running()] == [filled["backup"][3]]
+    assert [r.id for r in store.running("backup")] == [filled["backup"][3]]
+    assert store.running("report") == []
+
+
+def test_last_runs_is_each_tasks_newest(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+    last = store.last_runs()
+    assert set(last) == {"backup", "report"}
+    assert last["backup"].id == filled["backup"][-1] and last["backup"].status is RunStatus.RUNNING
+    assert last["report"].id == filled["report"][-1] and last["report"].status is RunStatus.SUCCESS
+
+
+def test_last_runs_empty_and_not_confused_by_enable_overrides(store: SqliteStore) -> None:
+    assert store.last_runs() == {}
+    store.set_enabled(["backup"], False)
+    assert store.last_runs() == {}
+
+
+# -- retention -----------------------------------------------------------------
+
+
+def test_prune_keeps_newest_n_and_returns_their_log_paths(store: SqliteStore) -> None:
+    backup = []
+    for i in range(6):
+        run_id = start(store, "backup", now=T0 + timedelta(minutes=i)).run_id
+        assert run_id is not None
+        store.finish(run_id, RunStatus.SUCCESS, T0 + timedelta(minutes=i, seconds=5))
+        backup.append(run_id)
+        other = start(store, "report", now=T0 + timedelta(minutes=i)).run_id
+        store.finish(other, RunStatus.SUCCESS, T0)  # type: ignore[arg-type]
+    logs = store.prune("backup", 2)
+    assert sorted(logs) == sorted(str(store.log_dir / f"{i}.log") for i in backup[:4])
+    assert [r.id for r in store.history("backup")] == [backup[5], backup[4]]
+    assert len(store.history("report")) == 6  # other tasks untouched
+    assert store.last_runs()["backup"].id == backup[-1]
+    assert store.prune("backup", 2) == []
+    assert store.prune("backup", 10) == []
+    assert store.prune("nosuch", 1) == []
+
+
+def test_prune_skipped_runs_have_no_log_and_running_rows_stay(store: SqliteStore) -> None:
+    old = start(store, now=T0).run_id  # still running: never pruned
+    slot = datetime(2026, 3, 1, 9, 1, tzinfo=UTC)
+    skipped = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
+    assert skipped.outcome == "skipped"
+    newer = [start(store, force=True, now=T0 + timedelta(minutes=m)).run_id for m in (2, 3)]
+    for run_id in newer:
+        store.finish(run_id, RunStatus.SUCCESS, T0 + timedelta(minutes=4))  # type: ignore[arg-type]
+    assert store.prune("backup", 2) == []  # the skipped row had no log
+    assert {r.id for r in store.history("backup")} == {old, *newer}
+
+
+# -- control -------------------------------------------------------------------
+
+
+def test_set_enabled_overrides_and_control_version(store: SqliteStore, path: Path) -> None:
+    assert store.overrides() == {} and store.control_version() == 0
+    store.set_enabled(["backup", "report"], False)
+    assert store.overrides() == {"backup": False, "report": False}
+    assert store.control_version() == 1
+    store.set_enabled(["backup"], True)
+    assert store.overrides() == {"backup": True, "report": False}
+    assert store.control_version() == 2
+    # another connection (a runner) sees both the override and the bump
+    other = open_store(path, create=False)
+    assert other is not None
+    try:
+        assert other.overrides() == {"backup": True, "report": False}
+        assert other.control_version() == 2
+        other.set_enabled(["report"], True)
+    finally:
+        other.close()
+    assert store.control_version() == 3 and store.overrides()["report"] is True
+
+
+def test_last_scheduled_round_trip_including_dst(store: SqliteStore) -> None:
+    ny = ZoneInfo("America/New_York")
+    # 01:30 happens twice on 2026-11-01 in New York; fold=1 is the second (EST)
+    second = datetime(2026, 11, 1, 1, 30, tzinfo=ny, fold=1)
+    berlin = datetime(2026, 3, 29, 3, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # right after the gap
+    precise = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    store.set_last_scheduled([("a", second), ("b", berlin), ("c", precise)])
+    got = store.last_scheduled()
+    # compare instants: Python never calls a fold=1 time equal to one in another zone
+    assert {k: v.timestamp() for k, v in got.items()} == {
+        "a": second.timestamp(), "b": berlin.timestamp(), "c": precise.timestamp()}
+    assert got["a"] == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    assert got["c"].microsecond == 123456 and got["a"].utcoffset() == timedelta(0)
+    # an enable override and the last fire live side by side
+    store.set_enabled(["a"], False)
+    store.set_last_scheduled([("a", second + timedelta(hours=1))])
+    assert store.overrides() == {"a": False}
+    assert store.last_scheduled()["a"] == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+
+
+def test_scheduled_claims_advance_last_scheduled_but_never_back(store: SqliteStore) -> None:
+    late = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    early = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    start(store, trigger=Trigger.SCHEDULE, slot=late, concurrency=Concurrency.ALLOW)
+    assert store.last_scheduled() == {"backup": late}
+    start(store, trigger=Trigger.CATCH_UP, slot=early, concurrency=Concurrency.ALLOW)
+    assert store.last_scheduled() == {"backup": late}
+    start(store, force=True)  # manual runs have no slot
+    assert store.last_scheduled() == {"backup": late}
+
+
+# -- lease ---------------------------------------------------------------------
+
+
+def test_lease_take_heartbeat_release(store: SqliteStore) -> None:
+    assert store.lease() is None
+    lease = store.take_lease(ME, T0)
+    assert (lease.pid, lease.host, lease.boot_id, lease.proc_start) == (4242, "host-a", "boot-1", "777")
+    assert lease.started_at == lease.heartbeat_at == lease.anchor == T0
+    assert lease.owner == ME
+    assert store.lease() == lease
+    beat = T0 + timedelta(seconds=1, microseconds=500)
+    assert store.heartbeat(ME, beat) is True
+    assert store.lease().heartbeat_at == beat  # type: ignore[union-attr]
+    assert store.lease().started_at == T0  # type: ignore[union-attr]
+    assert store.heartbeat(OTHER, beat) is False
+    store.release_lease(OTHER)  # not the holder: no effect
+    assert store.lease() is not None
+    store.release_lease(ME)
+    assert store.lease() is None
+    assert store.heartbeat(ME, beat) is False
+
+
+def test_lease_held_by_another_runner(store: SqliteStore) -> None:
+    store.take_lease(ME, T0)
+    for alive in (None, True):
+        with pytest.raises(LeaseHeldError) as info:
+            store.take_lease(OTHER, T0 + timedelta(minutes=1), holder_alive=alive)
+        assert info.value.lease.pid == 4242
+        message = str(info.value)
+        assert "pid 4242" in message and "host-a" in message and str(store.path) in message
+        assert info.value.exit_code == 75
+    assert store.lease().owner == ME  # type: ignore[union-attr]
+    # the same owner may take it again (e.g. after a restart of its loop)
+    assert store.take_lease(ME, T0 + timedelta(minutes=2)).anchor == T0 + timedelta(minutes=2)
+    # a holder known to be dead is replaced
+    later = T0 + timedelta(minutes=3)
+    taken = store.take_lease(OTHER, later, holder_alive=False)
+    assert taken.owner == OTHER and taken.anchor == later
+    assert store.heartbeat(ME, later) is False
+
+
+# -- many processes at once ----------------------------------------------------
+
+_WRITER = textwrap.dedent("""
+    import os, sys, time
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from jobctl.model import Concurrency, RunStatus, Trigger
+    from jobctl.store import Owner, open_store
+
+    path, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    owner = Owner(os.getpid(), "host-" + name)
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    (go.parent / ("ready-" + name)).touch()
+    deadline = time.monotonic() + 30
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit("no go signal")
+        time.sleep(0.001)
+    store = open_store(path, create=True)
+    for i in range(200):
+        at = t0 + timedelta(seconds=i)
+        claim = store.claim(task_id="shared", trigger=Trigger.MANUAL, scheduled_for=None,
+                            concurrency=Concurrency.ALLOW, force=False, owner=owner, now=at)
+        assert claim.outcome == "started", claim
+        # the scheduled path too: a slot of this writer's own task
+        slot = store.claim(task_id="own-" + name, trigger=Trigger.SCHEDULE, scheduled_for=at,
+                           concurrency=Concurrency.FORBID, force=False, owner=owner, now=at)
+        assert slot.outcome == "started", slot
+        assert store.finish(claim.run_id, RunStatus.SUCCESS, at, exit_code=0)
+        assert store.finish(slot.run_id, RunStatus.SUCCESS, at, exit_code=0)
+    store.close()
+    print("done")
+""")
+
+
+def test_two_writer_processes_at_once(path: Path, tmp_path: Path) -> None:
+    created = open_store(path, create=True)  # first opens race: see the tests below
+    assert created is not None
+    created.close()
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(go), name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    try:
+        # release both together, once both have imported jobctl
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")):
+            assert time.monotonic() < deadline, "writers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.02)
+        go.touch()
+        reads = 0
+        reader = None
+        while any(p.poll() is None for p in procs):
+            # a CLI-like reader alongside the writers never sees "locked"
+            if reader is None and path.exists():
+                reader = open_store(path, create=False)
+            if reader is not None:
+                reader.history(limit=5)
+                reader.running()
+                reads += 1
+            time.sleep(0.02)
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out == "done\n" and err == ""
+    final = open_store(path, create=False)
+    assert final is not None
+    try:
+        runs = final.history(limit=10_000)
+        assert len([r for r in runs if r.task_id == "shared"]) == 400
+        assert len(runs) == 800
+        assert {r.status for r in runs} == {RunStatus.SUCCESS}
+        assert len({r.id for r in runs}) == 800
+        assert {r.host for r in runs if r.task_id == "shared"} == {"host-a", "host-b"}
+        assert final.running() == []
+    finally:
+        final.close()
+        if reader is not None:
+            reader.close()
+
+
+def test_first_open_waits_for_a_writer_instead_of_failing(path: Path) -> None:
+    # Another connection holds the write lock on a brand-new file, as a second
+    # jobctl process does while it switches the file to WAL. The busy timeout
+    # must cover the switch to WAL too: wait, don't fail at once.
+    path.parent.mkdir()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("begin immediate")
+    timer = threading.Timer(0.2, other.execute, ("commit",))
+    timer.start()
+    began = time.monotonic()
+    try:
+        opened = open_store(path, create=True)
+    finally:
+        timer.join()
+        other.close()
+    assert opened is not None
+    try:
+        assert time.monotonic() - began >= 0.15
+        assert opened.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+        assert opened.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        opened.close()
+
+
+
+_FIRST_OPEN = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from jobctl.store import StoreError, open_store
+
+    base, role, files = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    failures = []
+    for k in range(files):
+        folder = base / str(k)
+        folder.mkdir(exist_ok=True)
+        (folder / ("ready-" + role)).touch()
+        deadline = time.monotonic() + 30
+        # spin, don't sleep: both must reach open_store at the same instant
+        while sum(1 for f in os.listdir(folder) if f.startswith("ready-")) < 2:
+            if time.monotonic() > deadline:
+                sys.exit("the other process never came")
+        try:
+            if role == "creator":  # e.g. the runner's first start
+                open_store(folder / "state.db", create=True).close()
+                continue
+            while time.monotonic() < deadline:  # e.g. `jobctl status` in a loop
+                store = open_store(folder / "state.db", create=False)
+                if store is not None:
+                    store.close()
+                    break
+        except StoreError as e:
+            failures.append(f"{role} {k}: {e}")
+    print("\\n".join(failures))
+""")
+
+
+def test_read_only_open_while_another_process_creates_the_file(tmp_path: Path) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _FIRST_OPEN, str(tmp_path), role, "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for role in ("creator", "reader")
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    failures = "".join(out for out, _ in outs).strip()
+    assert failures == "", f"open_store failed while the file was being created:\n{failures}"
+    for k in range(60):
+        raw = sqlite3.connect(tmp_path / str(k) / "state.db")
+        try:
+            assert raw.execute("pragma journal_mode").fetchone()[0] == "wal"
+            assert raw.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+        finally:
+            raw.close()
