@@ -288,7 +288,7 @@ class RunningProcess:
         taken = 0
         while taken < limit:
             try:
-                chunk = os.read(self._fd, _CHUNK)
+                chunk = os.read(self._fd, min(_CHUNK, limit - taken))
             except BlockingIOError:
                 return
             if not chunk:
