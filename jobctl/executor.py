@@ -88,10 +88,9 @@ class LogSink:
     Memory stays bounded by the tail size whatever is written.
     """
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, *, lazy: bool = False) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.cut = 0
         self._max = max_bytes
@@ -100,14 +99,27 @@ class LogSink:
         self._size = 0  # bytes in the file
         self._tail: bytearray | None = None  # None until the limit is passed
         self._closed = False
-        # w+b: on overflow the bytes past the head are read back into memory.
-        self._file = open(path, "w+b")
+        self._file: BinaryIO | None = None
+        if not lazy:
+            self.open()
+
+    def open(self) -> None:
+        """Create the file now (a lazy sink creates it on first output, which
+        keeps a file-system round trip off the path between a fire and its
+        process start)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # w+b: on overflow the bytes past the head are read back into memory.
+            self._file = open(self.path, "w+b")
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("write to a closed LogSink")
         if not data:
             return
+        if self._file is None:
+            self.open()
+        assert self._file is not None
         if self._tail is None:
             if self._size + len(data) <= self._max:
                 self._file.write(data)
@@ -127,7 +139,13 @@ class LogSink:
     def close(self) -> None:
         if self._closed:
             return
+        try:
+            self.open()
+        except OSError:
+            self._closed = True
+            return
         self._closed = True
+        assert self._file is not None
         try:
             if self._tail is not None:
                 marker = f"\n[jobctl: {self.cut} bytes cut from the middle of this log]\n"
@@ -138,6 +156,7 @@ class LogSink:
             self._file.close()
 
     def _start_tail(self) -> None:
+        assert self._file is not None
         self._tail = bytearray()
         if self._size > self._head:
             self._file.seek(self._head)
@@ -175,6 +194,8 @@ class Launch:
     max_log_bytes: int
     echo: BinaryIO | None = None
     """If set, output is also written here (e.g. `sys.stdout.buffer` for run-now)."""
+    lazy_log: bool = False
+    """Create the log file on first output (or at close) instead of before the spawn."""
 
 
 class RunningProcess:
@@ -198,8 +219,10 @@ class RunningProcess:
         self.pid = popen.pid
         # start_new_session makes the child a session and group leader.
         self.pgid = popen.pid
-        # Read before the child is reaped, while its pid cannot be reused.
-        self.start_token = procinfo.process_start(popen.pid)
+        # Read by identify(), before the child is reaped (while its pid cannot
+        # be reused), but off the path from a fire to the next spawn.
+        self.start_token: str | None = None
+        self._identified = False
         self.boot = procinfo.boot_id()
         self.started_monotonic = started_monotonic
         self._popen = popen
@@ -210,6 +233,13 @@ class RunningProcess:
         self._echo = echo
         self._eof = False
         self._closed = False
+
+    def identify(self) -> str | None:
+        """Read (once) and return the child's start-time token."""
+        if not self._identified:
+            self._identified = True
+            self.start_token = procinfo.process_start(self.pid)
+        return self.start_token
 
     def fileno(self) -> int:
         """The read end of the output pipe; ValueError once closed, like a file."""
@@ -323,7 +353,7 @@ def spawn(launch: Launch) -> RunningProcess:
             raise SpawnError(f"cwd '{launch.cwd}' is not a directory")
         raise SpawnError(f"cwd '{launch.cwd}' does not exist")
     try:
-        sink = LogSink(launch.log_path, launch.max_log_bytes)
+        sink = LogSink(launch.log_path, launch.max_log_bytes, lazy=launch.lazy_log)
     except OSError as exc:
         raise SpawnError(f"cannot open log '{launch.log_path}': {_reason(exc)}") from exc
     try:

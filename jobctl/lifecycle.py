@@ -79,7 +79,7 @@ def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
 
 def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
                scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
-               started: datetime, echo: object = None) -> Launch:
+               started: datetime, echo: object = None, lazy_log: bool = False) -> Launch:
     slot = (scheduled_for or started).isoformat()
     return Launch(
         argv=build_argv(task.command, task.argv, settings.shell),
@@ -89,7 +89,20 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
         log_path=log_path,
         max_log_bytes=settings.max_log_bytes,
         echo=echo,  # type: ignore[arg-type]
+        lazy_log=lazy_log,
     )
+
+
+def record_spawn_failure(store: SqliteStore, launch: Launch, run_id: int, error: SpawnError,
+                         now: datetime) -> None:
+    """A claimed run whose process could not start: say why in its log, and
+    record it `failed`."""
+    try:
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        launch.log_path.write_text(f"[jobctl: {error}]\n")
+    except OSError:
+        pass
+    store.finish(run_id, RunStatus.FAILED, now, error=str(error))
 
 
 def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable[[], datetime],
@@ -98,14 +111,9 @@ def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable
     try:
         proc = spawner(launch)
     except SpawnError as e:
-        try:
-            launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-            launch.log_path.write_text(f"[jobctl: {e}]\n")
-        except OSError:
-            pass
-        store.finish(run_id, RunStatus.FAILED, now(), error=str(e))
+        record_spawn_failure(store, launch, run_id, e, now())
         return None
-    if not store.set_process(run_id, proc.pid, proc.start_token, proc.boot):
+    if not store.set_process(run_id, proc.pid, proc.identify(), proc.boot):
         # replaced between the claim and the spawn: it must not run on
         proc.signal_group(signal.SIGKILL)
         proc.wait(5)

@@ -10,11 +10,13 @@ with the same expression share one next-fire computation (timing's cache).
 
 from __future__ import annotations
 
+import gc
 import heapq
 import os
 import selectors
 import signal
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from pathlib import Path
 from jobctl import lifecycle, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError
-from jobctl.executor import Launch, RunningProcess, spawn
+from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.model import (
     CatchUp,
     IntervalSchedule,
@@ -34,13 +36,14 @@ from jobctl.model import (
     Task,
     Trigger,
 )
-from jobctl.store import LeaseHeldError, Owner, SqliteStore
+from jobctl.store import ClaimRequest, LeaseHeldError, Owner, SqliteStore
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
 CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config file
 HEARTBEAT_EVERY = 5.0
-MISSED_AFTER = 60.0  # a slot later than this (suspend, clock jump) counts as missed
+MISSED_AFTER = 60.0
+WAKE_EARLY = 0.002  # seconds before a fire that the coarse sleep ends  # a slot later than this (suspend, clock jump) counts as missed
 CATCH_UP_LIMIT = 100
 
 
@@ -137,8 +140,9 @@ class Runner:
         self.report(Event("ready", now, message=f"{len(self.tasks)} tasks",
                           data={"tasks": len(self.tasks), "state": str(self.store.path),
                                 "upcoming": self.upcoming(10), "anchor": self.anchor}))
-        for task in reboots:
-            self._launch(task, Trigger.SCHEDULE, self.anchor, now)
+        self._launch_batch([(task, Trigger.SCHEDULE, self.anchor) for task in reboots], now)
+        # what exists now lives as long as the runner: keep the collector off it
+        gc.freeze()
 
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""
@@ -172,6 +176,7 @@ class Runner:
         self.order = {t.id: i for i, t in enumerate(schedule_set.tasks)}
         last = self.store.last_scheduled()
         first_seen: list[tuple[str, datetime]] = []
+        skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
         entries = []
         reboots: list[Task] = []
         for task in schedule_set.tasks:
@@ -186,7 +191,13 @@ class Runner:
             if seen is None:
                 first_seen.append((task.id, now))
             elif startup and not isinstance(task.schedule, IntervalSchedule):
-                self._catch_up(task, seen, now)
+                if task.catch_up is CatchUp.SKIP or not self.enabled(task):
+                    # cheap check, shared by tasks with the same expression
+                    first = self._next(task, seen)
+                    if first is not None and first <= now:
+                        skipped.append((task.id, now))
+                else:
+                    self._catch_up(task, seen, now)
             fire = self._next(task, now)
             if fire is not None:
                 entries.append((fire.astimezone(UTC), task.priority, self.order[task.id],
@@ -200,8 +211,13 @@ class Runner:
         else:
             for entry in entries:
                 heapq.heappush(self.heap, entry)
-        if first_seen:
-            self.store.set_last_scheduled(first_seen)
+        if first_seen or skipped:
+            self.store.set_last_scheduled(first_seen + skipped)
+        if skipped:
+            names = ", ".join(t for t, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            self.report(Event("missed", now, message=(
+                f"{len(skipped)} task(s) missed fires while no runner was up, not run "
+                f"(catch_up = skip or disabled): {names}")))
         reboots.sort(key=lambda t: (t.priority, self.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
 
@@ -261,6 +277,7 @@ class Runner:
                 due.append(entry)
         passed: list[tuple[str, datetime]] = []
         follow: list[tuple[Task, datetime]] = []
+        batch: list[tuple[Task, Trigger, datetime | None]] = []
         for fire, _prio, _order, _gen, task_id in due:
             task = self.tasks[task_id]
             late = (now_utc - fire).total_seconds()
@@ -273,10 +290,11 @@ class Runner:
                 follow.append((task, now))
                 continue
             if self.enabled(task):
-                self._launch(task, Trigger.SCHEDULE, fire, now)
+                batch.append((task, Trigger.SCHEDULE, fire))
             else:
                 passed.append((task_id, fire))
             follow.append((task, fire))
+        self._launch_batch(batch, now)
         # next fires only after the whole batch has started
         for task, after in follow:
             self._push(task, self._next(task, after))
@@ -298,45 +316,79 @@ class Runner:
             self._launch(task, Trigger.CATCH_UP, queue.popleft(), now)
 
     def _launch(self, task: Task, trigger: Trigger, slot: datetime | None, now: datetime) -> None:
+        self._launch_batch([(task, trigger, slot)], now)
+
+    def _launch_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
+                      now: datetime) -> None:
+        """Claim, spawn and record a batch of fires (those of one instant).
+
+        One transaction claims them all before any process starts; the
+        processes start back to back; one more transaction records their pids.
+        """
+        if not items:
+            return
+        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency) for t, trigger, slot in items]
         try:
-            claim = self.store.claim(task_id=task.id, trigger=trigger, scheduled_for=slot,
-                                     concurrency=task.concurrency, force=False,
-                                     owner=self.owner, now=now)
+            claims = self.store.claim_many(requests, owner=self.owner, now=now)
         except JobctlError as e:
-            # the start could not be recorded, so the task does not start
-            self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
-                              message=f"not started: {e}"))
+            # the starts could not be recorded, so the tasks do not start
+            for task, _trigger, slot in items:
+                self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
+                                  message=f"not started: {e}"))
             return
-        if claim.outcome == "duplicate":
+        started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
+        for (task, trigger, slot), claim in zip(items, claims):
+            if claim.outcome == "duplicate":
+                continue
+            if claim.outcome == "skipped":
+                blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
+                self.report(Event("skip", now, task_id=task.id, run_id=claim.run_id,
+                                  trigger=trigger, scheduled_for=slot, status=RunStatus.SKIPPED,
+                                  message=f"previous run {blocking} still running"))
+                continue
+            assert claim.run_id is not None
+            for old in claim.replaced:
+                self._stop_replaced(old.id, old, claim.run_id)
+            launch = lifecycle.launch_for(
+                task, self.set.settings, run_id=claim.run_id,
+                log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
+                trigger=trigger, base_env=self.env, started=now, lazy_log=True)
+            try:
+                proc = self.spawner(launch)
+            except SpawnError as e:
+                lifecycle.record_spawn_failure(self.store, launch, claim.run_id, e, self.clock.now())
+                self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
+                                  trigger=trigger, scheduled_for=slot, status=RunStatus.FAILED,
+                                  duration_s=0.0, message=str(e)))
+                continue
+            # `at` of the start event: when the process exists
+            started.append((task, trigger, slot, claim.run_id, proc, self.clock.now()))
+        if not started:
             return
-        if claim.outcome == "skipped":
-            blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
-            self.report(Event("skip", now, task_id=task.id, run_id=claim.run_id, trigger=trigger,
-                              scheduled_for=slot, status=RunStatus.SKIPPED,
-                              message=f"previous run {blocking} still running"))
-            return
-        assert claim.run_id is not None
-        for old in claim.replaced:
-            self._stop_replaced(old.id, old, claim.run_id)
-        log_path = self.store.log_dir / f"{claim.run_id}.log"
-        launch = lifecycle.launch_for(task, self.set.settings, run_id=claim.run_id,
-                                      log_path=log_path, scheduled_for=slot, trigger=trigger,
-                                      base_env=self.env, started=now)
-        proc = lifecycle.start_process(self.store, launch, claim.run_id, self.clock.now,
-                                       self.spawner)
-        if proc is None:
-            record = self.store.get_run(claim.run_id)
-            self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
-                              trigger=trigger, scheduled_for=slot,
-                              status=record.status if record else RunStatus.FAILED,
-                              duration_s=0.0, message=(record.error or "") if record else ""))
-            return
+        try:
+            recorded = self.store.set_processes(
+                [(run_id, proc.pid, proc.identify(), proc.boot)
+                 for _t, _tr, _s, run_id, proc, _at in started])
+        except JobctlError as e:
+            self.report(Event("error", now, message=f"could not record pids: {e}"))
+            recorded = {run_id for _t, _tr, _s, run_id, _p, _at in started}
         mono = self.clock.monotonic()
-        deadline = mono + task.timeout if task.timeout else None
-        self.active[claim.run_id] = _Active(claim.run_id, task, proc, trigger, slot, now, deadline)
-        # `at` is when the process exists: lateness = at - scheduled_for
-        self.report(Event("start", self.clock.now(), task_id=task.id, run_id=claim.run_id, trigger=trigger,
-                          scheduled_for=slot, data={"pid": proc.pid}))
+        for task, trigger, slot, run_id, proc, spawned_at in started:
+            if run_id not in recorded:
+                # replaced between the claim and the spawn: it must not run on
+                proc.signal_group(signal.SIGKILL)
+                proc.wait(5)
+                proc.close()
+                record = self.store.get_run(run_id)
+                self.report(Event("finish", now, task_id=task.id, run_id=run_id, trigger=trigger,
+                                  scheduled_for=slot,
+                                  status=record.status if record else RunStatus.INTERRUPTED,
+                                  duration_s=0.0, message=(record.error or "") if record else ""))
+                continue
+            deadline = mono + task.timeout if task.timeout else None
+            self.active[run_id] = _Active(run_id, task, proc, trigger, slot, now, deadline)
+            self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
+                              trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
 
     def _stop_replaced(self, run_id: int, record: object, new_run: int) -> None:
         mine = self.active.get(run_id)
@@ -496,6 +548,11 @@ class Runner:
             wait = min(wait, 0.1)  # reap promptly even if a child keeps its pipe open
         return max(wait, 0.0)
 
+    def time_to_next_fire(self, now: datetime) -> float | None:
+        if not self.heap or self.stopping:
+            return None
+        return (self.heap[0][0] - now.astimezone(UTC)).total_seconds()
+
     def run_forever(self, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
         """Run until SIGTERM/SIGINT; return the exit status (0).
 
@@ -559,7 +616,14 @@ class Runner:
                             registered[run_id] = fd
                         except (KeyError, ValueError, OSError):
                             pass
-                for key, _ in selector.select(self.sleep_for(self.clock.now())):
+                wait = self.sleep_for(self.clock.now())
+                fire_in = self.time_to_next_fire(self.clock.now())
+                precise = fire_in is not None and fire_in <= wait
+                if precise:
+                    # epoll rounds its timeout up to whole milliseconds; wake
+                    # a little early and finish with a fine-grained sleep
+                    wait = max(0.0, wait - WAKE_EARLY)
+                for key, _ in selector.select(wait):
                     if key.data is None:
                         try:
                             while wake_r.recv(4096):
@@ -572,6 +636,10 @@ class Runner:
                                 selector.unregister(registered.pop(key.data))
                             except (KeyError, ValueError):
                                 pass
+                if precise:
+                    fire_in = self.time_to_next_fire(self.clock.now())
+                    if fire_in is not None and 0 < fire_in <= WAKE_EARLY:
+                        time.sleep(fire_in)
             return 0
         finally:
             try:

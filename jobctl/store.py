@@ -167,6 +167,17 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class ClaimRequest:
+    """One run to claim (see `SqliteStore.claim`)."""
+
+    task_id: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    concurrency: Concurrency
+    force: bool = False
+
+
+@dataclass(frozen=True)
 class Claim:
     """The outcome of asking to start a run (see `SqliteStore.claim`)."""
 
@@ -308,11 +319,18 @@ class SqliteStore:
         return {r[0]: from_text(r[1]) for r in rows}  # type: ignore[misc]
 
     def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+        texts: dict[datetime, str | None] = {}  # a batch often shares one instant
+        rows = []
+        for task_id, at in items:
+            text = texts.get(at)
+            if text is None:
+                text = texts[at] = to_text(at)
+            rows.append((task_id, text))
         with self._write() as c:
             c.executemany(
                 "insert into task_state (task_id, last_scheduled) values (?, ?)"
                 " on conflict (task_id) do update set last_scheduled = excluded.last_scheduled",
-                [(task_id, to_text(at)) for task_id, at in items],
+                rows,
             )
 
     # -- runs ------------------------------------------------------------------
@@ -333,40 +351,53 @@ class SqliteStore:
         The new run is committed as `running` before its process exists; the
         caller starts the process only for outcome 'started'.
         """
-        slot = to_text(scheduled_for)
-        scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
         with self._write() as c:
-            if scheduled and c.execute(
-                "select 1 from runs where task_id = ? and scheduled_for = ?"
-                " and trigger in ('schedule', 'catch-up')",
-                (task_id, slot),
-            ).fetchone():
-                return Claim("duplicate")
-            running = tuple(_run(r) for r in c.execute(
-                f"select {_RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
-                (task_id,),
-            ))
-            replaced: tuple[RunRecord, ...] = ()
-            if running and concurrency is Concurrency.FORBID and not force:
-                if not scheduled:
-                    return Claim("refused", blocking=running)
-                ids = ", ".join(f"#{r.id}" for r in running)
-                run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, now, owner,
-                                      error=f"previous run {ids} still running (concurrency = forbid)",
-                                      finished=True)
-                return Claim("skipped", run_id=run_id, blocking=running)
-            if running and concurrency is Concurrency.REPLACE:
-                replaced = running
-            run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner)
-            for old in replaced:
-                c.execute(
-                    "update runs set status = 'interrupted', finished_at = ?, error = ?"
-                    " where id = ? and status = 'running'",
-                    (to_text(now), f"replaced by run #{run_id} (concurrency = replace)", old.id),
-                )
-            log_path = str(self.log_dir / f"{run_id}.log")
-            c.execute("update runs set log_path = ? where id = ?", (log_path, run_id))
-            return Claim("started", run_id=run_id, blocking=replaced, replaced=replaced)
+            return self._claim(c, ClaimRequest(task_id, trigger, scheduled_for, concurrency, force),
+                               owner, now)
+
+    def claim_many(self, requests: Sequence[ClaimRequest], *, owner: Owner,
+                   now: datetime) -> list[Claim]:
+        """`claim` for a batch (the fires of one instant) in one transaction."""
+        with self._write() as c:
+            return [self._claim(c, r, owner, now) for r in requests]
+
+    def _claim(self, c: sqlite3.Connection, request: ClaimRequest, owner: Owner,
+               now: datetime) -> Claim:
+        task_id, trigger, concurrency, force = (request.task_id, request.trigger,
+                                                request.concurrency, request.force)
+        slot = to_text(request.scheduled_for)
+        scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
+        if scheduled and c.execute(
+            "select 1 from runs where task_id = ? and scheduled_for = ?"
+            " and trigger in ('schedule', 'catch-up')",
+            (task_id, slot),
+        ).fetchone():
+            return Claim("duplicate")
+        running = tuple(_run(r) for r in c.execute(
+            f"select {_RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
+            (task_id,),
+        ))
+        replaced: tuple[RunRecord, ...] = ()
+        if running and concurrency is Concurrency.FORBID and not force:
+            if not scheduled:
+                return Claim("refused", blocking=running)
+            ids = ", ".join(f"#{r.id}" for r in running)
+            run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, now, owner,
+                                  error=f"previous run {ids} still running (concurrency = forbid)",
+                                  finished=True)
+            return Claim("skipped", run_id=run_id, blocking=running)
+        if running and concurrency is Concurrency.REPLACE:
+            replaced = running
+        run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner)
+        for old in replaced:
+            c.execute(
+                "update runs set status = 'interrupted', finished_at = ?, error = ?"
+                " where id = ? and status = 'running'",
+                (to_text(now), f"replaced by run #{run_id} (concurrency = replace)", old.id),
+            )
+        log_path = str(self.log_dir / f"{run_id}.log")
+        c.execute("update runs set log_path = ? where id = ?", (log_path, run_id))
+        return Claim("started", run_id=run_id, blocking=replaced, replaced=replaced)
 
     def _insert(self, c: sqlite3.Connection, task_id: str, trigger: Trigger, status: RunStatus,
                 slot: str | None, now: datetime, owner: Owner, *, error: str | None = None,
@@ -389,6 +420,21 @@ class SqliteStore:
             values.append(slot)
         c.execute(sql, values)
         return run_id
+
+    def set_processes(self, items: Sequence[tuple[int, int, str | None, str]]) -> set[int]:
+        """`set_process` for a batch of (run_id, pid, proc_start, boot_id);
+        returns the run ids recorded (the others were ended meanwhile)."""
+        done = set()
+        with self._write() as c:
+            for run_id, pid, proc_start, boot_id in items:
+                cur = c.execute(
+                    "update runs set pid = ?, proc_start = ?, boot_id = ? where id = ?"
+                    " and status = 'running'",
+                    (pid, proc_start, boot_id, run_id),
+                )
+                if cur.rowcount == 1:
+                    done.add(run_id)
+        return done
 
     def set_process(self, run_id: int, pid: int, proc_start: str | None, boot_id: str) -> bool:
         """Record a started run's process; False if the run was meanwhile

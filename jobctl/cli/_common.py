@@ -42,11 +42,20 @@ class Services:
         return self.system_zone
 
     def load(self, config: Path | None) -> ScheduleSet:
+        import gc
+
         from jobctl.resolve import load_schedule_set
 
-        schedule_set = load_schedule_set(
-            config, self.env, self.cwd, system_zone=self.zone(), now=self.now()
-        )
+        # Loading allocates a few objects per task and frees almost none; the
+        # cyclic collector would rescan them all many times over (about 1 s
+        # of 3 at 100,000 tasks), so it waits until the set is built.
+        gc.disable()
+        try:
+            schedule_set = load_schedule_set(
+                config, self.env, self.cwd, system_zone=self.zone(), now=self.now()
+            )
+        finally:
+            gc.enable()
         for warning in schedule_set.warnings:
             err(str(warning))
         return schedule_set
