@@ -244,10 +244,12 @@ class Runner:
         if mono >= self.next_control:
             self._poll_control()
             self.next_control = mono + CONTROL_POLL
+        if not self.stopping:
+            # what is due goes first; housekeeping can wait a millisecond
+            self._fire_due(now)
         self._reap(now)
         self._enforce_deadlines(mono)
         if not self.stopping:
-            self._fire_due(now)
             self._start_catch_ups(now)
         if mono >= self.next_heartbeat and not self.lost_lease:
             self.next_heartbeat = mono + HEARTBEAT_EVERY
