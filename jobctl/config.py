@@ -136,15 +136,15 @@ def _header_lines(text: str) -> tuple[list[int], int]:
     settings = 0
     if '"""' not in text and "\'\'\'" not in text:
         # fast path: no multi-line strings, so every header match is real
-        starts = [
-            m.start() for m in _ANY_HEADER_RE.finditer(text)
-            if not text[text.rfind("\n", 0, m.start()) + 1:m.start()].strip(" \t")
-        ]
         number, pos = 1, 0
-        for start in starts:
+        for m in _ANY_HEADER_RE.finditer(text):
+            start = m.start()
+            line_start = text.rfind("\n", 0, start) + 1
+            if line_start != start and text[line_start:start].strip(" \t"):
+                continue  # not at the start of a line
             number += text.count("\n", pos, start)
             pos = start
-            if _HEADER_RE.match(text, start):
+            if text.startswith("[[", start):
                 tasks.append(number)
             elif not settings:
                 settings = number
@@ -474,8 +474,8 @@ def read_task(
         values["cwd"] = str(base_dir / Path(cwd).expanduser())
     if "name" not in values:
         values["name"] = task_id
-    return Task(id=task_id, schedule=schedule, timezone=zone_name, owner=owner, origin=origin,
-                **values)
+    return Task.build(id=task_id, schedule=schedule, timezone=zone_name, owner=owner,
+                      origin=origin, **values)
 
 
 def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
@@ -483,8 +483,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     problems: list[Problem] = []
     origin = Origin(path)
     try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         problems.append(Problem(origin, f"cannot read: {e.strerror or e}"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
@@ -503,6 +502,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
 
     task_lines, settings_line = _header_lines(text)
+    del text  # a big config's text is not needed past here: lower the peak
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(origin, _unknown_key(key, TOP_KEYS)))
@@ -525,6 +525,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
             problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
             continue
         task = read_task(table, task_origin, where, settings, problems, now, base_dir)
+        tables[index] = None  # free each table once read: lower the peak
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
         if task_id is not None:
             data.declared_ids.add(task_id)

