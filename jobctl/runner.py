@@ -36,14 +36,16 @@ from jobctl.model import (
     Task,
     Trigger,
 )
-from jobctl.store import ClaimRequest, LeaseHeldError, Owner, SqliteStore
+from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, SqliteStore
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
 CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config file
 HEARTBEAT_EVERY = 5.0
 MISSED_AFTER = 60.0
-WAKE_EARLY = 0.002  # seconds before a fire that the coarse sleep ends  # a slot later than this (suspend, clock jump) counts as missed
+# How long before a fire instant the runner wakes to claim its runs (commit
+# them to the state file), so that at the instant only the spawns remain.
+PREPARE_LEAD = 0.010  # a slot later than this (suspend, clock jump) counts as missed
 CATCH_UP_LIMIT = 100
 
 
@@ -118,6 +120,7 @@ class Runner:
         self.control_version = -1
         self.next_control = 0.0
         self.next_heartbeat = 0.0
+        self.prepared: list[tuple[Task, Trigger, datetime | None, Claim]] = []
         self.stopping = False
         self.stop_deadline: float | None = None
         self.lost_lease = False
@@ -295,10 +298,23 @@ class Runner:
         except JobctlError as e:
             self.report(Event("error", self.clock.now(), message=f"reading control state: {e}"))
 
-    def _fire_due(self, now: datetime) -> None:
+    def prepare(self, instant: datetime) -> None:
+        """Claim (commit) the fires due at `instant` a moment before it, so
+        that at the instant only the processes remain to be started; see
+        `spawn_prepared`."""
+        self._fire_due(self.clock.now(), until=instant)
+
+    def spawn_prepared(self) -> None:
+        prepared, self.prepared = self.prepared, []
+        self._spawn_claimed(prepared, self.clock.now())
+
+    def _fire_due(self, now: datetime, until: datetime | None = None) -> None:
+        if self.prepared:
+            self.spawn_prepared()
         now_utc = now.astimezone(UTC)
+        horizon = now_utc if until is None else max(now_utc, until.astimezone(UTC))
         due = []
-        while self.heap and self.heap[0][0] <= now_utc:
+        while self.heap and self.heap[0][0] <= horizon:
             entry = heapq.heappop(self.heap)
             if self.gen.get(entry[4]) == entry[3] and entry[4] in self.tasks:
                 due.append(entry)
@@ -321,8 +337,12 @@ class Runner:
             else:
                 passed.append((task_id, fire))
             follow.append((task, fire))
-        self._launch_batch(batch, now)
-        # next fires only after the whole batch has started
+        claimed = self._claim_batch(batch, now)
+        if until is None:
+            self._spawn_claimed(claimed, now)
+        else:
+            self.prepared.extend(claimed)
+        # next fires only after the whole batch has started (or been claimed)
         for task, after in follow:
             self._push(task, self._next(task, after))
         if passed:
@@ -347,13 +367,14 @@ class Runner:
 
     def _launch_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
                       now: datetime) -> None:
-        """Claim, spawn and record a batch of fires (those of one instant).
+        self._spawn_claimed(self._claim_batch(items, now), now)
 
-        One transaction claims them all before any process starts; the
-        processes start back to back; one more transaction records their pids.
-        """
+    def _claim_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
+                     now: datetime) -> list[tuple[Task, Trigger, datetime | None, Claim]]:
+        """Record a batch of fires (those of one instant) in one transaction;
+        return those that may start. Skips are recorded and reported here."""
         if not items:
-            return
+            return []
         requests = [ClaimRequest(t.id, trigger, slot, t.concurrency) for t, trigger, slot in items]
         try:
             claims = self.store.claim_many(requests, owner=self.owner, now=now)
@@ -362,8 +383,8 @@ class Runner:
             for task, _trigger, slot in items:
                 self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
                                   message=f"not started: {e}"))
-            return
-        started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
+            return []
+        out = []
         for (task, trigger, slot), claim in zip(items, claims):
             if claim.outcome == "duplicate":
                 continue
@@ -373,6 +394,15 @@ class Runner:
                                   trigger=trigger, scheduled_for=slot, status=RunStatus.SKIPPED,
                                   message=f"previous run {blocking} still running"))
                 continue
+            out.append((task, trigger, slot, claim))
+        return out
+
+    def _spawn_claimed(self, claimed: list[tuple[Task, Trigger, datetime | None, Claim]],
+                       now: datetime) -> None:
+        """Start the processes of claimed runs back to back, then record their
+        pids (and real start instants) in one transaction."""
+        started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
+        for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
             for old in claim.replaced:
                 self._stop_replaced(old.id, old, claim.run_id)
@@ -394,8 +424,8 @@ class Runner:
             return
         try:
             recorded = self.store.set_processes(
-                [(run_id, proc.pid, proc.identify(), proc.boot)
-                 for _t, _tr, _s, run_id, proc, _at in started])
+                [(run_id, proc.pid, proc.identify(), proc.boot, at)
+                 for _t, _tr, _s, run_id, proc, at in started])
         except JobctlError as e:
             self.report(Event("error", now, message=f"could not record pids: {e}"))
             recorded = {run_id for _t, _tr, _s, run_id, _p, _at in started}
@@ -413,7 +443,7 @@ class Runner:
                                   duration_s=0.0, message=(record.error or "") if record else ""))
                 continue
             deadline = mono + task.timeout if task.timeout else None
-            self.active[run_id] = _Active(run_id, task, proc, trigger, slot, now, deadline)
+            self.active[run_id] = _Active(run_id, task, proc, trigger, slot, spawned_at, deadline)
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
                               trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
 
@@ -647,9 +677,9 @@ class Runner:
                 fire_in = self.time_to_next_fire(self.clock.now())
                 precise = fire_in is not None and fire_in <= wait
                 if precise:
-                    # epoll rounds its timeout up to whole milliseconds; wake
-                    # a little early and finish with a fine-grained sleep
-                    wait = max(0.0, wait - WAKE_EARLY)
+                    # wake a little early: claim what is due, then finish with
+                    # a fine sleep (epoll rounds up to whole milliseconds)
+                    wait = max(0.0, wait - PREPARE_LEAD)
                 for key, _ in selector.select(wait):
                     if key.data is None:
                         try:
@@ -663,10 +693,15 @@ class Runner:
                                 selector.unregister(registered.pop(key.data))
                             except (KeyError, ValueError):
                                 pass
-                if precise:
+                if precise and not self.stopping:
                     fire_in = self.time_to_next_fire(self.clock.now())
-                    if fire_in is not None and 0 < fire_in <= WAKE_EARLY:
-                        time.sleep(fire_in)
+                    if fire_in is not None and 0 < fire_in <= PREPARE_LEAD:
+                        instant = self.heap[0][0]
+                        self.prepare(instant)
+                        left = (instant - self.clock.now()).total_seconds()
+                        if left > 0:
+                            time.sleep(left)
+                        self.spawn_prepared()
             return 0
         finally:
             try:

@@ -421,16 +421,18 @@ class SqliteStore:
         c.execute(sql, values)
         return run_id
 
-    def set_processes(self, items: Sequence[tuple[int, int, str | None, str]]) -> set[int]:
-        """`set_process` for a batch of (run_id, pid, proc_start, boot_id);
-        returns the run ids recorded (the others were ended meanwhile)."""
+    def set_processes(self, items: Sequence[tuple[int, int, str | None, str, datetime]]) -> set[int]:
+        """Record started processes: (run_id, pid, proc_start, boot_id,
+        started_at); returns the run ids recorded (the others were ended
+        meanwhile, e.g. replaced). started_at is when the process started,
+        a moment after the claim."""
         done = set()
         with self._write() as c:
-            for run_id, pid, proc_start, boot_id in items:
+            for run_id, pid, proc_start, boot_id, started_at in items:
                 cur = c.execute(
-                    "update runs set pid = ?, proc_start = ?, boot_id = ? where id = ?"
-                    " and status = 'running'",
-                    (pid, proc_start, boot_id, run_id),
+                    "update runs set pid = ?, proc_start = ?, boot_id = ?, started_at = ?"
+                    " where id = ? and status = 'running'",
+                    (pid, proc_start, boot_id, to_text(started_at), run_id),
                 )
                 if cur.rowcount == 1:
                     done.add(run_id)
