@@ -9,7 +9,7 @@ is always strictly after the instant it was computed from.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -281,6 +281,11 @@ def parse_at(value: object, tz: ZoneInfo) -> datetime:
         raise ValueError("expected a timestamp string like '2026-12-24T18:00:00Z'")
     if dt.tzinfo is None:
         return localize(dt, tz)
+    if not isinstance(dt.tzinfo, (timezone, ZoneInfo)):
+        # a TOML parser's own fixed-offset class (rtoml): use the stdlib's
+        offset = dt.utcoffset()
+        assert offset is not None
+        dt = dt.replace(tzinfo=timezone(offset))
     return dt
 
 
@@ -466,3 +471,21 @@ def missed_fires(
         if len(fires) >= limit or start == since_utc:
             return fires[-limit:]
         window *= 4
+
+
+def next_fires(
+    items: Iterable[tuple[Schedule, str]], after: datetime, anchor: datetime | None = None
+) -> list[datetime | None]:
+    """`next_fire` for many (schedule, zone name) pairs at one instant.
+
+    Pairs that repeat (many tasks, few expressions) are computed once; the
+    same datetime object is returned for each repeat.
+    """
+    seen: dict[tuple[int, str], datetime | None] = {}
+    out: list[datetime | None] = []
+    for schedule, zone_name in items:
+        key = (id(schedule), zone_name)
+        if key not in seen:
+            seen[key] = next_fire(schedule, load_zone(zone_name), after, anchor)
+        out.append(seen[key])
+    return out

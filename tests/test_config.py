@@ -268,3 +268,25 @@ def test_task_build_equals_the_dataclass_constructor() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.id = "b"  # type: ignore[misc]
+
+
+def test_offset_at_and_odd_numbers_parse_like_tomllib(tmp_path: Path) -> None:
+    # rtoml's own tzinfo class becomes the stdlib's; what rtoml refuses
+    # (1e400) tomllib decides
+    path = write_config(tmp_path, """
+        [jobctl]
+        kill_grace = 1e400
+
+        [[tasks]]
+        id = "t"
+        at = 2030-01-01T09:00:00+01:00
+        command = "true"
+    """)
+    with pytest.raises(ConfigError) as info:
+        resolve(path, system_zone="UTC", now=NOW)
+    assert [p.where for p in info.value.problems] == ["jobctl.kill_grace"]
+    path.write_text(path.read_text().replace("1e400", "5"))
+    (task,) = resolve(path, system_zone="UTC", now=NOW).tasks
+    assert isinstance(task.schedule, AtSchedule)
+    assert type(task.schedule.at.tzinfo) is timezone
+    assert task.schedule.at == datetime(2030, 1, 1, 8, 0, tzinfo=timezone.utc)

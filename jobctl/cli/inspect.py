@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,10 +27,8 @@ def _next_runs(task: object, now: datetime, count: int, anchor: datetime | None)
     return fire_times(task.schedule, load_zone(task.timezone), now, count, anchor)
 
 
-def _last_run_json(record: object) -> dict[str, object] | None:
-    from jobctl.store import RunRecord
-
-    if not isinstance(record, RunRecord):
+def _last_run_json(record: Any) -> dict[str, object] | None:
+    if record is None:
         return None
     return {"id": record.id, "status": record.status.value,
             "started_at": record.started_at.isoformat(timespec="microseconds")}
@@ -58,17 +56,15 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
     Example: jobctl list --json
     """
     from jobctl.cli.render import relative, schedule_text, short_iso, task_summary
-    from jobctl.timing import load_zone, next_fire
+    from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
     now, anchor = view.now, view.anchor
     last_runs = view.store.last_runs() if view.store else {}
-    rows = []
-    for task in view.schedule_set.tasks:
-        upcoming = (
-            next_fire(task.schedule, load_zone(task.timezone), now, anchor) if task.enabled else None
-        )
-        rows.append((task, upcoming, last_runs.get(task.id)))
+    tasks = view.schedule_set.tasks
+    fires = next_fires(((t.schedule, t.timezone) for t in tasks), now, anchor)
+    rows = [(task, fire if task.enabled else None, last_runs.get(task.id))
+            for task, fire in zip(tasks, fires)]
     if json:
         out = []
         for task, upcoming, last in rows:

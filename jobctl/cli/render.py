@@ -84,6 +84,19 @@ def schedule_kind(task: Task) -> str:
     return "cron"
 
 
+_ISO_CACHE: dict[int, tuple[datetime, str]] = {}
+
+
+def _iso_shared(dt: datetime | None) -> str | None:
+    # many tasks share one next-fire datetime object: format each once
+    if dt is None:
+        return None
+    hit = _ISO_CACHE.get(id(dt))
+    if hit is None or hit[0] is not dt:
+        hit = _ISO_CACHE[id(dt)] = (dt, dt.isoformat())
+    return hit[1]
+
+
 def task_summary(task: Task, next_run: datetime | None) -> dict[str, Any]:
     """The object `list --json` prints for one task."""
     return {
@@ -94,7 +107,7 @@ def task_summary(task: Task, next_run: datetime | None) -> dict[str, Any]:
         "schedule": schedule_text(task),
         "timezone": task.timezone,
         "enabled": task.enabled,
-        "next_run": iso(next_run),
+        "next_run": _iso_shared(next_run),
         "owner": task.owner,
     }
 
