@@ -107,7 +107,7 @@ class LiveReporter:
     def __call__(self, event: Event) -> None:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
-        elif event.kind in ("reload", "error", "missed", "stopping", "ready"):
+        elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready"):
             self.messages.appendleft(
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
@@ -140,7 +140,7 @@ class LiveReporter:
         upcoming = Table(title="upcoming", title_justify="left", box=None)
         for col in ("TASK", "WHEN", "AT"):
             upcoming.add_column(col)
-        for fire, task_id in runner.upcoming(8):
+        for fire, task_id in ([] if runner.stopping else runner.upcoming(8)):
             upcoming.add_row(Text(task_id), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
         parts.append(upcoming)
         recent = Table(title="recent", title_justify="left", box=None)
