@@ -251,7 +251,13 @@ argv = ["true"]
 """)
     r = RunnerProcess(tmp_path)
     runners.append(r)
-    r.wait_event("start")
+    (start,) = r.wait_event("start")
+    # with a runner up, an interval's next fires count from the runner's start
+    listed = json.loads(jobctl("list", "--json", cwd=tmp_path).stdout)
+    nexts = json.loads(jobctl("next", "tick", "-n", "2", "--json", cwd=tmp_path).stdout)
+    slot = datetime.fromisoformat(str(start["scheduled_for"]))
+    for text in (listed[0]["next_run"], *nexts):
+        assert (datetime.fromisoformat(text) - slot).total_seconds() % 1 == 0, (text, slot)
     assert jobctl("disable", "tick", cwd=tmp_path).returncode == 0
     disabled_at = time.time()
     time.sleep(2.5)

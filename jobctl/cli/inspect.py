@@ -13,7 +13,9 @@ from jobctl.cli._common import (
     StateOption,
     command,
     err,
+    live_anchor,
     load_view,
+    open_state,
     print_json,
     services,
 )
@@ -201,6 +203,7 @@ def next_fires(
 
     svc = services(ctx)
     now = svc.now()
+    anchor = None
     config_path = None
     try:
         config_path = find_config(config, svc.env, svc.cwd)
@@ -213,9 +216,14 @@ def next_fires(
     if config_path is not None and looks_like_id:
         data = read_config(config_path, svc.zone(), now)
         if target in data.declared_ids:
-            task = resolve(config_path, system_zone=svc.zone(), now=now).get(target)
+            schedule_set = resolve(config_path, system_zone=svc.zone(), now=now)
+            task = schedule_set.get(target)
             assert task is not None
             schedule, zone_name = task.schedule, tz or task.timezone
+            if after is None:
+                # intervals count from a live runner's start, as in `list`
+                store = open_state(svc, schedule_set, None, create=False)
+                anchor = live_anchor(store, now)
     if schedule is None:
         try:
             schedule = parse_schedule(target)
@@ -243,12 +251,17 @@ def next_fires(
             raise UsageError(f"--after: {e}") from None
     from jobctl.timing import fire_times
 
-    fires = fire_times(schedule, zone, start, count)
+    fires = fire_times(schedule, zone, start, count, anchor)
     if json:
         print_json([f.isoformat() for f in fires])
         return
     if not fires:
-        err("no fire times: the schedule never fires after " + start.isoformat())
+        from jobctl.model import RebootSchedule
+
+        if isinstance(schedule, RebootSchedule):
+            err("@reboot has no calendar times: it fires once each time the runner starts")
+        else:
+            err("no fire times: the schedule never fires after " + start.isoformat())
         return
     width = len(str(len(fires)))
     for i, fire in enumerate(fires, start=1):
