@@ -51,6 +51,37 @@ def toml_loads(text: str) -> dict[str, Any]:
 
     return tomllib.loads(text)
 
+
+_CHUNK_TABLES = 2000
+
+
+def _parse_in_chunks(text: str, starts: list[int]) -> dict[str, Any]:
+    """Parse a big config a few thousand `[[tasks]]` tables at a time.
+
+    rtoml builds its own tree before the Python one, which doubles the peak
+    memory of a 100,000-task file (330 MiB instead of 160); chunks keep that
+    tree small. `starts` are the offsets of the `[[tasks]]` headers. The
+    result is the whole-file parse's, or the whole file is parsed instead:
+    every chunk must hold only `tasks`, and the text before them no `tasks`.
+    """
+    if rtoml is None or len(starts) < 2 * _CHUNK_TABLES:
+        return toml_loads(text)
+    try:
+        doc: dict[str, Any] = rtoml.loads(text[:starts[0]])
+        if "tasks" in doc:
+            return toml_loads(text)
+        tasks: list[Any] = []
+        for i in range(0, len(starts), _CHUNK_TABLES):
+            end = starts[i + _CHUNK_TABLES] if i + _CHUNK_TABLES < len(starts) else len(text)
+            part = rtoml.loads(text[starts[i]:end])
+            if part.keys() != {"tasks"}:
+                return toml_loads(text)
+            tasks += part["tasks"]
+    except Exception:  # noqa: BLE001 - the whole-file parse decides and explains
+        return toml_loads(text)
+    doc["tasks"] = tasks
+    return doc
+
 CONFIG_ENV = "JOBCTL_CONFIG"
 STATE_ENV = "JOBCTL_STATE"
 CONFIG_NAME = "jobctl.toml"
@@ -141,10 +172,12 @@ _ANY_HEADER_RE = re.compile(r"\[\[[ \t]*tasks[ \t]*\]\]|\[[ \t]*jobctl[ \t]*\]")
 _TOML_LINE_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def _header_lines(text: str) -> tuple[list[int], int]:
+def _header_lines(text: str, offsets: list[int] | None = None) -> tuple[list[int], int]:
     """1-based lines of each `[[tasks]]` header and of `[jobctl]` (0 if none).
 
     Skips lines inside multi-line strings so a quoted header is not counted.
+    If `offsets` is given and the file has no multi-line strings, it receives
+    the headers' character offsets.
     """
     tasks: list[int] = []
     settings = 0
@@ -160,6 +193,8 @@ def _header_lines(text: str) -> tuple[list[int], int]:
             pos = start
             if text.startswith("[[", start):
                 tasks.append(number)
+                if offsets is not None:
+                    offsets.append(start)
             elif not settings:
                 settings = number
         return tasks, settings
@@ -508,8 +543,10 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     except UnicodeDecodeError as e:
         problems.append(Problem(origin, f"not UTF-8 text (byte {e.start})"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
+    offsets: list[int] = []
+    task_lines, settings_line = _header_lines(text, offsets)
     try:
-        doc = toml_loads(text)
+        doc = _parse_in_chunks(text, offsets) if offsets else toml_loads(text)
     except TOMLDecodeError as e:
         message = str(e)
         m = _TOML_LINE_RE.search(message)
@@ -519,8 +556,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         problems.append(Problem(Origin(path, line), f"TOML syntax error: {message}{col}"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
 
-    task_lines, settings_line = _header_lines(text)
-    del text  # a big config's text is not needed past here: lower the peak
+    del text, offsets  # a big config's text is not needed past here: lower the peak
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(origin, _unknown_key(key, TOP_KEYS)))

@@ -290,3 +290,28 @@ def test_offset_at_and_odd_numbers_parse_like_tomllib(tmp_path: Path) -> None:
     assert isinstance(task.schedule, AtSchedule)
     assert type(task.schedule.at.tzinfo) is timezone
     assert task.schedule.at == datetime(2030, 1, 1, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("tail", ["", '\n[other]\nx = 1\n', '\n[tasks.env]\nX = "1"\n'])
+def test_chunked_parse_equals_whole_file_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               tail: str) -> None:
+    import tomllib
+
+    from jobctl import config
+
+    monkeypatch.setattr(config, "_CHUNK_TABLES", 2)
+    body = "# header\n[jobctl]\nshell = \"/bin/sh\"\n\n" + "".join(
+        f'[[tasks]]\nid = "t{i}"\nschedule = "@daily"\ncommand = "echo {i}"\n'
+        f'env = {{ N = "{i}" }}\n\n' if i % 3 else
+        f'[[tasks]]\nid = "t{i}"\nschedule = "@daily"\nargv = ["echo", "{i}"]\n[tasks.env]\nK = "{i}"\n\n'
+        for i in range(11)
+    ) + tail
+    offsets: list[int] = []
+    config._header_lines(body, offsets)
+    assert len(offsets) == 11
+    if tail.startswith("\n[tasks.env]"):
+        # [tasks.env] twice for the last task: both parsers refuse
+        with pytest.raises(tomllib.TOMLDecodeError):
+            config._parse_in_chunks(body, offsets)
+        return
+    assert config._parse_in_chunks(body, offsets) == tomllib.loads(body)
