@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import JobctlError
@@ -415,3 +415,28 @@ def _reason(exc: OSError) -> str:
     # "No such file or directory" -> "no such file or directory", mid-sentence.
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
+
+
+def run_editor(editor: str, path: Path, env: Mapping[str, str]) -> int:
+    """Run `editor` on `path` in this terminal; its exit status.
+
+    Through the shell, as git does, so `EDITOR="code --wait"` works. Ctrl-C
+    belongs to the editor meanwhile: jobctl waits (with a handler, not
+    SIG_IGN, which the editor would inherit).
+    """
+
+    def wait_for_editor(_signum: int, _frame: object) -> None:
+        pass
+
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGQUIT):
+            previous[sig] = signal.signal(sig, wait_for_editor)
+    except ValueError:
+        pass  # not the main thread: leave signals alone
+    try:
+        argv = ["/bin/sh", "-c", f'{editor} "$@"', editor, str(path)]
+        return subprocess.run(argv, env=dict(env), check=False).returncode
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from jobctl.cli import control, inspect, run
+from jobctl.cli import control, edit, inspect, run
 
 app = typer.Typer(
     name="jobctl",
@@ -33,6 +33,11 @@ app.command("disable")(control.disable)
 app.command("history")(control.history)
 app.command("logs")(control.logs)
 app.command("status")(control.status)
+app.command("init")(edit.init)
+app.command("edit")(edit.edit)
+app.command("add")(edit.add)
+app.command("remove")(edit.remove)
+app.command("set")(edit.set_keys)
 
 
 def main() -> None:

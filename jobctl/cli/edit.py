@@ -1,0 +1,361 @@
+"""Commands that write the config: init, edit, add, remove, set.
+
+Each validates the whole result before anything is written, writes
+atomically, and leaves every line it did not mean to change as it was (see
+`jobctl.editing`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from jobctl.cli._common import ConfigOption, Services, command, err, services
+
+if TYPE_CHECKING:
+    from jobctl.model import Problem
+
+
+def _existing_config(svc: Services, config: Path | None) -> Path:
+    from jobctl.config import find_config
+    from jobctl.errors import ConfigNotFoundError, UsageError
+
+    try:
+        return find_config(config, svc.env, svc.cwd)
+    except ConfigNotFoundError as e:
+        raise UsageError(f"{e}\n`jobctl init` writes a starter config.") from None
+
+
+def _warn(warnings: list[Problem]) -> None:
+    for warning in warnings:
+        err(str(warning))
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+class _Snapshot:
+    """The config's text as read, and the fingerprint it must still have when written."""
+
+    def __init__(self, path: Path, text: str, digest: str) -> None:
+        self.path = path
+        self.text = text
+        self.digest = digest
+
+    def save(self, svc: Services, text: str) -> bool:
+        """Validate and write `text` over the file, unless it is what was read."""
+        from jobctl.editing import save_config
+        from jobctl.errors import UsageError
+
+        if text == self.text:
+            return False
+        try:
+            warnings = save_config(self.path, text, expect=self.digest, system_zone=svc.zone(),
+                                   now=svc.now())
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror or e}") from None
+        _warn(warnings)
+        return True
+
+
+def _read(svc: Services, config: Path | None) -> _Snapshot:
+    from jobctl.editing import fingerprint_bytes
+    from jobctl.errors import UsageError
+
+    path = _existing_config(svc, config)
+    try:
+        raw = path.read_bytes()
+        return _Snapshot(path, raw.decode("utf-8"), fingerprint_bytes(raw))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
+
+
+@command
+def init(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(
+        metavar="[PATH]",
+        help="Where to write it. Default: --config, $JOBCTL_CONFIG, then jobctl.toml in the "
+             "user config dir.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write a commented starter config, with one example task.
+
+    Creates missing folders. An existing file is left alone (exit 2) unless
+    --force is given.
+
+    Example: jobctl init ~/jobs/jobctl.toml
+    """
+    from jobctl.config import CONFIG_ENV, CONFIG_NAME, user_config_dir
+    from jobctl.editing import ABSENT, STARTER, atomic_write
+    from jobctl.errors import UsageError
+
+    svc = services(ctx)
+    target = path or config
+    if target is None and svc.env.get(CONFIG_ENV):
+        target = Path(svc.env[CONFIG_ENV])
+    default = target is None
+    target = (user_config_dir() / CONFIG_NAME) if target is None else target.expanduser()
+    if not target.is_absolute():
+        target = svc.cwd / target
+    if target.is_dir():
+        target = target / CONFIG_NAME
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; pass --force to overwrite it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, STARTER, expect=None if force else ABSENT)
+    except OSError as e:
+        raise UsageError(f"cannot write {target}: {e.strerror or e}") from None
+    typer.echo(f"wrote a starter config to {target}")
+    shadow = svc.cwd / CONFIG_NAME
+    if default and shadow.is_file():
+        err(f"note: {shadow} is read before it (see `jobctl validate`); pass --config to pick one")
+
+
+@command
+def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Edit the config in your editor; it is saved only if it is valid.
+
+    The editor is $VISUAL, else $EDITOR, else vi, on a copy beside the file. On saving and quitting: unchanged, it
+    says so; invalid, the errors are listed and, on a terminal, it offers to
+    edit again (otherwise the file is left as it was, exit 2, and your copy
+    is kept); valid, the file is replaced at once, keeping its permissions.
+    If the file was changed by something else meanwhile, it is not
+    overwritten (exit 2; your copy is kept). A running `jobctl run` picks up
+    the saved file by itself.
+
+    Example: EDITOR=nano jobctl edit
+    """
+    import os
+    import tempfile
+
+    from jobctl.editing import (
+        ConcurrentChangeError,
+        EditError,
+        atomic_write,
+        editor_command,
+        fingerprint_bytes,
+        moved,
+    )
+    from jobctl.errors import ConfigError, UsageError
+    from jobctl.resolve import resolve
+
+    svc = services(ctx)
+    shown = _existing_config(svc, config)
+    path = Path(os.path.realpath(shown))
+    try:
+        original = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {shown}: {e.strerror or e}") from None
+    digest = fingerprint_bytes(original)
+    # the copy lives beside the file: relative paths in it mean the same, and
+    # it is on the same file system as the file it replaces
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.edit-", suffix=".toml")
+        with os.fdopen(fd, "wb") as f:
+            f.write(original)
+    except OSError as e:
+        raise UsageError(f"cannot write a copy of {shown} beside it: {e.strerror or e}") from None
+    copy = Path(name)
+    from jobctl.executor import run_editor
+
+    editor = editor_command(svc.env)
+    keep = False
+    try:
+        while True:
+            status = run_editor(editor, copy, svc.env)
+            if status != 0:
+                raise EditError(f"the editor ({editor}) exited with status {status}; "
+                                f"{shown} was not changed")
+            try:
+                edited = copy.read_bytes()
+            except OSError:
+                raise EditError(f"the edited copy {copy} is gone; {shown} was not changed") from None
+            if edited == original:
+                typer.echo(f"no changes to {shown}")
+                return
+            try:
+                schedule_set = resolve(copy, system_zone=svc.zone(), now=svc.now())
+            except ConfigError as e:
+                for problem in e.problems:
+                    err(str(problem))
+                err(str(e))
+                if _interactive() and _confirm("Edit again?"):
+                    continue
+                keep = True
+                raise EditError(f"{shown} was not changed; your edited copy is kept in {copy}") from None
+            try:
+                atomic_write(path, edited, expect=digest)
+            except ConcurrentChangeError:
+                keep = True
+                raise ConcurrentChangeError(shown, kept=copy) from None
+            except OSError as e:
+                keep = True
+                raise UsageError(f"cannot write {shown}: {e.strerror or e}; your edited copy "
+                                 f"is kept in {copy}") from None
+            _warn([moved(w, copy, shown) for w in schedule_set.warnings])
+            n = len(schedule_set.tasks)
+            typer.echo(f"saved {shown} ({n} task{'s' if n != 1 else ''})")
+            return
+    finally:
+        if not keep:
+            copy.unlink(missing_ok=True)
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question, default=True)
+    except typer.Abort:
+        return False
+
+
+@command
+def add(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="The new task's id.")],
+    argv: Annotated[list[str] | None, typer.Argument(
+        metavar="[-- PROGRAM [ARG]...]",
+        help="Run this program with these arguments, without a shell (the task's argv). "
+             "Put them after `--` so their options are not read as jobctl's.",
+        show_default=False)] = None,
+    schedule: Annotated[str | None, typer.Option(
+        "--schedule", help="Cron expression, @daily & co, @reboot, or an interval like 'every 5m'.",
+        show_default=False)] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="One-shot instead of --schedule: RFC 3339, or a local ISO time.",
+        show_default=False)] = None,
+    command_: Annotated[str | None, typer.Option(
+        "--command", help="A shell command (instead of a program after `--`).",
+        show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.", show_default=False)] = None,
+    group: Annotated[str | None, typer.Option("--group", help="A label to group tasks by.",
+                                              show_default=False)] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="IANA zone of the schedule.",
+                                                 show_default=False)] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", help="Stop a run after this long: '90s', '5m', '1h30m', or seconds.",
+        show_default=False)] = None,
+    concurrency: Annotated[str | None, typer.Option(
+        "--concurrency", help="forbid, allow or replace.", show_default=False)] = None,
+    cwd: Annotated[str | None, typer.Option(
+        "--cwd", help="Working directory, relative to the config file.", show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", metavar="KEY=VALUE", help="An environment variable; repeatable.",
+        show_default=False)] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it with enabled = false.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add a task: append a [[tasks]] table to the config.
+
+    Give it exactly one of --schedule and --at, and either --command (a shell
+    string) or a program and its arguments after `--`. The new config is
+    validated first; nothing is written if it would be invalid (exit 2).
+
+    Example: jobctl add backup --schedule '30 2 * * *' -- pg_dump -Fc app
+    """
+    from jobctl.editing import add_task
+    from jobctl.errors import UsageError
+
+    if (schedule is None) == (at is None):
+        raise UsageError("give exactly one of --schedule and --at")
+    if (command_ is None) == (not argv):
+        raise UsageError("give either --command, or a program and its arguments after `--` "
+                         "(e.g. `-- pg_dump app`), not both")
+    table: dict[str, object] = {"id": task_id}
+    for key, value in (("name", name), ("group", group), ("schedule", schedule), ("at", at),
+                       ("timezone", timezone), ("command", command_)):
+        if value is not None:
+            table[key] = value
+    if argv:
+        table["argv"] = list(argv)
+    if cwd is not None:
+        table["cwd"] = cwd
+    if env:
+        variables: dict[str, str] = {}
+        for item in env:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"--env {item!r}: expected KEY=VALUE")
+            variables[key] = value
+        table["env"] = variables
+    if timeout is not None:
+        table["timeout"] = int(timeout) if timeout.isdigit() else timeout
+    if concurrency is not None:
+        table["concurrency"] = concurrency
+    if disabled:
+        table["enabled"] = False
+    snapshot = _read(services(ctx), config)
+    snapshot.save(services(ctx), add_task(snapshot.text, table))
+    typer.echo(f"added {task_id} to {snapshot.path}")
+
+
+@command
+def remove(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a task's [[tasks]] table from the config.
+
+    Its comment lines directly above go with it; the rest of the file stays as
+    it is. Refused (exit 2) if the config would then be invalid. Run history
+    of the task stays in the state file.
+
+    Example: jobctl remove backup
+    """
+    from jobctl.editing import remove_task
+
+    snapshot = _read(services(ctx), config)
+    snapshot.save(services(ctx), remove_task(snapshot.text, task_id))
+    typer.echo(f"removed {task_id} from {snapshot.path}")
+
+
+@command
+def set_keys(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    pairs: Annotated[list[str] | None, typer.Argument(
+        metavar="KEY=VALUE...",
+        help="VALUE is read as TOML when it is a TOML value (5, false, [\"a\", \"b\"], \"quoted\"), "
+             "else as a string.", show_default=False)] = None,
+    unset: Annotated[list[str] | None, typer.Option(
+        "--unset", metavar="KEY", help="Remove this key from the task; repeatable.",
+        show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change keys of one task; only their lines change.
+
+    VALUE is a TOML value when it parses as one, else a plain string: so
+    `priority=5` is a number, `schedule=*/5 * * * *` a string. Quote the
+    argument for your shell, and quote a string that looks like TOML:
+    name='"true"'. Refused (exit 2) if the config would then be invalid.
+
+    Example: jobctl set backup 'schedule=0 3 * * *' timeout=2h --unset cwd
+    """
+    from jobctl.editing import parse_value
+    from jobctl.editing import set_keys as set_in_text
+    from jobctl.errors import UsageError
+
+    if not pairs and not unset:
+        raise UsageError("nothing to change: give KEY=VALUE pairs or --unset KEY")
+    changes: list[tuple[str, object]] = []
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{pair!r}: expected KEY=VALUE")
+        changes.append((key, parse_value(raw)))
+    snapshot = _read(services(ctx), config)
+    if snapshot.save(services(ctx), set_in_text(snapshot.text, task_id, changes, unset or [])):
+        keys = [k for k, _ in changes] + list(unset or [])
+        typer.echo(f"updated {task_id} in {snapshot.path}: {', '.join(dict.fromkeys(keys))}")
+    else:
+        typer.echo(f"no change to {task_id} in {snapshot.path}")
