@@ -158,6 +158,12 @@ class Task:
     scope: Scope = Scope.NODE
     owner: str = "config"
     origin: Origin | None = None
+    callable: str | None = None
+    """"module:function" run in a worker process (plugin jobs only)."""
+    payload: Mapping[str, Any] | None = None
+    """Data handed to a plugin job (plugin jobs only)."""
+    plugin_dir: str | None = None
+    """The plugin's folder: on the import path of its callables (plugin jobs only)."""
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
