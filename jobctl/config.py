@@ -19,6 +19,7 @@ from jobctl.model import (
     CatchUp,
     Concurrency,
     Origin,
+    PluginLimits,
     Problem,
     Schedule,
     Scope,
@@ -93,8 +94,10 @@ MAX_NAME = 128
 
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
-    "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace",
+    "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
 )
+PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
+                     "max_payload_bytes")
 TASK_KEYS = (
     "id", "name", "group", "description", "schedule", "at", "timezone", "command",
     "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
@@ -425,6 +428,24 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         max_log_bytes=r.get("max_log_bytes", _positive_int, 1024 * 1024),
         kill_grace=r.get("kill_grace", _grace, 10.0),
         shutdown_grace=r.get("shutdown_grace", _grace, 30.0),
+        plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems),
+    )
+
+
+def _plugin_limits(table: object, origin: Origin, problems: list[Problem]) -> PluginLimits:
+    if not isinstance(table, dict):
+        problems.append(Problem(origin, f"expected a table, got {_describe(table)}",
+                                "jobctl.plugin_limits"))
+        return PluginLimits()
+    r = _Reader(table, origin, "jobctl.plugin_limits", problems)
+    r.check_keys(PLUGIN_LIMIT_KEYS)
+    default = PluginLimits()
+    return PluginLimits(
+        max_jobs=r.get("max_jobs", _positive_int, default.max_jobs),
+        min_interval=r.get("min_interval", _grace, default.min_interval),
+        max_display_name=r.get("max_display_name", _positive_int, default.max_display_name),
+        max_schedule_length=r.get("max_schedule_length", _positive_int, default.max_schedule_length),
+        max_payload_bytes=r.get("max_payload_bytes", _positive_int, default.max_payload_bytes),
     )
 
 
@@ -454,6 +475,7 @@ def read_task(
     now: datetime,
     base_dir: Path,
     owner: str = "config",
+    needs_command: bool = True,
 ) -> Task | None:
     """Convert one task table; None (with problems recorded) if it is invalid.
 
@@ -517,7 +539,7 @@ def read_task(
         except ValueError as e:
             error("at", str(e))
 
-    if ("command" in table) == ("argv" in table):
+    if needs_command and ("command" in table) == ("argv" in table):
         error("", "needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell)"
               + (", not both" if "command" in table else ""))
     if errors or schedule is None or task_id is None:

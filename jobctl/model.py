@@ -164,11 +164,15 @@ class Task:
     """Data handed to a plugin job (plugin jobs only)."""
     plugin_dir: str | None = None
     """The plugin's folder: on the import path of its callables (plugin jobs only)."""
+    plugin_trusted: bool = False
+    """The manifest's `trusted`: may its callables use `jobs.run` and `jobs.set_status`."""
+    host_services: tuple[str, ...] = ()
+    """The manifest's `host_services`: which of `ctx.jobs`'s services its callables may call."""
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
         """Task(**fields), about 4x faster: the frozen __init__ sets each of
-        its 19 fields through object.__setattr__, which dominates resolving
+        its 21 fields through object.__setattr__, which dominates resolving
         100,000 tasks. The result is an ordinary frozen Task."""
         unknown = fields.keys() - _TASK_FIELDS
         missing = _TASK_REQUIRED - fields.keys()
@@ -192,6 +196,33 @@ _TASK_REQUIRED = _TASK_FIELDS - _TASK_DEFAULTS.keys()
 
 
 @dataclass(frozen=True)
+class PluginLimits:
+    """What one plugin may declare (`[jobctl.plugin_limits]`)."""
+
+    max_jobs: int = 50
+    min_interval: float = 300.0
+    """Shortest allowed gap between consecutive fires, in seconds."""
+    max_display_name: int = 128
+    max_schedule_length: int = 128
+    max_payload_bytes: int = 100 * 1024
+
+
+@dataclass(frozen=True)
+class PluginReport:
+    """One discovered plugin: loaded with its jobs, or left out with problems."""
+
+    id: str
+    source: str
+    """The manifest's path, or "entry point NAME"."""
+    name: str = ""
+    version: str = ""
+    description: str = ""
+    loaded: bool = False
+    jobs: int = 0
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """The `[jobctl]` table, with defaults filled in and paths made absolute."""
 
@@ -203,6 +234,7 @@ class Settings:
     max_log_bytes: int = 1024 * 1024
     kill_grace: float = 10.0
     shutdown_grace: float = 30.0
+    plugin_limits: PluginLimits = field(default_factory=PluginLimits)
 
 
 @dataclass(frozen=True)
@@ -213,6 +245,12 @@ class ScheduleSet:
     settings: Settings
     tasks: tuple[Task, ...]
     warnings: tuple[Problem, ...] = ()
+    plugins: tuple[PluginReport, ...] = ()
+
+    @property
+    def plugin_problems(self) -> list[Problem]:
+        """Problems of plugins left out (the rest of the set is valid)."""
+        return [p for report in self.plugins for p in report.problems]
 
     def get(self, task_id: str) -> Task | None:
         for task in self.tasks:

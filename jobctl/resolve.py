@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jobctl.config import read_config
 from jobctl.errors import ConfigError
-from jobctl.model import ScheduleSet
+from jobctl.model import PluginReport, ScheduleSet
 
 
 def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
@@ -20,11 +20,20 @@ def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
     problems = sorted(data.problems, key=lambda p: p.origin.line)
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
+    tasks = tuple(data.tasks)
+    reports: tuple[PluginReport, ...] = ()
+    if data.settings.plugins:
+        from jobctl.plugins import discover
+
+        plugin_tasks, plugin_reports = discover(data.settings, path.parent, now)
+        tasks += tuple(plugin_tasks)
+        reports = tuple(plugin_reports)
     return ScheduleSet(
         path=path,
         settings=data.settings,
-        tasks=tuple(data.tasks),
+        tasks=tasks,
         warnings=tuple(problems),
+        plugins=reports,
     )
 
 

@@ -489,3 +489,19 @@ def next_fires(
             seen[key] = next_fire(schedule, load_zone(zone_name), after, anchor)
         out.append(seen[key])
     return out
+
+
+def min_gap_seconds(schedule: Schedule) -> float | None:
+    """The shortest gap between two consecutive fires, or None for schedules
+    that fire once (`at`, `@reboot`). For cron, from the minute and hour
+    fields: the closest two times of day, counting across midnight."""
+    if isinstance(schedule, IntervalSchedule):
+        return schedule.seconds
+    if not isinstance(schedule, CronSchedule):
+        return None
+    _parts, sets, _day_and = _compile(schedule.expr)
+    minutes, hours = sets[0], sets[1]
+    times = sorted(h * 60 + m for h in hours for m in minutes)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps.append(times[0] + 1440 - times[-1])  # last fire of a day to the first of the next
+    return float(min(gaps) * 60)

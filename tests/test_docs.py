@@ -26,6 +26,7 @@ def test_sample_configs_validate(sample: Path) -> None:
 
     schedule_set = resolve(sample, system_zone="UTC", now=NOW)
     assert schedule_set.tasks
+    assert all(r.loaded for r in schedule_set.plugins), schedule_set.plugin_problems
 
 
 def test_quick_start_has_two_setup_commands_and_ci_runs_the_test_one() -> None:

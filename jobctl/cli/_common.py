@@ -61,7 +61,18 @@ class Services:
             gc.enable()
         for warning in schedule_set.warnings:
             err(str(warning))
+        report_plugin_problems(schedule_set)
         return schedule_set
+
+
+def report_plugin_problems(schedule_set: ScheduleSet) -> None:
+    """Every command says which plugins were left out, and why."""
+    for report in schedule_set.plugins:
+        if report.loaded:
+            continue
+        err(f"plugin '{report.id}' ({report.source}) left out:")
+        for problem in report.problems:
+            err(f"  {problem}")
 
 
 def services(ctx: typer.Context) -> Services:

@@ -47,7 +47,38 @@ def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
     """
     schedule_set = services(ctx).load(config)
     n = len(schedule_set.tasks)
+    left_out = [r for r in schedule_set.plugins if not r.loaded]
+    if left_out:
+        names = ", ".join(f"'{r.id}'" for r in left_out)
+        err(f"{n} task{'s' if n != 1 else ''} OK, but plugin{'s' if len(left_out) > 1 else ''} "
+            f"{names} left out (see above)")
+        raise typer.Exit(2)
     typer.echo(f"{n} task{'s' if n != 1 else ''} OK")
+
+
+@command
+def plugins(ctx: typer.Context, config: ConfigOption = None, json: JsonOption = False) -> None:
+    """List the plugins the config's `plugins` globs found, and whether each loaded.
+
+    Example: jobctl plugins --json
+    """
+    schedule_set = services(ctx).load(config)
+    rows: list[dict[str, Any]] = [
+        {"id": r.id, "name": r.name, "version": r.version, "source": r.source,
+         "loaded": r.loaded, "jobs": r.jobs, "problems": [str(p) for p in r.problems]}
+        for r in schedule_set.plugins
+    ]
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no plugins (set [jobctl] plugins = [\"plugins/*/plugin.toml\"])")
+        return
+    for row in rows:
+        state = f"loaded, {row['jobs']} job{'s' if row['jobs'] != 1 else ''}" if row["loaded"] \
+            else f"left out ({len(row['problems'])} problem{'s' if len(row['problems']) != 1 else ''})"
+        version = f" {row['version']}" if row["version"] else ""
+        typer.echo(f"{row['id']}{version}  {state}  {row['source']}")
 
 
 @command

@@ -1,0 +1,168 @@
+"""Manifest plugins: discovery, namespacing, limits, containment, isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW, write_config
+from jobctl.resolve import resolve
+
+CONFIG = """
+[jobctl]
+plugins = ["plugins/*/plugin.toml"]
+
+[[tasks]]
+id = "own"
+schedule = "@daily"
+command = "true"
+"""
+
+
+def manifest(tmp_path: Path, folder: str, text: str) -> Path:
+    path = tmp_path / "plugins" / folder / "plugin.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+GOOD = """
+    [plugin]
+    id = "backups"
+    name = "Backups"
+    version = "1.0"
+    priority = 7
+
+    [[jobs]]
+    key = "nightly"
+    display_name = "Nightly dump"
+    schedule = "30 2 * * *"
+    argv = ["true"]
+    payload = { keep = 3 }
+"""
+
+
+def test_manifest_jobs_join_the_set_namespaced(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG)
+    manifest(tmp_path, "backups", GOOD)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [t.id for t in ss.tasks] == ["own", "backups:nightly"]
+    job = ss.tasks[1]
+    assert job.owner == "plugin:backups" and job.name == "Nightly dump" and job.group == "backups"
+    assert job.priority == 7 and dict(job.payload or {}) == {"keep": 3}
+    assert job.plugin_dir == str(tmp_path / "plugins" / "backups")
+    (report,) = ss.plugins
+    assert report.loaded and report.jobs == 1 and report.version == "1.0"
+
+
+@pytest.mark.parametrize(("job", "expected"), [
+    ('key = "x"\nschedule = "*/1 * * * *"\ncommand = "true"',
+     "fires as often as every 1m; the limit is every 5m (min_interval)"),
+    ('key = "x"\nschedule = "every 30s"\ncommand = "true"', "every 30s; the limit is every 5m"),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\ndisplay_name = "' + "n" * 129 + '"',
+     "is 129 characters; the limit is 128 (max_display_name)"),
+    ('key = "x"\nschedule = "0 0 * * ' + ",".join(["mon"] * 40) + '"\ncommand = "true"',
+     "the limit is 128 (max_schedule_length)"),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\npayload = { blob = "' + "x" * 110_000 + '" }',
+     "bytes encoded; the limit is 102400 (max_payload_bytes)"),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\ncwd = "../.."',
+     "is outside the plugin's folder"),
+    ('key = "x"\nschedule = "@daily"', "needs exactly one of 'command', 'argv' or 'callable'"),
+    ('key = "x"\nschedule = "@daily"\ncallable = "nomod:run"', "no module 'nomod'"),
+    ('key = "x:y"\nschedule = "@daily"\ncommand = "true"', "'x:y' is not a valid id"),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\nid = "other:x"', "unknown key 'id'"),
+])
+def test_a_bad_job_leaves_its_plugin_out_and_the_rest_runs(tmp_path: Path, job: str, expected: str,
+                                                           cli) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, CONFIG)
+    bad = manifest(tmp_path, "bad", f'[plugin]\nid = "bad"\n\n[[jobs]]\n{job}\n')
+    manifest(tmp_path, "backups", GOOD)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [t.id for t in ss.tasks] == ["own", "backups:nightly"]
+    (report,) = [r for r in ss.plugins if r.id == "bad"]
+    assert not report.loaded
+    assert any(expected in str(p) for p in report.problems), report.problems
+    assert all(str(p).startswith(f"{bad}:4: jobs[0]") for p in report.problems), report.problems
+    # every command reports it; validate exits 2; list still lists the rest
+    result = cli("validate")
+    assert result.exit_code == 2 and "plugin 'bad'" in result.stderr and expected in result.stderr
+    listed = cli("list", "--json")
+    assert listed.exit_code == 0 and "plugin 'bad'" in listed.stderr
+    assert [t["id"] for t in json.loads(listed.stdout)] == ["own", "backups:nightly"]
+
+
+def test_limits_are_overridable(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG.replace(
+        '[jobctl]\n', '[jobctl]\nplugin_limits = { min_interval = "1m", max_jobs = 1 }\n'))
+    manifest(tmp_path, "fast", '[plugin]\nid = "fast"\n[[jobs]]\nkey = "a"\nschedule = "* * * * *"\ncommand = "true"\n')
+    manifest(tmp_path, "many", '[plugin]\nid = "many"\n' + "".join(
+        f'[[jobs]]\nkey = "j{i}"\nschedule = "@daily"\ncommand = "true"\n' for i in range(2)))
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    by_id = {r.id: r for r in ss.plugins}
+    assert by_id["fast"].loaded
+    assert not by_id["many"].loaded
+    assert "declares 2 jobs; the limit is 1 (max_jobs)" in str(by_id["many"].problems[0])
+
+
+def test_two_manifests_claiming_one_plugin_id_name_both_files(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = manifest(tmp_path, "a", GOOD)
+    second = manifest(tmp_path, "b", GOOD)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [t.id for t in ss.tasks] == ["own", "backups:nightly"]
+    bad = [r for r in ss.plugins if not r.loaded]
+    assert len(bad) == 1 and bad[0].source == str(second)
+    assert f"plugin id 'backups' is already declared by {first}" in str(bad[0].problems[-1])
+
+
+def test_duplicate_keys_in_one_manifest(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG)
+    manifest(tmp_path, "d", '[plugin]\nid = "d"\n' + 2 * '[[jobs]]\nkey = "k"\nschedule = "@daily"\ncommand = "true"\n')
+    (report,) = resolve(path, system_zone="UTC", now=NOW).plugins
+    assert not report.loaded and "duplicate key 'k'" in str(report.problems[0])
+
+
+def test_symlink_out_of_the_plugin_folder_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "evil.py").write_text("def run(ctx): pass\n")
+    folder = manifest(tmp_path, "s", '[plugin]\nid = "s"\n[[jobs]]\nkey = "a"\nschedule = "@daily"\n'
+                      'callable = "evil:run"\n[[jobs]]\nkey = "b"\nschedule = "@daily"\ncommand = "true"\n'
+                      'cwd = "out"\n').parent
+    os.symlink(outside / "evil.py", folder / "evil.py")
+    os.symlink(outside, folder / "out")
+    (report,) = resolve(path, system_zone="UTC", now=NOW).plugins
+    text = "\n".join(str(p) for p in report.problems)
+    assert "resolves outside the plugin's folder" in text and "'out' is outside" in text
+
+
+def test_broken_manifest_and_plugins_command(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    write_config(tmp_path, CONFIG)
+    manifest(tmp_path, "backups", GOOD)
+    broken = manifest(tmp_path, "broken", '[plugin]\nid = "broken"\n[[jobs]\n')
+    result = cli("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert rows["backups"]["loaded"] and rows["backups"]["jobs"] == 1
+    (row,) = [r for r in rows.values() if not r["loaded"]]
+    assert row["source"] == str(broken) and "TOML syntax error" in row["problems"][0]
+    text = cli("plugins")
+    assert "backups 1.0  loaded, 1 job" in text.stdout and "left out (1 problem)" in text.stdout
+
+
+def test_plugin_jobs_work_with_control_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    write_config(tmp_path, CONFIG.replace("[jobctl]\n", '[jobctl]\nstate = "state.db"\n'))
+    manifest(tmp_path, "backups", GOOD.replace('argv = ["true"]', 'command = "echo from-plugin"'))
+    assert cli("disable", "backups:nightly").exit_code == 0
+    shown = json.loads(cli("show", "backups:nightly", "--json").stdout)
+    assert shown["enabled"] is False and shown["owner"] == "plugin:backups"
+    result = cli("run-now", "backups:nightly")
+    assert result.exit_code == 0, result.output
+    assert "from-plugin" in result.stdout
+    history = json.loads(cli("history", "backups:nightly", "--json").stdout)
+    assert [h["status"] for h in history] == ["success"]
