@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from datetime import datetime
 from tomllib import TOMLDecodeError
@@ -171,7 +172,7 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
 def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder: Path,
               settings: Settings, limits: PluginLimits, problems: list[Problem],
               now: datetime, *, priority: int, trusted: bool,
-              services: tuple[str, ...]) -> Task | None:
+              services: tuple[str, ...], check_module: bool = True) -> Task | None:
     where = f"jobs[{index}]"
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"expected a table, got {_describe(table)}", where))
@@ -200,7 +201,7 @@ def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder:
         bad("schedule", f"is {len(schedule_text)} characters; the limit is "
                         f"{limits.max_schedule_length} (max_schedule_length)")
     callable_spec = table.get("callable")
-    if callable_spec is not None:
+    if callable_spec is not None and check_module:
         if not isinstance(callable_spec, str) or not CALLABLE_RE.fullmatch(callable_spec):
             bad("callable", f"'{callable_spec}' is not 'module:function'")
         elif _module_file(folder, callable_spec.split(":")[0]) is None:
@@ -266,8 +267,9 @@ def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder:
 
 
 def discover(settings: Settings, base_dir: Path, now: datetime) -> tuple[list[Task], list[PluginReport]]:
-    """Every plugin the config names: their tasks (loaded plugins only, in
-    priority order) and a report for each."""
+    """Every plugin: the manifests the config names and the installed entry
+    points. Their tasks (loaded plugins only, in priority order) and a
+    report for each."""
     reports: list[PluginReport] = []
     loaded: list[tuple[int, int, list[Task]]] = []
     owners: dict[str, str] = {}
@@ -284,6 +286,126 @@ def discover(settings: Settings, base_dir: Path, now: datetime) -> tuple[list[Ta
         reports.append(report)
         if report.loaded:
             loaded.append((tasks[0].priority if tasks else 1000, order, tasks))
+    ep_tasks, ep_reports = discover_entry_points(settings, now, set(owners))
+    reports += ep_reports
+    if ep_tasks:
+        loaded.append((ep_tasks[0].priority, len(loaded) + 10**6, ep_tasks))
     loaded.sort(key=lambda item: (item[0], item[1]))
     return [t for _p, _o, tasks in loaded for t in tasks], reports
 
+
+
+ENTRY_POINT_GROUP = "jobctl.plugins"
+ENTRY_POINT_PREFIX = "entry-point:"
+"""A task whose `callable` starts with this runs its entry-point plugin's `run`."""
+
+
+def entry_point_plugins_installed() -> bool:
+    """A quick look for any installed distribution declaring our entry-point
+    group: importlib.metadata costs 40 ms a command just to import and scan,
+    so it is used only when there is something to find."""
+    import sys
+
+    for base in sys.path:
+        try:
+            entries = list(os.scandir(base or "."))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".dist-info", ".egg-info")):
+                try:
+                    with open(os.path.join(entry.path, "entry_points.txt"), encoding="utf-8") as f:
+                        if ENTRY_POINT_GROUP in f.read():
+                            return True
+                except OSError:
+                    continue
+    return False
+
+
+def load_entry_point_plugin(name: str) -> Any:
+    """The plugin object an installed entry point names (a class is instantiated)."""
+    from importlib.metadata import entry_points
+
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        raise LookupError(f"no installed plugin entry point '{name}' in group {ENTRY_POINT_GROUP}")
+    obj = matches[0].load()
+    return obj() if isinstance(obj, type) else obj
+
+
+def discover_entry_points(settings: Settings, now: datetime,
+                          taken: set[str]) -> tuple[list[Task], list[PluginReport]]:
+    """Plugins installed as packages (entry-point group `jobctl.plugins`).
+
+    Each object's `schedules()` is called once, here; a plugin whose import,
+    `schedules()` or declarations fail is left out whole.
+    """
+    if not entry_point_plugins_installed():
+        return [], []
+    from importlib.metadata import entry_points
+
+    tasks: list[Task] = []
+    reports: list[PluginReport] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        source = f"entry point {ep.name} ({ep.value})"
+        origin = Origin(Path(f"<entry point {ep.name}>"))
+        problems: list[Problem] = []
+        plugin_id = "?"
+        try:
+            obj = ep.load()
+            obj = obj() if isinstance(obj, type) else obj
+            name = getattr(obj, "name", None)
+            if not isinstance(name, str) or not PLUGIN_ID_RE.fullmatch(name):
+                raise ValueError(f"name {name!r} is not a valid plugin id "
+                                 "([a-z0-9][a-z0-9_-]*)")
+            plugin_id = name
+            declared = list(obj.schedules())
+        except Exception as e:  # noqa: BLE001 - plugin code: anything can go wrong
+            problems.append(Problem(origin, f"cannot load: {type(e).__name__}: {e}"))
+            reports.append(PluginReport(id=str(plugin_id), source=source, problems=tuple(problems)))
+            continue
+        if plugin_id in taken:
+            problems.append(Problem(origin, f"plugin id '{plugin_id}' is already declared by "
+                                    "a manifest or another entry point", "plugin.id"))
+        priority = getattr(obj, "priority", 1000)
+        trusted = bool(getattr(obj, "trusted", False))
+        services = tuple(getattr(obj, "host_services", ()) or ())
+        for service in services:
+            if service not in HOST_SERVICES:
+                problems.append(Problem(origin, f"unknown host service '{service}'; known: "
+                                        f"{', '.join(HOST_SERVICES)}", "plugin.host_services"))
+        if len(declared) > settings.plugin_limits.max_jobs:
+            problems.append(Problem(origin, f"declares {len(declared)} jobs; the limit is "
+                                    f"{settings.plugin_limits.max_jobs} (max_jobs)", "jobs"))
+        plugin_tasks: list[Task] = []
+        for index, decl in enumerate(declared):
+            if dataclasses.is_dataclass(decl) and not isinstance(decl, type):
+                decl = {k: v for k, v in dataclasses.asdict(decl).items() if v is not None}
+            if isinstance(decl, dict):
+                for forbidden in ("command", "argv", "callable"):
+                    if forbidden in decl:
+                        problems.append(Problem(origin, f"'{forbidden}' is not for entry-point "
+                                                "plugins: their own run(ctx) executes the job",
+                                                f"jobs[{index}].{forbidden}"))
+                decl = {**{k: v for k, v in decl.items() if k not in ("command", "argv")},
+                        "callable": "placeholder:run"}
+            task = _read_job(decl, index, origin, plugin_id, Path("."), settings,
+                             settings.plugin_limits, problems, now,
+                             priority=priority if isinstance(priority, int) else 1000,
+                             trusted=trusted, services=services, check_module=False)
+            if task is not None:
+                plugin_tasks.append(dataclasses.replace(
+                    task, callable=f"{ENTRY_POINT_PREFIX}{ep.name}", plugin_dir=None))
+        keys = [t.id for t in plugin_tasks]
+        if len(set(keys)) != len(keys):
+            problems.append(Problem(origin, "two jobs share one key", "jobs"))
+        ok = not problems
+        reports.append(PluginReport(id=plugin_id, source=source,
+                                    version=str(getattr(obj, "version", "") or ""),
+                                    name=str(getattr(obj, "display_name", "") or plugin_id),
+                                    loaded=ok, jobs=len(plugin_tasks) if ok else 0,
+                                    problems=tuple(problems)))
+        if ok:
+            taken.add(plugin_id)
+            tasks += plugin_tasks
+    return tasks, reports

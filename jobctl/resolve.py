@@ -22,9 +22,9 @@ def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
         raise ConfigError(problems)
     tasks = tuple(data.tasks)
     reports: tuple[PluginReport, ...] = ()
-    if data.settings.plugins:
-        from jobctl.plugins import discover
+    from jobctl.plugins import discover, entry_point_plugins_installed
 
+    if data.settings.plugins or entry_point_plugins_installed():
         plugin_tasks, plugin_reports = discover(data.settings, path.parent, now)
         tasks += tuple(plugin_tasks)
         reports = tuple(plugin_reports)

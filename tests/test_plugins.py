@@ -166,3 +166,70 @@ def test_plugin_jobs_work_with_control_commands(tmp_path: Path, cli) -> None:  #
     assert "from-plugin" in result.stdout
     history = json.loads(cli("history", "backups:nightly", "--json").stdout)
     assert [h["status"] for h in history] == ["success"]
+
+
+def install_entry_point_plugin(site: Path, body: str, name: str = "demo") -> None:
+    """Install a tiny distribution into `site` the way pip would lay it out:
+    a package plus a .dist-info with entry_points.txt."""
+    package = site / f"ep_{name}"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent(body))
+    info = site / f"ep_{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ep-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[jobctl.plugins]\n{name} = ep_{name}:Plugin\n")
+
+
+EP_PLUGIN = '''
+    class Plugin:
+        name = "demo"
+        priority = 5
+        version = "0.1"
+
+        def schedules(self):
+            return [{"key": "hello", "display_name": "Say hello", "schedule": "@hourly",
+                     "payload": {"who": "world"}}]
+
+        def run(self, ctx):
+            print(f"hello {ctx.payload['who']} from {ctx.task_id}")
+
+        def cleanup(self):
+            pass
+'''
+
+
+def test_entry_point_plugin_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    install_entry_point_plugin(site, EP_PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    path = write_config(tmp_path, '[[tasks]]\nid = "own"\nschedule = "@daily"\ncommand = "true"\n')
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [t.id for t in ss.tasks] == ["own", "demo:hello"]
+    job = ss.tasks[1]
+    assert job.owner == "plugin:demo" and job.priority == 5 and job.callable == "entry-point:demo"
+    assert dict(job.payload or {}) == {"who": "world"}
+    (report,) = ss.plugins
+    assert report.loaded and report.source.startswith("entry point demo")
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("class Plugin:\n    name = 'bad'\n    def schedules(self):\n        raise RuntimeError('boom')\n",
+     "cannot load: RuntimeError: boom"),
+    ("class Plugin:\n    name = 'bad'\n    def schedules(self):\n        return [{'key': 'x', 'schedule': '* * * * *'}]\n",
+     "fires as often as every 1m"),
+    ("class Plugin:\n    name = 'bad'\n    def schedules(self):\n        return [{'key': 'x', 'schedule': '@daily', 'command': 'rm -rf /'}]\n",
+     "'command' is not for entry-point plugins"),
+    ("raise ImportError('missing dependency')\n", "cannot load: ImportError: missing dependency"),
+])
+def test_broken_entry_point_plugin_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               body: str, expected: str) -> None:
+    site = tmp_path / "site"
+    # a module name per case: sys.modules would hand back an earlier case's
+    module = f"bad{sum(map(ord, expected))}"
+    install_entry_point_plugin(site, body, name=module)
+    monkeypatch.syspath_prepend(str(site))
+    path = write_config(tmp_path, '[[tasks]]\nid = "own"\nschedule = "@daily"\ncommand = "true"\n')
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [t.id for t in ss.tasks] == ["own"]
+    (report,) = ss.plugins
+    assert not report.loaded and any(expected in str(p) for p in report.problems), report.problems
