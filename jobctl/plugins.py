@@ -408,4 +408,35 @@ def discover_entry_points(settings: Settings, now: datetime,
         if ok:
             taken.add(plugin_id)
             tasks += plugin_tasks
+            previous = _LOADED.get(plugin_id)
+            if previous is not None and previous is not obj:
+                _call_cleanup(plugin_id, previous)
+            _LOADED[plugin_id] = obj
     return tasks, reports
+
+
+# Entry-point plugin objects loaded in this process, by plugin id, so that
+# `cleanup()` runs once when the runner stops or reloads them.
+_LOADED: dict[str, Any] = {}
+
+
+def _call_cleanup(plugin_id: str, obj: Any) -> str | None:
+    cleanup = getattr(obj, "cleanup", None)
+    if cleanup is None:
+        return None
+    try:
+        cleanup()
+    except Exception as e:  # noqa: BLE001 - plugin code
+        return f"plugin '{plugin_id}' cleanup failed: {type(e).__name__}: {e}"
+    return None
+
+
+def cleanup_plugins() -> list[str]:
+    """Call `cleanup()` once on every loaded entry-point plugin; the errors."""
+    errors = []
+    for plugin_id, obj in list(_LOADED.items()):
+        del _LOADED[plugin_id]
+        error = _call_cleanup(plugin_id, obj)
+        if error:
+            errors.append(error)
+    return errors

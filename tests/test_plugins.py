@@ -233,3 +233,24 @@ def test_broken_entry_point_plugin_is_left_out(tmp_path: Path, monkeypatch: pyte
     assert [t.id for t in ss.tasks] == ["own"]
     (report,) = ss.plugins
     assert not report.loaded and any(expected in str(p) for p in report.problems), report.problems
+
+
+def test_cleanup_runs_once_per_loaded_plugin_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobctl.plugins import cleanup_plugins
+
+    marks = tmp_path / "cleanups.txt"
+    body = EP_PLUGIN.replace("name = \"demo\"", "name = \"tidy\"").replace(
+        "def cleanup(self):\n            pass",
+        f"def cleanup(self):\n            open({str(marks)!r}, 'a').write('x')")
+    site = tmp_path / "site"
+    install_entry_point_plugin(site, body, name="tidy")
+    monkeypatch.syspath_prepend(str(site))
+    path = write_config(tmp_path, '[[tasks]]\nid = "own"\nschedule = "@daily"\ncommand = "true"\n')
+    resolve(path, system_zone="UTC", now=NOW)
+    assert not marks.exists()
+    resolve(path, system_zone="UTC", now=NOW)  # a reload: the old object is cleaned up
+    assert marks.read_text() == "x"
+    assert cleanup_plugins() == []  # the runner stops
+    assert marks.read_text() == "xx"
+    assert cleanup_plugins() == []  # and only once
+    assert marks.read_text() == "xx"
