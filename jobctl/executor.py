@@ -63,17 +63,24 @@ def build_env(
     run_id: int,
     scheduled_for: str,
     trigger: str,
+    attempt: int = 1,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a run: `base`, then the task's env, then JOBCTL_*.
+    """The environment of a run: `base`, then the task's env, then `extra`
+    (what a plugin worker needs), then JOBCTL_TASK_ID, _RUN_ID,
+    _SCHEDULED_FOR, _TRIGGER and _ATTEMPT.
 
-    JOBCTL_* come last so a task's env cannot spoof which run it is.
+    jobctl's own variables come last so a task's env cannot spoof which run it is.
     """
     env = dict(base)
     env.update(task_env)
+    if extra:
+        env.update(extra)
     env["JOBCTL_TASK_ID"] = task_id
     env["JOBCTL_RUN_ID"] = str(run_id)
     env["JOBCTL_SCHEDULED_FOR"] = scheduled_for
     env["JOBCTL_TRIGGER"] = trigger
+    env["JOBCTL_ATTEMPT"] = str(attempt)
     return env
 
 
@@ -383,6 +390,40 @@ def spawn(launch: Launch) -> RunningProcess:
         sink.close()
         raise
     return RunningProcess(popen, sink, launch.echo, started_monotonic=time.monotonic())
+
+
+# Detached children not yet reaped: polled on the next spawn_detached, so
+# they neither linger as zombies nor warn when their Popen is collected.
+_detached: list[subprocess.Popen[bytes]] = []
+
+
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Start `argv` in a new session with no stdin or output, without waiting
+    for it; return its pid.
+
+    It is out of reach of signals to the caller's process group, so it
+    outlives a caller that is stopped (a timed-out plugin worker, say).
+    Raises SpawnError if it cannot start.
+    """
+    if not argv:
+        raise SpawnError("cannot start an empty command")
+    _detached[:] = [p for p in _detached if p.poll() is None]
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot start '{argv[0]}': {_reason(exc)}") from exc
+    except ValueError as exc:
+        raise SpawnError(f"cannot start '{argv[0]}': {exc}") from exc
+    _detached.append(popen)
+    return popen.pid
 
 
 def stop_group(

@@ -79,12 +79,24 @@ def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
 
 def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
                scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
-               started: datetime, echo: object = None, lazy_log: bool = False) -> Launch:
+               started: datetime, echo: object = None, lazy_log: bool = False,
+               state_path: Path | None = None, config_path: Path | None = None) -> Launch:
+    """How to start one run. A task with a `callable` runs in a plugin worker
+    (`python -m jobctl.worker`), told what to run, and where the state file
+    and config are, through its environment."""
     slot = (scheduled_for or started).isoformat()
+    extra: dict[str, str] | None = None
+    if task.callable is not None:
+        from jobctl import worker
+
+        argv = worker.worker_argv()
+        extra = worker.worker_env(task, state_path=state_path, config_path=config_path)
+    else:
+        argv = build_argv(task.command, task.argv, settings.shell)
     return Launch(
-        argv=build_argv(task.command, task.argv, settings.shell),
+        argv=argv,
         env=build_env(base_env, task.env, task_id=task.id, run_id=run_id,
-                      scheduled_for=slot, trigger=trigger.value),
+                      scheduled_for=slot, trigger=trigger.value, extra=extra),
         cwd=task.cwd,
         log_path=log_path,
         max_log_bytes=settings.max_log_bytes,
@@ -169,13 +181,15 @@ def run_now(
     stop_requested: Callable[[], bool],
     owner: Owner | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    config_path: Path | None = None,
 ) -> RunRecord:
     """Run one task in this process (trigger `manual`) and return its record.
 
     Follows the task's concurrency policy wherever the other run lives:
     `forbid` raises RunBusyError unless `force`; `replace` stops the running
     one first. `stop_requested` is polled: when it turns true the run is
-    stopped and recorded `interrupted`.
+    stopped and recorded `interrupted`. `config_path` reaches a plugin
+    callable's worker, for the host services that need the config.
     """
     owner = owner or self_owner()
     recover_orphans(store, now())
@@ -189,7 +203,8 @@ def run_now(
         stop_run_and_wait(old, settings.kill_grace)
     launch = launch_for(task, settings, run_id=run_id, log_path=store.log_dir / f"{run_id}.log",
                         scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
-                        started=now(), echo=echo)
+                        started=now(), echo=echo, state_path=store.path,
+                        config_path=config_path)
     proc = start_process(store, launch, run_id, now)
     if proc is not None:
         deadline = monotonic() + task.timeout if task.timeout else None

@@ -409,7 +409,8 @@ class Runner:
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
-                trigger=trigger, base_env=self.env, started=now, lazy_log=True)
+                trigger=trigger, base_env=self.env, started=now, lazy_log=True,
+                state_path=self.store.path, config_path=self.set.path)
             try:
                 proc = self.spawner(launch)
             except SpawnError as e:
@@ -582,6 +583,11 @@ class Runner:
         self.active.clear()
         if not self.lost_lease:
             self.store.release_lease(self.owner)
+        from jobctl.plugins import cleanup_plugins
+
+        # entry-point plugins loaded in this process get their cleanup() call
+        for error in cleanup_plugins():
+            self.report(Event("error", now, message=error))
         self.report(Event("stopped", now))
 
     # -- the loop ------------------------------------------------------------------

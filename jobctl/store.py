@@ -513,6 +513,32 @@ class SqliteStore:
         )
         return {r[1]: _run(r) for r in rows}
 
+    def latest_runs(self, task_ids: Sequence[str], *, ended: bool = False) -> dict[str, RunRecord]:
+        """The most recent run of each of `task_ids` that has one; with
+        `ended`, the most recent run that is no longer running."""
+        out: dict[str, RunRecord] = {}
+        ids = list(dict.fromkeys(task_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            only_ended = " and status != 'running'" if ended else ""
+            rows = self._query(
+                f"select {_RUN_COLUMNS} from runs where id in (select max(id) from runs"
+                f" where task_id in ({marks}){only_ended} group by task_id)",
+                chunk,
+            )
+            out.update((r[1], _run(r)) for r in rows)
+        return out
+
+    def known_task_ids(self, prefix: str) -> list[str]:
+        """Ids starting with `prefix` that the state file has seen (a run or
+        an enable/disable override), sorted."""
+        rows = self._query(
+            "select task_id from task_state where substr(task_id, 1, ?) = ? order by task_id",
+            (len(prefix), prefix),
+        )
+        return [r[0] for r in rows]
+
     def prune(self, task_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` runs of a task; return their log paths."""
         with self._write() as c:

@@ -25,6 +25,7 @@ from jobctl.executor import (
     build_argv,
     build_env,
     spawn,
+    spawn_detached,
     stop_group,
 )
 
@@ -143,7 +144,27 @@ def test_build_env_layers_and_jobctl_vars_win() -> None:
         "JOBCTL_RUN_ID": "42",
         "JOBCTL_SCHEDULED_FOR": "2026-06-15T12:00:00+00:00",
         "JOBCTL_TRIGGER": "manual",
+        "JOBCTL_ATTEMPT": "1",
     }
+    env = build_env({}, {"JOBCTL_CALLABLE": "spoof:spoof"}, task_id="p:k", run_id=1,
+                    scheduled_for="x", trigger="schedule", attempt=2,
+                    extra={"JOBCTL_CALLABLE": "mod:fn", "JOBCTL_ATTEMPT": "spoof"})
+    assert env["JOBCTL_CALLABLE"] == "mod:fn" and env["JOBCTL_ATTEMPT"] == "2"
+
+
+def test_spawn_detached_starts_in_its_own_session_without_waiting(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = ("import os, pathlib, time; tmp = pathlib.Path(os.environ['OUT'] + '.tmp');"
+            "tmp.write_text(f\"{os.getpid()} {os.getsid(0)} {os.environ['GREETING']}\");"
+            "tmp.rename(os.environ['OUT']); time.sleep(0.3)")
+    started = time.monotonic()
+    pid = spawn_detached([sys.executable, "-c", code], {"GREETING": "hi", "OUT": str(out)})
+    assert time.monotonic() - started < 0.3  # not waited for
+    wait_for(out.exists)
+    child, session, greeting = out.read_text().split()
+    assert int(child) == pid and int(session) == pid != os.getsid(0) and greeting == "hi"
+    with pytest.raises(SpawnError, match="cannot start '/no/such/program': no such file"):
+        spawn_detached(["/no/such/program"], {})
 
 
 def test_env_and_cwd_are_applied(run: Spawner, tmp_path: Path, log_path: Path) -> None:

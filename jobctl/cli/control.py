@@ -80,6 +80,7 @@ def run_now(
             store, task, schedule_set.settings, now=svc.now, env=svc.env,
             echo=sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None,
             force=force, stop_requested=lambda: stops["n"] > 0,
+            config_path=schedule_set.path,
         )
     finally:
         for sig, handler in previous.items():
