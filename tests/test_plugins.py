@@ -254,3 +254,53 @@ def test_cleanup_runs_once_per_loaded_plugin_object(tmp_path: Path, monkeypatch:
     assert marks.read_text() == "xx"
     assert cleanup_plugins() == []  # and only once
     assert marks.read_text() == "xx"
+
+
+def test_installed_entry_point_plugin_runs_for_real(tmp_path: Path) -> None:
+    """Installed into a site folder on PYTHONPATH: discovered by the real
+    CLI, run by run-now and by the runner in worker processes, cleaned up
+    when the runner stops."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    site = tmp_path / "site"
+    marks = tmp_path / "cleanup.txt"
+    body = EP_PLUGIN.replace('"schedule": "@hourly"', '"schedule": "@reboot"').replace(
+        "def cleanup(self):\n            pass",
+        f"def cleanup(self):\n            open({str(marks)!r}, 'a').write('x')")
+    install_entry_point_plugin(site, body)
+    write_config(tmp_path, '[jobctl]\nstate = "state.db"\n\n[[tasks]]\nid = "own"\nschedule = "@daily"\ncommand = "true"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+    env["PYTHONPATH"] = str(site)
+
+    def jobctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    listed = json.loads(jobctl("plugins", "--json").stdout)
+    assert [(p["id"], p["loaded"], p["jobs"]) for p in listed] == [("demo", True, 1)]
+    result = jobctl("run-now", "demo:hello")
+    assert result.returncode == 0, result.stderr
+    assert "hello world from demo:hello" in result.stdout
+    runner = subprocess.Popen([sys.executable, "-m", "jobctl", "run", "--log-format", "json"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        finished = None
+        deadline = time.monotonic() + 30
+        assert runner.stdout is not None
+        while time.monotonic() < deadline and finished is None:
+            line = runner.stdout.readline()
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "finish" and event.get("task_id") == "demo:hello":
+                finished = event
+        assert finished is not None and finished["status"] == "success", finished
+        log = (tmp_path / "logs" / f"{finished['run_id']}.log").read_text()
+        assert "hello world from demo:hello" in log
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(20) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert "x" in marks.read_text()
