@@ -43,7 +43,7 @@ from tomlkit.items import Item
 
 from jobctl.config import toml_loads
 from jobctl.errors import ConfigError, JobctlError, UnknownTaskError
-from jobctl.model import Origin, Problem
+from jobctl.model import Origin, Problem, ScheduleSet
 
 ABSENT = "absent"
 """The fingerprint of a file that does not exist."""
@@ -626,6 +626,26 @@ def moved(problem: Problem, old: Path, new: Path) -> Problem:
     return replace(problem, origin=origin, message=problem.message.replace(str(old), str(new)))
 
 
+def refuse_new_plugin_problems(original: Path, edited: ScheduleSet, *, system_zone: str,
+                               now: datetime) -> None:
+    """ConfigError if the edit leaves out a plugin that the original config
+    loaded (say, a changed `plugins` glob or limit). A plugin that was
+    already broken does not block editing the rest."""
+    from jobctl.resolve import resolve
+
+    if not any(not r.loaded for r in edited.plugins):
+        return
+    try:
+        before = {r.source for r in resolve(original, system_zone=system_zone, now=now).plugins
+                  if not r.loaded}
+    except (ConfigError, OSError):
+        before = set()
+    new = [p for r in edited.plugins if not r.loaded and r.source not in before
+           for p in r.problems]
+    if new:
+        raise ConfigError(new)
+
+
 def save_config(path: Path, text: str, *, expect: str | None, system_zone: str,
                 now: datetime) -> list[Problem]:
     """Write `text` as the config at `path` only if it resolves; return its warnings.
@@ -644,6 +664,7 @@ def save_config(path: Path, text: str, *, expect: str | None, system_zone: str,
             schedule_set = resolve(tmp, system_zone=system_zone, now=now)
         except ConfigError as e:
             raise ConfigError([moved(p, tmp, path) for p in e.problems]) from None
+        refuse_new_plugin_problems(target, schedule_set, system_zone=system_zone, now=now)
         warnings.extend(moved(p, tmp, path) for p in schedule_set.warnings)
 
     atomic_write(target, text, expect=expect, check=check)

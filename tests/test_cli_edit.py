@@ -477,3 +477,26 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert result.stdout == f"saved {path} (1 task)\n"
     assert tomllib.loads(path.read_text())["tasks"] == [
         {"id": "dump", "schedule": "@daily", "argv": ["pg_dump", "-Fc"], "priority": 4}]
+
+
+def test_an_edit_that_leaves_a_plugin_out_is_refused(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "jobctl.toml"
+    config.write_text('[jobctl]\nplugins = ["plugins/*/plugin.toml"]\n\n[[tasks]]\nid = "own"\n'
+                      'schedule = "@daily"\ncommand = "true"\n')
+    plugin = tmp_path / "plugins" / "p" / "plugin.toml"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text('[plugin]\nid = "p"\n[[jobs]]\nkey = "k"\nschedule = "*/10 * * * *"\n'
+                      'command = "true"\n')
+    before = config.read_bytes()
+    result = cli("set", "own", "priority=5")
+    assert result.exit_code == 0, result.output
+    before = config.read_bytes()
+    # a stricter plugin limit would leave plugin p out: refused, file untouched
+    text = config.read_text().replace("[jobctl]\n", '[jobctl]\nplugin_limits = { min_interval = "1h" }\n')
+    editor = tmp_path / "ed.sh"
+    editor.write_text(f"#!/bin/sh\ncat > \"$1\" <<'EOF2'\n{text}EOF2\n")
+    editor.chmod(0o755)
+    result = cli("edit", env={"EDITOR": str(editor)})
+    assert result.exit_code == 2
+    assert "fires as often as every 10m; the limit is every 1h" in result.stderr
+    assert config.read_bytes() == before

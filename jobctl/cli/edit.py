@@ -144,6 +144,7 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
         editor_command,
         fingerprint_bytes,
         moved,
+        refuse_new_plugin_problems,
     )
     from jobctl.errors import ConfigError, UsageError
     from jobctl.resolve import resolve
@@ -184,6 +185,8 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
                 return
             try:
                 schedule_set = resolve(copy, system_zone=svc.zone(), now=svc.now())
+                refuse_new_plugin_problems(path, schedule_set, system_zone=svc.zone(),
+                                           now=svc.now())
             except ConfigError as e:
                 for problem in e.problems:
                     err(str(problem))
