@@ -202,7 +202,15 @@ def run(
     clock = svc.clock or SystemClock()
 
     def load() -> Any:
-        return resolve(path, system_zone=svc.zone(), now=clock.now())
+        from jobctl.runner import Event
+
+        reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
+        for report in reloaded.plugins:
+            if not report.loaded:
+                reporter(Event("error", clock.now(), message=(
+                    f"plugin '{report.id}' ({report.source}) left out"),
+                    data={"problems": [str(p) for p in report.problems]}))
+        return reloaded
 
     runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
                     reload_config=load)
