@@ -304,3 +304,16 @@ def test_installed_entry_point_plugin_runs_for_real(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
     assert "x" in marks.read_text()
+
+
+def test_config_edits_point_plugin_jobs_to_their_manifest(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, CONFIG)
+    manifest(tmp_path, "backups", GOOD)
+    before = path.read_bytes()
+    for args in (("set", "backups:nightly", "priority=3"), ("remove", "backups:nightly")):
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert "is a job of plugin 'backups': change it in the plugin's manifest" in result.stderr
+    assert path.read_bytes() == before
+    shown = json.loads(cli("show", "backups:nightly", "--json").stdout)
+    assert shown["payload"] == {"keep": 3} and shown["callable"] is None

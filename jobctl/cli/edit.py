@@ -62,6 +62,15 @@ class _Snapshot:
         return True
 
 
+def _not_a_plugin_job(task_id: str) -> None:
+    if ":" in task_id:
+        from jobctl.errors import UsageError
+
+        plugin = task_id.split(":", 1)[0]
+        raise UsageError(f"'{task_id}' is a job of plugin '{plugin}': change it in the "
+                         "plugin's manifest (`jobctl plugins` shows where it is)")
+
+
 def _read(svc: Services, config: Path | None) -> _Snapshot:
     from jobctl.editing import fingerprint_bytes
     from jobctl.errors import UsageError
@@ -316,6 +325,7 @@ def remove(
     """
     from jobctl.editing import remove_task
 
+    _not_a_plugin_job(task_id)
     snapshot = _read(services(ctx), config)
     snapshot.save(services(ctx), remove_task(snapshot.text, task_id))
     typer.echo(f"removed {task_id} from {snapshot.path}")
@@ -356,6 +366,7 @@ def set_keys(
         if not sep or not key:
             raise UsageError(f"{pair!r}: expected KEY=VALUE")
         changes.append((key, parse_value(raw)))
+    _not_a_plugin_job(task_id)
     snapshot = _read(services(ctx), config)
     if snapshot.save(services(ctx), set_in_text(snapshot.text, task_id, changes, unset or [])):
         keys = [k for k, _ in changes] + list(unset or [])

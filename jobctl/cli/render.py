@@ -128,6 +128,8 @@ def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
             "priority": task.priority,
             "scope": task.scope.value,
             "source": str(task.origin) if task.origin else None,
+            "callable": task.callable,
+            "payload": dict(task.payload) if task.payload is not None else None,
             "next_runs": [iso(d) for d in next_runs],
         }
     )
