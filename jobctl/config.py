@@ -558,7 +558,8 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     problems: list[Problem] = []
     origin = Origin(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        # utf-8-sig: an editor's byte-order mark is not a TOML syntax error
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as e:
         problems.append(Problem(origin, f"cannot read: {e.strerror or e}"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)

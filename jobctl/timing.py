@@ -239,7 +239,9 @@ def load_zone(name: str) -> ZoneInfo:
         import difflib
         import zoneinfo
 
-        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+        zones = sorted(zoneinfo.available_timezones())
+        same = [z for z in zones if z.lower() == name.lower()]  # zone names are case-sensitive
+        close = same or difflib.get_close_matches(name, zones, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(f"unknown time zone '{name}'{hint}") from None
 

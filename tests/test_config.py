@@ -315,3 +315,11 @@ def test_chunked_parse_equals_whole_file_parse(tmp_path: Path, monkeypatch: pyte
             config._parse_in_chunks(body, offsets)
         return
     assert config._parse_in_chunks(body, offsets) == tomllib.loads(body)
+
+
+def test_byte_order_mark_and_zone_case(tmp_path: Path) -> None:
+    path = tmp_path / "jobctl.toml"
+    path.write_bytes(b'\xef\xbb\xbf[[tasks]]\nid = "t"\nschedule = "@daily"\ncommand = "x"\ntimezone = "europe/berlin"\n')
+    msgs = problems_of(path)
+    assert msgs == [f"{path}:1: tasks[0] (t).timezone: unknown time zone 'europe/berlin' "
+                    "(did you mean 'Europe/Berlin'?)"]
