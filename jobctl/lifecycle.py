@@ -163,12 +163,6 @@ class RunBusyError(JobctlError):
         )
 
 
-def stop_run_and_wait(run: RunRecord, grace: float) -> None:
-    """Stop another process's run (SIGTERM, then SIGKILL after `grace`) and
-    wait for its group to go. Only a provably identical process is signalled."""
-    kill_orphan_group(run, grace)
-
-
 def run_now(
     store: SqliteStore,
     task: Task,
@@ -200,7 +194,7 @@ def run_now(
     assert claim.run_id is not None
     run_id = claim.run_id
     for old in claim.replaced:
-        stop_run_and_wait(old, settings.kill_grace)
+        kill_orphan_group(old, settings.kill_grace)  # the same stop, for another process's run
     launch = launch_for(task, settings, run_id=run_id, log_path=store.log_dir / f"{run_id}.log",
                         scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
                         started=now(), echo=echo, state_path=store.path,

@@ -31,6 +31,8 @@ HOST_SERVICES = (BATCH_GET, RUN, SET_STATUS)
 """Every host service a manifest may list in `host_services`."""
 TRUSTED_SERVICES = frozenset({RUN, SET_STATUS})
 """The services that also need `trusted = true`."""
+ENTRY_POINT_PREFIX = "entry-point:"
+"""A task whose `callable` starts with this runs its entry-point plugin's `run`."""
 JOB_STATUSES = ("enabled", "disabled")
 """The values `jobs.set_status` accepts."""
 

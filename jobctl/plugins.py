@@ -25,6 +25,7 @@ from jobctl.config import (
     read_task,
     toml_loads,
 )
+from jobctl.pluginapi import ENTRY_POINT_PREFIX, HOST_SERVICES
 from jobctl.model import Origin, PluginLimits, PluginReport, Problem, Settings, Task
 from jobctl.timing import format_duration, min_gap_seconds
 
@@ -36,7 +37,6 @@ JOB_KEYS = (
     "key", "display_name", "description", "schedule", "at", "timezone", "command", "argv",
     "callable", "payload", "timeout", "concurrency", "catch_up", "scope", "enabled", "cwd",
 )
-HOST_SERVICES = ("jobs.batch_get", "jobs.run", "jobs.set_status")
 _JOBS_HEADER_RE = re.compile(r"^[ \t]*\[\[[ \t]*jobs[ \t]*\]\]", re.M)
 _PLUGIN_HEADER_RE = re.compile(r"^[ \t]*\[[ \t]*plugin[ \t]*\]", re.M)
 
@@ -296,8 +296,6 @@ def discover(settings: Settings, base_dir: Path, now: datetime) -> tuple[list[Ta
 
 
 ENTRY_POINT_GROUP = "jobctl.plugins"
-ENTRY_POINT_PREFIX = "entry-point:"
-"""A task whose `callable` starts with this runs its entry-point plugin's `run`."""
 
 
 def entry_point_plugins_installed() -> bool:

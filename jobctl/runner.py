@@ -36,7 +36,7 @@ from jobctl.model import (
     Task,
     Trigger,
 )
-from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, SqliteStore
+from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, SqliteStore
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
@@ -405,7 +405,7 @@ class Runner:
         for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
             for old in claim.replaced:
-                self._stop_replaced(old.id, old, claim.run_id)
+                self._stop_replaced(old, claim.run_id)
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
@@ -448,8 +448,8 @@ class Runner:
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
                               trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
 
-    def _stop_replaced(self, run_id: int, record: object, new_run: int) -> None:
-        mine = self.active.get(run_id)
+    def _stop_replaced(self, record: RunRecord, new_run: int) -> None:
+        mine = self.active.get(record.id)
         grace = self.set.settings.kill_grace
         if mine is not None:
             mine.end_reason = RunStatus.INTERRUPTED
@@ -457,9 +457,6 @@ class Runner:
             mine.proc.signal_group(signal.SIGTERM)
             mine.kill_at = self.clock.monotonic() + grace
             return
-        from jobctl.store import RunRecord
-
-        assert isinstance(record, RunRecord)
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
             try:

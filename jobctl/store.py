@@ -267,8 +267,7 @@ class SqliteStore:
         holder is dead (`holder_alive` False); if the row changed meanwhile,
         LeaseHeldError."""
         with self._write() as c:
-            row = c.execute("select pid, host, started_at from lease").fetchone()
-            current = self.lease() if row else None
+            current = self.lease()
             if current is not None and holder_alive is not False and current.owner != owner:
                 raise LeaseHeldError(current, self.path)
             c.execute("delete from lease")

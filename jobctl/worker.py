@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from jobctl.errors import JobctlError
 from jobctl.pluginapi import (
     BATCH_GET,
+    ENTRY_POINT_PREFIX,
     JOB_STATUSES,
     RUN,
     SET_STATUS,
@@ -53,7 +54,6 @@ EXIT_RAISED = 1
 EXIT_SETUP = 2
 # as jobctl.plugins writes it (not imported from there: that would load the
 # config reader into every worker)
-ENTRY_POINT_PREFIX = "entry-point:"
 
 # Read by the worker, then removed from its environment.
 _WORKER_VARS = (

@@ -265,21 +265,17 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     """
     from jobctl.cli.render import relative, short_iso
     from jobctl.lifecycle import lease_alive
-    from jobctl.timing import load_zone, next_fire
+    from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
     store, now = view.store, view.now
     lease = store.lease() if store else None
     up = lease is not None and lease_alive(lease, now)
     running = store.running() if store else []
-    fires = []
-    for task in view.schedule_set.tasks:
-        if task.enabled:
-            fire = next_fire(task.schedule, load_zone(task.timezone), now, view.anchor)
-            if fire is not None:
-                fires.append((fire, task.id))
-    fires.sort(key=lambda f: f[0])
-    fires = fires[:5]
+    enabled = [t for t in view.schedule_set.tasks if t.enabled]
+    upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
+    fires = sorted(((f, t.id) for t, f in zip(enabled, upcoming) if f is not None),
+                   key=lambda f: f[0])[:5]
     runner = None
     if up and lease is not None:
         runner = {
