@@ -44,8 +44,14 @@ CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config fil
 HEARTBEAT_EVERY = 5.0
 MISSED_AFTER = 60.0
 # How long before a fire instant the runner wakes to claim its runs (commit
-# them to the state file), so that at the instant only the spawns remain.
-PREPARE_LEAD = 0.010  # a slot later than this (suspend, clock jump) counts as missed
+# them to the state file, build their launches), so that at the instant only
+# the spawns remain: at least PREPARE_LEAD, plus the learned cost of claiming
+# one run for each run due then (a thousand take tens of milliseconds), at
+# most PREPARE_LEAD_MAX.
+PREPARE_LEAD = 0.010
+PREPARE_LEAD_MAX = 0.4
+PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
+PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
 
 
@@ -69,6 +75,18 @@ class Event:
 
 Reporter = Callable[[Event], None]
 ConfigLoader = Callable[[], ScheduleSet]
+
+
+@dataclass
+class _Start:
+    """A claimed run, ready to spawn: its launch is built when it is claimed,
+    so that at the instant only the process starts remain."""
+
+    task: Task
+    trigger: Trigger
+    slot: datetime | None
+    claim: Claim
+    launch: Launch
 
 
 @dataclass
@@ -120,7 +138,9 @@ class Runner:
         self.control_version = -1
         self.next_control = 0.0
         self.next_heartbeat = 0.0
-        self.prepared: list[tuple[Task, Trigger, datetime | None, Claim]] = []
+        self.prepared: list[_Start] = []
+        self.prepare_cost = PREPARE_COST_GUESS
+        self._lead: tuple[tuple[datetime, int, float], float] | None = None
         self.stopping = False
         self.stop_deadline: float | None = None
         self.lost_lease = False
@@ -370,7 +390,7 @@ class Runner:
         self._spawn_claimed(self._claim_batch(items, now), now)
 
     def _claim_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
-                     now: datetime) -> list[tuple[Task, Trigger, datetime | None, Claim]]:
+                     now: datetime) -> list[_Start]:
         """Record a batch of fires (those of one instant) in one transaction;
         return those that may start. Skips are recorded and reported here."""
         if not items:
@@ -394,23 +414,25 @@ class Runner:
                                   trigger=trigger, scheduled_for=slot, status=RunStatus.SKIPPED,
                                   message=f"previous run {blocking} still running"))
                 continue
-            out.append((task, trigger, slot, claim))
-        return out
-
-    def _spawn_claimed(self, claimed: list[tuple[Task, Trigger, datetime | None, Claim]],
-                       now: datetime) -> None:
-        """Start the processes of claimed runs back to back, then record their
-        pids (and real start instants) in one transaction."""
-        started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
-        for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
-            for old in claim.replaced:
-                self._stop_replaced(old, claim.run_id)
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
                 trigger=trigger, base_env=self.env, started=now, lazy_log=True,
                 state_path=self.store.path, config_path=self.set.path)
+            out.append(_Start(task, trigger, slot, claim, launch))
+        return out
+
+    def _spawn_claimed(self, claimed: list[_Start], now: datetime) -> None:
+        """Start the processes of claimed runs back to back, then record their
+        pids (and real start instants) in one transaction."""
+        started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
+        for start in claimed:
+            task, trigger, slot, claim, launch = (start.task, start.trigger, start.slot,
+                                                  start.claim, start.launch)
+            assert claim.run_id is not None
+            for old in claim.replaced:
+                self._stop_replaced(old, claim.run_id)
             try:
                 proc = self.spawner(launch)
             except SpawnError as e:
@@ -608,6 +630,35 @@ class Runner:
             wait = min(wait, 0.1)  # reap promptly even if a child keeps its pipe open
         return max(wait, 0.0)
 
+    def prepare_lead(self) -> float:
+        """Seconds before the next fire instant to wake and claim its runs."""
+        if not self.heap:
+            return PREPARE_LEAD
+        first = self.heap[0][0]
+        key = (first, len(self.heap), self.prepare_cost)
+        if self._lead is not None and self._lead[0] == key:
+            return self._lead[1]
+        # The entries due at the heap's first instant form a subtree at its
+        # root (a parent is never later than its children): count them, up
+        # to as many as the longest lead allows.
+        limit = int((PREPARE_LEAD_MAX - PREPARE_LEAD) / self.prepare_cost) + 1
+        heap, count, stack = self.heap, 0, [0]
+        while stack and count < limit:
+            i = stack.pop()
+            if i < len(heap) and heap[i][0] == first:
+                count += 1
+                stack += (2 * i + 1, 2 * i + 2)
+        lead = min(PREPARE_LEAD_MAX, PREPARE_LEAD + count * self.prepare_cost)
+        self._lead = (key, lead)
+        return lead
+
+    def _prepare_timed(self, instant: datetime) -> None:
+        """prepare(), learning from a big batch what claiming one run costs."""
+        began = time.monotonic()
+        self.prepare(instant)
+        if len(self.prepared) >= PREPARE_LEARN_FROM:
+            self.prepare_cost = max(10e-6, (time.monotonic() - began) / len(self.prepared))
+
     def time_to_next_fire(self, now: datetime) -> float | None:
         if not self.heap or self.stopping:
             return None
@@ -678,11 +729,13 @@ class Runner:
                             pass
                 wait = self.sleep_for(self.clock.now())
                 fire_in = self.time_to_next_fire(self.clock.now())
-                precise = fire_in is not None and fire_in <= wait
+                lead = self.prepare_lead()
+                precise = fire_in is not None and fire_in - lead <= wait
                 if precise:
-                    # wake a little early: claim what is due, then finish with
-                    # a fine sleep (epoll rounds up to whole milliseconds)
-                    wait = max(0.0, wait - PREPARE_LEAD)
+                    # wake early: claim what is due, then finish with a fine
+                    # sleep (epoll rounds up to whole milliseconds)
+                    assert fire_in is not None
+                    wait = max(0.0, min(wait, fire_in - lead))
                 for key, _ in selector.select(wait):
                     if key.data is None:
                         try:
@@ -698,9 +751,9 @@ class Runner:
                                 pass
                 if precise and not self.stopping:
                     fire_in = self.time_to_next_fire(self.clock.now())
-                    if fire_in is not None and 0 < fire_in <= PREPARE_LEAD:
+                    if fire_in is not None and 0 < fire_in <= lead:
                         instant = self.heap[0][0]
-                        self.prepare(instant)
+                        self._prepare_timed(instant)
                         left = (instant - self.clock.now()).total_seconds()
                         if left > 0:
                             time.sleep(left)

@@ -258,6 +258,33 @@ def test_run_now_timeout_exits_1_status_timeout(ctl, config: Path, state: Path) 
     assert run.pid is not None and live_members(run.pid) == []
 
 
+def test_descriptors_jobctl_inherited_do_not_reach_the_task(tmp_path: Path, state: Path) -> None:
+    """Whatever started jobctl may leave a descriptor open and inheritable
+    (`jobctl run 9>file` in a shell); the task must not get it, as with
+    Popen's close_fds."""
+    config = write_config(tmp_path, """
+[jobctl]
+timezone = "UTC"
+
+[[tasks]]
+id = "fds"
+schedule = "@daily"
+command = "if [ -e /proc/$$/fd/57 ]; then echo leaked; else echo clean; fi"
+""", name="fds.toml")
+    held = os.open(tmp_path / "held", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.dup2(held, 57, inheritable=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "jobctl", "run-now", "fds", "-c", str(config),
+             "--state", str(state)],
+            capture_output=True, text=True, pass_fds=(57,), timeout=60, check=False)
+    finally:
+        os.close(held)
+        os.close(57)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "clean\n"
+
+
 def test_run_now_program_that_cannot_start_exits_1(ctl, config: Path, state: Path) -> None:
     result = ctl("run-now", "broken")
     assert result.exit_code == 1, result.output
@@ -320,6 +347,7 @@ def test_run_now_refused_75_while_another_run_now_runs_then_force(
     running = json.loads(status.stdout)["running"]
     assert [(r["id"], r["task_id"], r["trigger"], r["pid"]) for r in running] == [
         (busy.id, "slow", "manual", busy.pid)]
+    assert ISO_MICRO.match(running[0]["started_at"]), running[0]
 
     # SIGTERM to run-now stops its task and records it interrupted
     other.proc.send_signal(signal.SIGTERM)
@@ -690,5 +718,6 @@ def test_status_json_runner_lease(ctl, clock, config: Path, state: Path) -> None
         store.close()
     runner = json.loads(ctl("status", "--json").stdout)["runner"]
     assert runner == {"pid": os.getpid(), "host": procinfo.host_name(),
-                      "since": since.isoformat(), "heartbeat_age_s": 1.5}
+                      "since": since.isoformat(timespec="microseconds"), "heartbeat_age_s": 1.5}
+    assert ISO_MICRO.match(runner["since"])
     assert ctl("status").stdout.startswith(f"runner: up, pid {os.getpid()} on ")

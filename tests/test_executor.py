@@ -54,10 +54,14 @@ def log_path(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "task" / "1.log"
 
 
-@pytest.fixture
-def run(log_path: Path) -> Iterator[Spawner]:
-    """Spawn with sensible defaults; kill whatever is left at teardown."""
+@pytest.fixture(params=["posix_spawn", "popen"])
+def run(request: pytest.FixtureRequest, log_path: Path) -> Iterator[Spawner]:
+    """Spawn with sensible defaults; kill whatever is left at teardown.
+
+    Every test runs twice: once through posix_spawn (no cwd) and once through
+    Popen (which the executor uses when a task sets a cwd)."""
     started: list[RunningProcess] = []
+    default_cwd = os.getcwd() if request.param == "popen" else None
 
     def _spawn(
         argv: Sequence[str],
@@ -71,7 +75,7 @@ def run(log_path: Path) -> Iterator[Spawner]:
             Launch(
                 argv=list(argv),
                 env=dict(os.environ) if env is None else env,
-                cwd=cwd,
+                cwd=default_cwd if cwd is None else cwd,
                 log_path=log_path,
                 max_log_bytes=max_log_bytes,
                 echo=echo,
@@ -238,6 +242,47 @@ def test_missing_program(run: Spawner) -> None:
         run(["no-such-program-jobctl"])
     assert str(info.value) == "cannot start 'no-such-program-jobctl': no such file or directory"
     assert isinstance(info.value, JobctlError)
+
+
+def test_program_is_searched_in_the_tasks_own_path(
+    run: Spawner, tmp_path: Path, log_path: Path
+) -> None:
+    """A bare program name is looked up in the PATH the task gets, as Popen and
+    execvp do, not in jobctl's; a non-executable file of that name earlier in
+    the PATH is passed over."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "jobctl-test-tool").write_text("#!/bin/sh\necho wrong\n")
+    (first / "jobctl-test-tool").chmod(0o644)
+    (second / "jobctl-test-tool").write_text("#!/bin/sh\necho found \"$1\"\n")
+    (second / "jobctl-test-tool").chmod(0o755)
+    env = {**os.environ, "PATH": f"{first}:{second}:/usr/bin:/bin"}
+    proc = run(["jobctl-test-tool", "it"], env=env)
+    assert proc.wait(5) == 0
+    proc.close()
+    assert log_path.read_text() == "found it\n"
+
+
+def test_program_found_only_without_execute_permission(run: Spawner, tmp_path: Path) -> None:
+    (tmp_path / "jobctl-test-tool").write_text("#!/bin/sh\n")
+    (tmp_path / "jobctl-test-tool").chmod(0o644)
+    with pytest.raises(SpawnError, match="cannot start 'jobctl-test-tool': permission denied"):
+        run(["jobctl-test-tool"], env={"PATH": str(tmp_path)})
+
+
+def test_task_gets_default_signal_dispositions(run: Spawner, log_path: Path) -> None:
+    """Python ignores SIGPIPE; a task must not inherit that, or `yes | head`
+    style pipelines would end with write errors instead of quietly."""
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # what the runner has
+    proc = run(sh("grep -E '^Sig(Ign|Blk):' /proc/self/status"))
+    assert proc.wait(5) == 0
+    proc.close()
+    masks = dict(line.split(":") for line in log_path.read_text().splitlines())
+    ignored, blocked = int(masks["SigIgn"], 16), int(masks["SigBlk"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert blocked == 0
 
 
 def test_program_not_executable(run: Spawner, tmp_path: Path) -> None:

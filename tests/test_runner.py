@@ -14,7 +14,13 @@ import pytest
 from conftest import FakeClock, write_config
 from jobctl.model import RunStatus, Trigger
 from jobctl.resolve import resolve
-from jobctl.runner import Event, Runner
+from jobctl.runner import (
+    PREPARE_COST_GUESS,
+    PREPARE_LEAD,
+    PREPARE_LEAD_MAX,
+    Event,
+    Runner,
+)
 from jobctl.store import SqliteStore, open_store
 
 UTC = timezone.utc
@@ -129,6 +135,36 @@ def test_priority_orders_starts_at_the_same_instant(tmp_path: Path) -> None:
     h.at(at_minute(1))
     assert [e.task_id for e in h.kinds("start")] == ["early", "late", "default"]
     h.settle()
+
+
+def test_prepare_lead_grows_with_the_runs_due_at_the_next_instant(tmp_path: Path) -> None:
+    """The runner wakes early enough to claim a whole batch before its
+    instant: the lead scales with the runs due then and with what claiming
+    one run was measured to cost, within bounds."""
+    batch = "".join(f'[[tasks]]\nid = "t{i}"\nschedule = "0 13 * * *"\nargv = ["true"]\n\n'
+                    for i in range(120))
+    h = Harness(tmp_path, batch + '[[tasks]]\nid = "one"\nschedule = "30 12 * * *"\nargv = ["true"]\n')
+    h.runner.start()
+    assert h.runner.prepare_lead() == pytest.approx(PREPARE_LEAD + PREPARE_COST_GUESS)
+    h.at(at_minute(30))
+    h.settle()
+    assert h.runner.prepare_lead() == pytest.approx(PREPARE_LEAD + 120 * PREPARE_COST_GUESS)
+    h.runner.prepare_cost = 0.01
+    assert h.runner.prepare_lead() == PREPARE_LEAD_MAX
+
+    # claiming the batch ahead of its instant measures the cost per run
+    h.runner.prepare_cost = PREPARE_COST_GUESS
+    thirteen = datetime(2026, 6, 15, 13, 0, tzinfo=UTC)
+    h.clock.set(thirteen - timedelta(seconds=0.05))
+    h.runner._prepare_timed(thirteen)
+    assert len(h.runner.prepared) == 120 and not h.kinds("start")[1:]
+    assert h.runner.prepare_cost != PREPARE_COST_GUESS and h.runner.prepare_cost >= 10e-6
+    assert all(r.status is RunStatus.RUNNING for r in h.runs() if r.task_id != "one")
+    h.clock.set(thirteen)
+    h.runner.spawn_prepared()
+    assert len(h.kinds("start")) == 121
+    h.settle()
+    assert sum(r.status is RunStatus.SUCCESS for r in h.runs()) == 121
 
 
 def test_forbid_records_skip_allow_overlaps_replace_interrupts(tmp_path: Path) -> None:

@@ -279,7 +279,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     runner = None
     if up and lease is not None:
         runner = {
-            "pid": lease.pid, "host": lease.host, "since": lease.started_at.isoformat(),
+            "pid": lease.pid, "host": lease.host, "since": lease.started_at.isoformat(timespec="microseconds"),
             "heartbeat_age_s": round((now - lease.heartbeat_at).total_seconds(), 3),
         }
     if json:
@@ -287,7 +287,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             "runner": runner,
             "running": [
                 {"id": r.id, "task_id": r.task_id, "trigger": r.trigger.value, "pid": r.pid,
-                 "started_at": r.started_at.isoformat(),
+                 "started_at": r.started_at.isoformat(timespec="microseconds"),
                  "running_for_s": round((now - r.started_at).total_seconds(), 3)}
                 for r in running
             ],
