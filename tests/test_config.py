@@ -270,6 +270,30 @@ def test_task_build_equals_the_dataclass_constructor() -> None:
         fast.id = "b"  # type: ignore[misc]
 
 
+def test_a_resolved_task_stays_small(tmp_path: Path) -> None:
+    """The runner holds every task for its lifetime: at 100,000 tasks each
+    hundred bytes is 10 MiB of the 200 MiB budget. Slotted Task, Origin and
+    schedules keep a task near 530 bytes (with __dict__s it was 1,250)."""
+    import gc
+    import tracemalloc
+
+    n = 5_000
+    config = write_config(tmp_path, '[jobctl]\ntimezone = "UTC"\n' + "".join(
+        f'[[tasks]]\nid = "task-{i:06d}"\nschedule = "{i % 60} * * * *"\n'
+        f'argv = ["/bin/true", "--flag"]\n\n' for i in range(n)))
+    resolve(config, system_zone="UTC", now=NOW)  # warm caches (zones, parsed cron)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        schedule_set = resolve(config, system_zone="UTC", now=NOW)
+        gc.collect()
+        kept, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(schedule_set.tasks) == n
+    assert kept / n < 800, f"{kept / n:.0f} bytes per resolved task"
+
+
 def test_offset_at_and_odd_numbers_parse_like_tomllib(tmp_path: Path) -> None:
     # rtoml's own tzinfo class becomes the stdlib's; what rtoml refuses
     # (1e400) tomllib decides
