@@ -396,7 +396,14 @@ def next_fire(
     """
     if after.tzinfo is None:
         raise ValueError("next_fire needs an aware datetime")
-    after = after.astimezone(UTC)
+    try:
+        return _next_fire(schedule, tz, after.astimezone(UTC), anchor)
+    except OverflowError:
+        return None  # past year 9999, where datetime ends: no more fires
+
+
+def _next_fire(schedule: Schedule, tz: ZoneInfo, after: datetime,
+               anchor: datetime | None) -> datetime | None:
     if isinstance(schedule, CronSchedule):
         return _next_cron(schedule.expr, schedule.fixed_time, tz, after.astimezone(UTC))
     if isinstance(schedule, IntervalSchedule):

@@ -153,6 +153,31 @@ def test_next_task_id_uses_task_zone(cli, tmp_path: Path) -> None:
     assert json.loads(result.stdout) == ["2026-06-16T02:30:00+02:00"]
 
 
+def test_next_task_with_tz_shows_the_same_instants_in_that_zone(cli, tmp_path: Path) -> None:
+    """--tz on a task changes only the zone the times are shown in (and
+    --after is read in): the task still fires at 02:30 in its own zone."""
+    write_config(tmp_path, CONFIG)
+    result = cli("next", "backup", "-n", "1", "--json", "--tz", "Asia/Tokyo")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["2026-06-16T09:30:00+09:00"]
+    result = cli("next", "backup", "-n", "1", "--json", "--tz", "Asia/Tokyo",
+                 "--after", "2026-06-16T09:30:00")
+    assert json.loads(result.stdout) == ["2026-06-17T09:30:00+09:00"]
+
+
+def test_next_at_the_end_of_time_and_after_a_past_at(cli, tmp_path: Path) -> None:
+    result = cli("next", "0 * * * *", "--tz", "UTC", "--after", "9999-12-31T22:59", "-n", "3",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["9999-12-31T23:00:00+00:00"]
+    write_config(tmp_path, '[[tasks]]\nid = "once"\nat = "2026-01-01T00:00:00Z"\ncommand = "x"\n')
+    result = cli("next", "once")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert ("no fire times: a one-shot at 2026-01-01T00:00:00+00:00, which is not after"
+            in result.stderr)
+
+
 def test_next_dst_fall_back_every_15_minutes(cli) -> None:
     result = cli("next", "*/15 * * * *", "--tz", "America/New_York", "-n", "6", "--json",
                  "--after", "2026-11-01T01:30:00-04:00")

@@ -166,6 +166,13 @@ def test_plugin_jobs_work_with_control_commands(tmp_path: Path, cli) -> None:  #
     assert "from-plugin" in result.stdout
     history = json.loads(cli("history", "backups:nightly", "--json").stdout)
     assert [h["status"] for h in history] == ["success"]
+    # next takes a plugin job's PLUGIN:KEY like a task id (30 2 * * * in UTC)
+    result = cli("next", "backups:nightly", "-n", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["2026-06-16T02:30:00+00:00"]
+    result = cli("next", "backups:nightlyy")
+    assert result.exit_code == 2
+    assert "no task with id 'backups:nightlyy' (did you mean 'backups:nightly'?)" in result.stderr
 
 
 def install_entry_point_plugin(site: Path, body: str, name: str = "demo") -> None:

@@ -210,7 +210,7 @@ def next_fires(
         str | None,
         typer.Option("--after", help="Count from this instant (RFC 3339, or local ISO in the zone) instead of now."),
     ] = None,
-    tz: Annotated[str | None, typer.Option("--tz", help="Zone for a bare expression.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="Zone for a bare expression; for a task, the zone its times are shown in.")] = None,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -243,26 +243,30 @@ def next_fires(
             raise
     schedule = None
     zone_name = tz
-    looks_like_id = TASK_ID_RE.fullmatch(target) is not None
+    show_zone = None  # for a task, --tz is the zone its times are shown in
+    # a config task's id, or a plugin job's PLUGIN:KEY
+    looks_like_id = all(TASK_ID_RE.fullmatch(part) for part in target.split(":", 1))
+    known: list[str] = []
     if config_path is not None and looks_like_id:
         data = read_config(config_path, svc.zone(), now)
-        if target in data.declared_ids:
+        if target in data.declared_ids or ":" in target:
             schedule_set = resolve(config_path, system_zone=svc.zone(), now=now)
+            known = list(schedule_set.ids)
             task = schedule_set.get(target)
-            assert task is not None
-            schedule, zone_name = task.schedule, tz or task.timezone
-            if after is None:
-                # intervals count from a live runner's start, as in `list`
-                store = open_state(svc, schedule_set, None, create=False)
-                anchor = live_anchor(store, now)
+            if task is not None:
+                schedule, zone_name = task.schedule, task.timezone
+                show_zone = tz
+                if after is None:
+                    # intervals count from a live runner's start, as in `list`
+                    store = open_state(svc, schedule_set, None, create=False)
+                    anchor = live_anchor(store, now)
+        else:
+            known = [t.id for t in data.tasks]
     if schedule is None:
         try:
             schedule = parse_schedule(target)
         except BadExpressionError as e:
             if looks_like_id and " " not in target:
-                known: list[str] = []
-                if config_path is not None:
-                    known = [t.id for t in read_config(config_path, svc.zone(), now).tasks]
                 raise UnknownTaskError(target, known) from None
             raise e
         if zone_name is None:
@@ -272,25 +276,29 @@ def next_fires(
                 zone_name = svc.zone()
     try:
         zone = load_zone(zone_name)
+        shown = zone if show_zone is None else load_zone(show_zone)
     except ValueError as e:
         raise UsageError(f"--tz: {e}") from None
     start = now
     if after is not None:
         try:
-            start = parse_at(after, zone)
+            start = parse_at(after, shown)
         except ValueError as e:
             raise UsageError(f"--after: {e}") from None
     from jobctl.timing import fire_times
 
-    fires = fire_times(schedule, zone, start, count, anchor)
+    fires = [f.astimezone(shown) for f in fire_times(schedule, zone, start, count, anchor)]
     if json:
         print_json([f.isoformat() for f in fires])
         return
     if not fires:
-        from jobctl.model import RebootSchedule
+        from jobctl.model import AtSchedule, RebootSchedule
 
         if isinstance(schedule, RebootSchedule):
             err("@reboot has no calendar times: it fires once each time the runner starts")
+        elif isinstance(schedule, AtSchedule):
+            err(f"no fire times: a one-shot at {schedule.at.isoformat()}, "
+                f"which is not after {start.isoformat()}")
         else:
             err("no fire times: the schedule never fires after " + start.isoformat())
         return
