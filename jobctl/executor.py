@@ -245,7 +245,9 @@ class RunningProcess:
         self._returncode: int | None = None
         self._fd = pipe_fd
         os.set_blocking(self._fd, False)
-        self._sink = sink
+        self._sink: LogSink | None = sink
+        self.log_error: str | None = None
+        """Why the log is incomplete (a full disk, say), or None."""
         self._echo = echo
         self._eof = False
         self._closed = False
@@ -337,7 +339,11 @@ class RunningProcess:
             try:
                 os.close(self._fd)
             finally:
-                self._sink.close()
+                if self._sink is not None:
+                    try:
+                        self._sink.close()
+                    except OSError as e:
+                        self._log_failed(e)
 
     def _sleep_until_exit(self, step: float) -> None:
         if self._popen is not None:
@@ -367,8 +373,24 @@ class RunningProcess:
                 self._eof = True
                 return
             taken += len(chunk)
-            self._sink.write(chunk)
+            if self._sink is not None:
+                try:
+                    self._sink.write(chunk)
+                except OSError as e:
+                    # keep reading (a task blocked on a full pipe would hang),
+                    # but stop logging; the run's record says why
+                    self._log_failed(e)
             self._write_echo(chunk)
+
+    def _log_failed(self, error: OSError) -> None:
+        sink, self._sink = self._sink, None
+        if self.log_error is None and sink is not None:
+            self.log_error = f"log {sink.path} incomplete: {_reason(error)}"
+        if sink is not None:
+            try:
+                sink.close()
+            except OSError:
+                pass
 
     def _write_echo(self, chunk: bytes) -> None:
         if self._echo is None:

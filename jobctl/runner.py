@@ -53,6 +53,7 @@ PREPARE_LEAD_MAX = 0.4
 PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
+RECORD_RETRY = 5.0  # seconds between tries to record run ends the state file refused
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,17 @@ class _Active:
     end_error: str | None = None
 
 
+@dataclass
+class _Ended:
+    """A run whose process has ended, with how it ended, until recorded."""
+
+    active: _Active
+    status: RunStatus
+    error: str | None
+    code: int | None
+    finished: datetime
+
+
 class Runner:
     """Owns the lease on a state file and runs its schedule set."""
 
@@ -139,6 +151,9 @@ class Runner:
         self.next_control = 0.0
         self.next_heartbeat = 0.0
         self.prepared: list[_Start] = []
+        self.state_gone = False  # the state file was deleted under us (reported once)
+        self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
+        self.next_record_retry = 0.0
         self.prepare_cost = PREPARE_COST_GUESS
         self._lead: tuple[tuple[datetime, int, float], float] | None = None
         self.stopping = False
@@ -272,6 +287,14 @@ class Runner:
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
         limit = {CatchUp.SKIP: 1, CatchUp.ONCE: 1, CatchUp.ALL: CATCH_UP_LIMIT}[task.catch_up]
         missed = missed_fires(task.schedule, self._zone(task), since, now, limit)
+        if missed and task.catch_up is not CatchUp.SKIP:
+            # fires that came while the task was disabled are not caught up
+            try:
+                spans = self.store.paused_spans(task.id)
+            except JobctlError:
+                spans = []
+            missed = [f for f in missed
+                      if not any(a <= f and (b is None or f < b) for a, b in spans)]
         if not missed:
             return
         if task.catch_up is CatchUp.SKIP or not self.enabled(task):
@@ -310,6 +333,11 @@ class Runner:
                 self.report(Event("error", now, message=f"heartbeat: {e}"))
 
     def _poll_control(self, force: bool = False) -> None:
+        if not self.state_gone and not self.store.path.exists():
+            self.state_gone = True
+            self.report(Event("error", self.clock.now(), message=(
+                f"the state file {self.store.path} was removed: runs are recorded in the "
+                "deleted file until the runner restarts")))
         try:
             version = self.store.control_version()
             if force or version != self.control_version:
@@ -356,7 +384,11 @@ class Runner:
                 batch.append((task, Trigger.SCHEDULE, fire))
             else:
                 passed.append((task_id, fire))
-            follow.append((task, fire))
+            # A slot a little late (the runner was stalled: a lock, SIGSTOP,
+            # a busy machine) fires once, and the next fire counts from now,
+            # as cron and supercronic do: slots that passed meanwhile are not
+            # replayed back to back.
+            follow.append((task, max(fire, now_utc)))
         claimed = self._claim_batch(batch, now)
         if until is None:
             self._spawn_claimed(claimed, now)
@@ -503,23 +535,42 @@ class Runner:
                     self.group_kills.append((active.proc.pgid, active.kill_at))
             else:
                 status, error = lifecycle.describe_exit(code)
-            finished = self.clock.now()
-            try:
-                recorded = self.store.finish(run_id, status, finished, exit_code=code, error=error)
-            except JobctlError as e:
-                self.report(Event("error", now, task_id=active.task.id, run_id=run_id,
-                                  message=f"could not record the end of run #{run_id}: {e}"))
-                continue
-            if not recorded:
-                record = self.store.get_run(run_id)
-                if record is not None:
-                    status, error = record.status, record.error
-            self.report(Event("finish", finished, task_id=active.task.id, run_id=run_id,
-                              trigger=active.trigger, scheduled_for=active.scheduled_for,
-                              status=status, exit_code=code,
-                              duration_s=(finished - active.started).total_seconds(),
-                              message=error or ""))
-            self._prune(active.task.id)
+            if active.proc.log_error:
+                error = f"{error}; {active.proc.log_error}" if error else active.proc.log_error
+            self._record_finish(_Ended(active, status, error, code, self.clock.now()))
+        if self.unrecorded and self.clock.monotonic() >= self.next_record_retry:
+            # the state file could not take them (a full disk, a long lock):
+            # try again, so no row stays `running` while this runner lives
+            self.next_record_retry = self.clock.monotonic() + RECORD_RETRY
+            pending, self.unrecorded = self.unrecorded, []
+            for ended in pending:
+                self._record_finish(ended, retry=True)
+
+    def _record_finish(self, ended: _Ended, retry: bool = False) -> None:
+        active, status, error = ended.active, ended.status, ended.error
+        run_id = active.run_id
+        try:
+            recorded = self.store.finish(run_id, status, ended.finished, exit_code=ended.code,
+                                         error=error)
+        except JobctlError as e:
+            if not self.unrecorded and not retry:
+                self.next_record_retry = self.clock.monotonic() + RECORD_RETRY
+            self.unrecorded.append(ended)
+            if not retry:
+                self.report(Event("error", ended.finished, task_id=active.task.id, run_id=run_id,
+                                  message=f"could not record the end of run #{run_id} "
+                                          f"(will retry): {e}"))
+            return
+        if not recorded:
+            record = self.store.get_run(run_id)
+            if record is not None:
+                status, error = record.status, record.error
+        self.report(Event("finish", ended.finished, task_id=active.task.id, run_id=run_id,
+                          trigger=active.trigger, scheduled_for=active.scheduled_for,
+                          status=status, exit_code=ended.code,
+                          duration_s=(ended.finished - active.started).total_seconds(),
+                          message=error or ""))
+        self._prune(active.task.id)
 
     def _prune(self, task_id: str) -> None:
         try:
@@ -595,13 +646,28 @@ class Runner:
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
         now = self.clock.now()
+        for ended in self.unrecorded:
+            self._record_finish(ended, retry=True)
+        # the state file may still refuse writes: what is left stays `running`
+        # under this (soon dead) runner, and the next jobctl command marks it
+        # interrupted
+        stopped: dict[int, str] = {}
         for run_id, active in list(self.active.items()):
             active.proc.signal_group(signal.SIGKILL)
             active.proc.close()
-            self.store.mark_interrupted([run_id], now, active.end_error or "runner stopped")
+            stopped[run_id] = active.end_error or "runner stopped"
         self.active.clear()
-        if not self.lost_lease:
-            self.store.release_lease(self.owner)
+        for start in self.prepared:
+            if start.claim.run_id is not None:
+                stopped[start.claim.run_id] = "runner stopped before it started"
+        self.prepared = []
+        try:
+            for run_id, why in stopped.items():
+                self.store.mark_interrupted([run_id], now, why)
+            if not self.lost_lease:
+                self.store.release_lease(self.owner)
+        except JobctlError as e:
+            self.report(Event("error", now, message=f"recording the stop: {e}"))
         from jobctl.plugins import cleanup_plugins
 
         # entry-point plugins loaded in this process get their cleanup() call

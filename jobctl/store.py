@@ -8,6 +8,7 @@ busy timeout makes writers queue instead of failing with "database is locked".
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,16 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "create table if not exists meta (key text primary key, value integer not null)",
         "insert or ignore into meta (key, value) values ('control_version', 0)",
+    ],
+    [
+        # spans a task spent disabled by `jobctl disable` (until: null while
+        # it still is), so catch-up after downtime leaves their fires out
+        """create table if not exists paused (
+            task_id text not null,
+            since text not null,
+            until text
+        )""",
+        "create index if not exists paused_task on paused (task_id)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -226,15 +237,28 @@ class SqliteStore:
             raise self._translate(e) from None
         try:
             yield self.conn
+        except sqlite3.Error as e:
+            # e.g. "database or disk is full": a StoreError the caller can
+            # report, never a crash
+            self._rollback()
+            raise self._translate(e) from None
         except BaseException:
-            self.conn.execute("rollback")
+            self._rollback()
             raise
         else:
             try:
                 self.conn.execute("commit")
-            except sqlite3.OperationalError as e:
-                self.conn.execute("rollback")
+            except sqlite3.Error as e:
+                self._rollback()
                 raise self._translate(e) from None
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (a full disk, I/O)
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("rollback")
+            except sqlite3.Error:
+                pass
 
     def _translate(self, e: sqlite3.Error) -> StoreError:
         if "locked" in str(e) or "busy" in str(e):
@@ -303,7 +327,11 @@ class SqliteStore:
         rows = self._query("select task_id, enabled from task_state where enabled is not null")
         return {r[0]: bool(r[1]) for r in rows}
 
-    def set_enabled(self, task_ids: Iterable[str], enabled: bool) -> None:
+    def set_enabled(self, task_ids: Iterable[str], enabled: bool,
+                    now: datetime | None = None) -> None:
+        """Override the config's `enabled`. With `now`, also note when a
+        disabled span starts or ends (see `paused_spans`)."""
+        stamp = None if now is None else to_text(now)
         with self._write() as c:
             for task_id in task_ids:
                 c.execute(
@@ -311,7 +339,23 @@ class SqliteStore:
                     " on conflict (task_id) do update set enabled = excluded.enabled",
                     (task_id, int(enabled)),
                 )
+                if stamp is None:
+                    continue
+                if enabled:
+                    c.execute("update paused set until = ? where task_id = ? and until is null",
+                              (stamp, task_id))
+                elif c.execute("select 1 from paused where task_id = ? and until is null",
+                               (task_id,)).fetchone() is None:
+                    c.execute("insert into paused (task_id, since) values (?, ?)",
+                              (task_id, stamp))
             c.execute("update meta set value = value + 1 where key = 'control_version'")
+
+    def paused_spans(self, task_id: str) -> list[tuple[datetime, datetime | None]]:
+        """When the task was disabled by `jobctl disable`: (since, until),
+        until None while it still is."""
+        rows = self._query("select since, until from paused where task_id = ? order by since",
+                           (task_id,))
+        return [(from_text(a), from_text(b)) for a, b in rows]  # type: ignore[misc]
 
     def last_scheduled(self) -> dict[str, datetime]:
         rows = self._query("select task_id, last_scheduled from task_state where last_scheduled is not null")
@@ -539,24 +583,27 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     def prune(self, task_id: str, keep: int) -> list[str]:
-        """Delete all but the newest `keep` runs of a task; return their log paths."""
+        """Delete all but the newest `keep` runs of a task; return their log
+        paths. Skipped fires count apart (the newest `keep` of them are kept
+        besides), so a task that overruns for hours and piles up skips does
+        not push its real runs, and their logs, out of the history."""
+        logs: list[str] = []
         with self._write() as c:
-            row = c.execute(
-                "select id from runs where task_id = ? order by id desc limit 1 offset ?",
-                (task_id, keep),
-            ).fetchone()
-            if row is None:
-                return []
-            logs = [r[0] for r in c.execute(
-                "select log_path from runs where task_id = ? and id <= ? and status != 'running'"
-                " and log_path is not null",
-                (task_id, row[0]),
-            )]
-            c.execute(
-                "delete from runs where task_id = ? and id <= ? and status != 'running'",
-                (task_id, row[0]),
-            )
-            return logs
+            for kind in ("status != 'skipped'", "status = 'skipped'"):
+                row = c.execute(
+                    f"select id from runs where task_id = ? and {kind}"
+                    " order by id desc limit 1 offset ?",
+                    (task_id, keep),
+                ).fetchone()
+                if row is None:
+                    continue
+                where = f"task_id = ? and id <= ? and {kind} and status != 'running'"
+                logs += [r[0] for r in c.execute(
+                    f"select log_path from runs where {where} and log_path is not null",
+                    (task_id, row[0]),
+                )]
+                c.execute(f"delete from runs where {where}", (task_id, row[0]))
+        return logs
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -596,6 +643,8 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     SQLite file that is not jobctl's is refused and left untouched.
     """
     path = path.expanduser()
+    if path.is_dir():
+        raise StoreError(path, "is a folder, not a state file; give a file path with --state")
     if not path.exists():
         if not create:
             return None
@@ -636,5 +685,32 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     except sqlite3.DatabaseError as e:
         if "locked" in str(e) or "busy" in str(e):
             raise StoreBusyError(path) from None
+        if not create and "unable to open" in str(e):
+            # a read-only folder or mount: reading needs no write access
+            return _open_read_only(path, e)
         raise StoreError(path, f"not a usable SQLite database ({e})") from None
     return SqliteStore(path, conn)
+
+
+def _open_read_only(path: Path, error: sqlite3.DatabaseError) -> SqliteStore:
+    """Open a state file jobctl cannot write, for reading. WAL mode needs a
+    writable -shm file beside it, unless no one can write the file at all,
+    which is the case here: SQLite's `immutable` reads it as it is."""
+    if not os.access(path, os.R_OK):
+        raise StoreError(path, "cannot be read (permission denied)")
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            version = conn.execute("pragma user_version").fetchone()[0]
+            if _is_foreign(conn):
+                conn.close()
+                raise StoreError(path, "not a jobctl state file (it holds other tables)")
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise StoreError(path, f"written by a newer jobctl (schema {version} > {SCHEMA_VERSION})")
+            return SqliteStore(path, conn)
+        except sqlite3.DatabaseError:
+            continue
+    raise StoreError(path, f"cannot be opened, even read-only ({error}): "
+                     "check the permissions of the file and its folder")

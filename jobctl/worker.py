@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,7 +258,7 @@ class HostJobs:
         if store is None:
             raise HostServiceError(self.plugin_id, SET_STATUS,
                                    f"cannot change '{job_id}': this run has no state file")
-        store.set_enabled([job_id], status == "enabled")
+        store.set_enabled([job_id], status == "enabled", now=datetime.now(timezone.utc))
         self.logger.info("jobs.set_status: %s is now %s", job_id, status)
 
     # -- checks and sources

@@ -464,6 +464,15 @@ def test_disable_and_enable_override_config(ctl, config: Path, state: Path) -> N
     assert detail["enabled"] is True and detail["next_runs"][0] == "2026-06-16T04:30:00+00:00"
     status = json.loads(ctl("status", "--json").stdout)
     assert [n["task_id"] for n in status["next"]] == ["hang", "fail", "hello", "off", "swap"]
+    # the disabled spans are noted, so catch-up leaves out their fires
+    store = open_store(state, create=False)
+    assert store is not None
+    try:
+        (hello,) = store.paused_spans("hello")
+        assert hello[0] is not None and hello[1] is not None and hello[0] <= hello[1]
+        assert store.paused_spans("slow")[0][1] is None  # still disabled
+    finally:
+        store.close()
 
 
 def test_enable_disable_unknown_id_exit_2_changes_nothing(ctl, config: Path, state: Path) -> None:
@@ -721,3 +730,32 @@ def test_status_json_runner_lease(ctl, clock, config: Path, state: Path) -> None
                       "since": since.isoformat(timespec="microseconds"), "heartbeat_age_s": 1.5}
     assert ISO_MICRO.match(runner["since"])
     assert ctl("status").stdout.startswith(f"runner: up, pid {os.getpid()} on ")
+
+
+def test_out_of_range_numbers_and_a_folder_as_state(ctl, cli, tmp_path: Path, config: Path,
+                                                    state: Path) -> None:
+    assert ctl("run-now", "hello").exit_code == 0
+    result = ctl("history", "--limit", "99999999999999999999")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    result = ctl("logs", "99999999999999999999999")
+    assert result.exit_code == 2
+    assert "no run with id 99999999999999999999999" in result.stderr
+    result = ctl("history", "--status", "running")
+    assert result.exit_code == 0 and result.stdout == "no running runs\n"
+    result = cli("history", "--state", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"state file {tmp_path}: is a folder, not a state file" in result.stderr
+
+
+def test_sighup_to_run_now_stops_and_records_its_task(tmp_path: Path, config: Path, state: Path,
+                                                      run_now_proc) -> None:  # type: ignore[no-untyped-def]
+    """A closed terminal or a dropped ssh session sends SIGHUP: the task is
+    stopped and recorded, not left running unsupervised."""
+    proc = run_now_proc("slow")
+    run = proc.wait_running()
+    proc.proc.send_signal(signal.SIGHUP)
+    assert proc.proc.wait(15) == 1
+    final = next(r for r in runs(state) if r.id == run.id)
+    assert final.status is RunStatus.INTERRUPTED
+    assert final.error == "stopped by a signal to jobctl run-now"
+    assert live_members(run.pid) == []  # type: ignore[arg-type]

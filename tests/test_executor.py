@@ -597,3 +597,16 @@ def _ignores_term(pid: int) -> bool:
     ignored = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
     return bool(int(ignored.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_stops_the_log_not_the_task(tmp_path: Path) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk does: the
+    output is still drained (a task blocked on a full pipe would hang), the
+    exit status is kept, and log_error says why the log is incomplete."""
+    proc = spawn(Launch(argv=sh("head -c 300000 /dev/zero; echo done; exit 3"),
+                        env=dict(os.environ), cwd=None, log_path=Path("/dev/full"),
+                        max_log_bytes=1024 * 1024, lazy_log=True))
+    assert proc.wait(10) == 3
+    proc.close()
+    assert proc.log_error == "log /dev/full incomplete: no space left on device"

@@ -348,6 +348,66 @@ def test_catch_up_after_downtime(tmp_path: Path, policy: str, expected: list[dat
         assert h.kinds("missed")
 
 
+def test_catch_up_leaves_out_fires_from_while_the_task_was_disabled(tmp_path: Path) -> None:
+    """Down from 09:30; `jobctl disable` at 10:30, `enable` at 11:30, runner
+    back at 12:00:30: under catch_up = all, 10:00 and 12:00 run, 11:00 (when
+    it was disabled) does not."""
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "hourly"
+        schedule = "@hourly"
+        argv = ["true"]
+        catch_up = "all"
+    """)
+    h.store.set_last_scheduled([("hourly", datetime(2026, 6, 15, 9, 30, tzinfo=UTC))])
+    h.store.set_enabled(["hourly"], False, now=datetime(2026, 6, 15, 10, 30, tzinfo=UTC))
+    h.store.set_enabled(["hourly"], False, now=datetime(2026, 6, 15, 10, 45, tzinfo=UTC))
+    h.store.set_enabled(["hourly"], True, now=datetime(2026, 6, 15, 11, 30, tzinfo=UTC))
+    assert h.store.paused_spans("hourly") == [(datetime(2026, 6, 15, 10, 30, tzinfo=UTC),
+                                               datetime(2026, 6, 15, 11, 30, tzinfo=UTC))]
+    h.runner.start()
+    h.settle(until=lambda: not h.runner.active and not h.runner.catch_up_queue)
+    assert [r.scheduled_for.hour for r in h.runs("hourly")] == [10, 12]
+
+
+def test_an_end_the_state_file_refuses_is_retried_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a long lock when a run ends: the runner reports it,
+    keeps running, and records the end once the state file takes it."""
+    from jobctl.runner import RECORD_RETRY
+    from jobctl.store import StoreError
+
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "t"
+        schedule = "* * * * *"
+        argv = ["true"]
+    """)
+    real_finish = h.store.finish
+    refusals = []
+
+    def full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(refusals) < 2:
+            refusals.append(args[0])
+            raise StoreError(h.store.path, "database or disk is full")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "finish", full_disk)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    (error,) = h.kinds("error")
+    assert "could not record the end of run #1 (will retry): " in error.message
+    assert [r.status for r in h.runs()] == [RunStatus.RUNNING]
+    h.clock.advance(RECORD_RETRY)
+    h.runner.tick(h.clock.now())  # refused again: no second report
+    assert len(h.kinds("error")) == 1 and len(refusals) == 2
+    h.clock.advance(RECORD_RETRY)
+    h.runner.tick(h.clock.now())
+    assert [r.status for r in h.runs()] == [RunStatus.SUCCESS]
+    assert [e.run_id for e in h.kinds("finish")] == [1]
+
+
 def test_forward_clock_jump_follows_catch_up(tmp_path: Path) -> None:
     h = Harness(tmp_path, """
         [[tasks]]
@@ -407,6 +467,39 @@ def test_intervals_share_the_start_anchor_and_reboot_fires_at_start(tmp_path: Pa
     h.settle()
     fires = {(r.task_id, int((r.scheduled_for - T0).total_seconds())) for r in h.runs()}
     assert fires == {("boot", 0), ("a", 20), ("a", 40), ("a", 60), ("b", 30), ("b", 60)}
+
+
+def test_a_stalled_runner_fires_a_late_slot_once_not_every_missed_one(tmp_path: Path) -> None:
+    """Stalled for 14 s (a locked state file, SIGSTOP, a busy machine): the
+    late slot fires once and the next fire counts from now, as under cron and
+    supercronic; the slots that passed are not replayed back to back."""
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "tick"
+        schedule = "every 1s"
+        argv = ["true"]
+
+        [[tasks]]
+        id = "minutely"
+        schedule = "* * * * *"
+        argv = ["true"]
+    """)
+    h.runner.start()
+    h.at(T0 + timedelta(seconds=1))
+    h.settle()
+    h.at(T0 + timedelta(seconds=15))  # stalled from +1s to +15s
+    h.settle()
+    h.at(T0 + timedelta(seconds=16))
+    h.settle()
+    ticks = [int((r.scheduled_for - T0).total_seconds()) for r in h.runs("tick")]
+    assert ticks == [1, 2, 16]
+    # a cron slot 50 s late (within MISSED_AFTER) fires once, then on time
+    h.at(datetime(2026, 6, 15, 12, 1, 50, tzinfo=UTC))
+    h.settle()
+    h.at(datetime(2026, 6, 15, 12, 2, tzinfo=UTC))
+    h.settle()
+    assert [r.scheduled_for.minute for r in h.runs("minutely")] == [1, 2]
+    assert all(r.status is RunStatus.SUCCESS for r in h.runs())
 
 
 def test_reload_adds_and_removes_tasks_and_running_ones_finish(tmp_path: Path) -> None:

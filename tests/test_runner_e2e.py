@@ -285,6 +285,8 @@ argv = ["true"]
     path.write_text(path.read_text().replace('schedule = "every 1s"', 'schedule = "every 1 s"'))
     (error,) = r.wait_event("error", timeout=10)
     assert "config not reloaded, old schedule kept" in str(error["message"])
+    # the JSON event carries the problems, file:line and all, as text mode does
+    assert any("jobctl.toml:" in p and "schedule" in p for p in error["problems"]), error  # type: ignore[attr-defined]
     count = len([e for e in r.events() if e["event"] == "start"])
     r.wait_event("start", count=count + 2, task_id="tick")  # still firing
     path.write_text(path.read_text().replace('id = "tick"\nschedule = "every 1 s"', 'id = "tock"\nschedule = "every 1s"'))
@@ -330,3 +332,117 @@ def test_invalid_config_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown shortcut '@dialy'" in result.stderr
     assert not (tmp_path / "state.db").exists()
+
+
+def _rows(tmp_path: Path) -> list[tuple[int, str, str]]:
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        return db.execute("select id, task_id, status from runs order by id").fetchall()
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_runner(tmp_path: Path) -> None:
+    """`jobctl run | head -3`: once stdout is a broken pipe, events go to
+    stderr after one line saying so, and the runner carries on."""
+    write_config(tmp_path, SETTINGS.format(grace="5s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    err_path = tmp_path / "err.txt"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "jobctl", "run", "--log-format", "text"],
+                                cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"20")  # the first event line
+        proc.stdout.close()  # the reader goes away
+        wait_for(lambda: err_path.read_text().count(" start tick") >= 2, what="events on stderr")
+        assert proc.poll() is None
+        text = err_path.read_text()
+        assert text.startswith("jobctl: cannot write events to stdout (")
+        assert "Traceback" not in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err_path.read_text()
+    rows = _rows(tmp_path)
+    assert len(rows) >= 2 and all(status != "running" for _i, _t, status in rows)
+
+
+def test_runner_and_run_now_with_stdout_closed(tmp_path: Path) -> None:
+    write_config(tmp_path, SETTINGS.format(grace="5s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+command = "echo hi"
+""")
+    closed = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f'exec "$0" -m jobctl run >&- 2>"{tmp_path}/err.txt"', sys.executable],
+        cwd=tmp_path, env=env(), **closed)  # type: ignore[call-overload]
+    try:
+        err_path = tmp_path / "err.txt"
+        wait_for(lambda: err_path.exists() and err_path.read_text().count(" finish tick") >= 2,
+                 what="events on stderr")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in (tmp_path / "err.txt").read_text()
+    assert all(status == "success" for _i, _t, status in _rows(tmp_path))
+    result = subprocess.run(["/bin/sh", "-c", 'exec "$0" -m jobctl run-now tick >&-', sys.executable],
+                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "run #" in result.stderr and "tick: success" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_log_that_cannot_be_written_does_not_stop_the_runner(tmp_path: Path) -> None:
+    """The logs folder cannot be created (a file is in the way; a full disk
+    acts alike): runs still run and are recorded, saying the log is missing."""
+    write_config(tmp_path, SETTINGS.format(grace="5s") + """
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+command = "echo hi"
+""")
+    (tmp_path / "logs").write_text("not a folder\n")
+    r = RunnerProcess(tmp_path)
+    try:
+        finishes = r.wait_event("finish", count=2, task_id="tick")
+        assert all(f["status"] == "success" for f in finishes)
+        assert all("incomplete" in str(f["message"]) for f in finishes), finishes
+        assert r.stop() == 0
+    finally:
+        r.stop(signal.SIGKILL)
+    assert "Traceback" not in r.text()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        errors = [e for (e,) in db.execute("select error from runs where status = 'success'")]
+    assert errors and all(e.startswith(f"log {tmp_path}/logs/") and "incomplete: " in e
+                          for e in errors), errors
+
+
+def test_moving_or_removing_the_state_file_under_a_live_runner_is_reported(
+        tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    path = write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "a"
+schedule = "@daily"
+argv = ["true"]
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    path.write_text(path.read_text().replace('state = "state.db"', 'state = "other.db"'))
+    (error,) = r.wait_event("error", timeout=10)
+    assert "now names the state file" in str(error["message"]) and "other.db" in str(error["message"])
+    assert f"keeps recording in {tmp_path / 'state.db'}" in str(error["message"])
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    r.wait_event("error", count=2, timeout=10)
+    assert any("was removed" in str(e["message"]) for e in r.wait_event("error", count=2))
+    assert r.stop() == 0

@@ -397,8 +397,28 @@ def test_prune_skipped_runs_have_no_log_and_running_rows_stay(store: SqliteStore
     newer = [start(store, force=True, now=T0 + timedelta(minutes=m)).run_id for m in (2, 3)]
     for run_id in newer:
         store.finish(run_id, RunStatus.SUCCESS, T0 + timedelta(minutes=4))  # type: ignore[arg-type]
-    assert store.prune("backup", 2) == []  # the skipped row had no log
-    assert {r.id for r in store.history("backup")} == {old, *newer}
+    # skipped rows count apart: one skip does not push a real run out
+    assert store.prune("backup", 2) == []
+    assert {r.id for r in store.history("backup")} == {old, skipped.run_id, *newer}
+    assert store.prune("backup", 1) == [str(store.log_dir / f"{newer[0]}.log")]
+    assert {r.id for r in store.history("backup")} == {old, skipped.run_id, newer[1]}
+
+
+def test_prune_keeps_real_runs_when_skips_pile_up(store: SqliteStore) -> None:
+    """An overrunning task under forbid records a skip per fire; those must
+    not push its finished runs (and their logs) out of history_limit."""
+    done = start(store, force=True, now=T0).run_id
+    store.finish(done, RunStatus.SUCCESS, T0 + timedelta(seconds=30))  # type: ignore[arg-type]
+    running = start(store, force=True, now=T0 + timedelta(minutes=1)).run_id
+    skips = []
+    for m in range(2, 8):
+        slot = T0 + timedelta(minutes=m)
+        claim = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
+        assert claim.outcome == "skipped"
+        skips.append(claim.run_id)
+    store.prune("backup", 3)
+    kept = [r.id for r in store.history("backup", limit=100)]
+    assert kept == [*reversed(skips[-3:]), running, done]
 
 
 # -- control -------------------------------------------------------------------
@@ -665,3 +685,19 @@ def test_read_only_open_while_another_process_creates_the_file(tmp_path: Path) -
             assert raw.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
         finally:
             raw.close()
+
+
+def test_a_full_database_is_a_store_error_and_the_store_stays_usable(store: SqliteStore) -> None:
+    """SQLite rolls a transaction back itself on SQLITE_FULL; the store must
+    report a StoreError (which the runner and commands print), not crash on a
+    second rollback, and work again once there is room."""
+    pages = store.conn.execute("pragma page_count").fetchone()[0]
+    store.conn.execute(f"pragma max_page_count = {pages}")
+    with pytest.raises(StoreError, match="database or disk is full"):
+        for i in range(2000):
+            start(store, f"task-{i}-" + "x" * 40, force=True)
+    assert not store.conn.in_transaction
+    store.conn.execute("pragma max_page_count = 1073741823")
+    claim = start(store, "after", force=True)
+    assert claim.outcome == "started"
+    assert store.get_run(claim.run_id).task_id == "after"  # type: ignore[union-attr]

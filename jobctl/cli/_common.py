@@ -159,7 +159,17 @@ def open_state(svc: Services, schedule_set: ScheduleSet, state: Path | None, *, 
 
     store = open_store(path, create=create)
     if store is not None:
-        recover_orphans(store, svc.now())
+        from jobctl.errors import JobctlError
+
+        try:
+            recover_orphans(store, svc.now())
+        except JobctlError as e:
+            if create:
+                store.close()
+                raise
+            # a read-only command still shows what is there (a full disk, a
+            # read-only mount)
+            err(f"warning: could not mark a dead runner's runs interrupted: {e}")
     return store
 
 

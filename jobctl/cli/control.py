@@ -73,12 +73,20 @@ def run_now(
     def on_signal(_signum: int, _frame: Any) -> None:
         stops["n"] += 1
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or a dropped ssh session must stop the
+    # task and record it, not leave it running unsupervised
+    previous = {sig: signal.signal(sig, on_signal)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        sys.stdout.flush()
+        echo = getattr(sys.stdout, "buffer", None)
+        if echo is not None:
+            try:
+                sys.stdout.flush()
+            except OSError:
+                echo = None
         record = run_task(
             store, task, schedule_set.settings, now=svc.now, env=svc.env,
-            echo=sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None,
+            echo=echo,
             force=force, stop_requested=lambda: stops["n"] > 0,
             config_path=schedule_set.path,
         )
@@ -105,7 +113,7 @@ def _set_enabled(ctx: typer.Context, ids: list[str], config: Any, state: Any, en
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
     try:
-        store.set_enabled(ids, enabled)
+        store.set_enabled(ids, enabled, now=svc.now())
     finally:
         store.close()
     word = "enabled" if enabled else "disabled"
@@ -144,7 +152,8 @@ def disable(ctx: typer.Context, ids: IdsArgument, config: ConfigOption = None,
 def history(
     ctx: typer.Context,
     task_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Only this task's runs.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000_000,
+                                       help="How many runs.")] = 20,
     status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
     config: ConfigOption = None,
     state: StateOption = None,
@@ -179,7 +188,7 @@ def history(
     from rich.text import Text
 
     if not records:
-        typer.echo("no runs yet")
+        typer.echo("no runs yet" if wanted is None else f"no {wanted.value} runs")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("RUN", "TASK", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "EXIT", "ERROR"):
@@ -217,7 +226,8 @@ def logs(
     svc = services(ctx)
     schedule_set = svc.load(config)
     store = open_state(svc, schedule_set, state, create=False)
-    record = store.get_run(run_id) if store else None
+    in_range = 0 < run_id < 2**63  # what SQLite can hold
+    record = store.get_run(run_id) if store and in_range else None
     if record is None or store is None:
         raise UsageError(f"no run with id {run_id}")
     if record.log_path is None or (not Path(record.log_path).exists() and record.status is not RunStatus.RUNNING):

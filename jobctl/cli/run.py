@@ -28,14 +28,61 @@ def _fields(event: Event) -> dict[str, Any]:
         out["status"] = event.status.value
     if event.message:
         out["message"] = event.message
+    problems = event.data.get("problems")
+    if problems:
+        out["problems"] = list(problems)  # type: ignore[call-overload]
     return out
+
+
+class EventOutput:
+    """Where event lines go: stdout; once stdout fails (its reader went away:
+    `jobctl run | head`, a log shipper restarting), stderr, after one line
+    saying so; once that fails too, nowhere. The runner must keep running
+    whatever happens to its output."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = [s for s in (streams or (sys.stdout, sys.stderr)) if s is not None]
+
+    def write(self, text: str) -> None:
+        while self.streams:
+            stream = self.streams[0]
+            try:
+                stream.write(text)
+                stream.flush()
+                return
+            except (OSError, ValueError) as e:
+                self.streams.pop(0)
+                _silence(stream)
+                if self.streams:
+                    text = (f"jobctl: cannot write events to {_name(stream)} ({e}); "
+                            f"writing them here\n{text}")
+
+
+def _name(stream: Any) -> str:
+    return {sys.__stdout__: "stdout", sys.__stderr__: "stderr"}.get(stream, "the output")
+
+
+def _silence(stream: Any) -> None:
+    """Point a failed stream's descriptor at /dev/null, so the interpreter's
+    own flush at exit does not print a BrokenPipeError."""
+    import os
+
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class PlainReporter:
     """One line per event, for logs and pipes."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout
+        self.out = EventOutput(stream) if stream is not None else EventOutput()
 
     def __call__(self, event: Event) -> None:
         f = _fields(event)
@@ -64,18 +111,19 @@ class PlainReporter:
             line = f"{event.kind}{task}" + (f": {event.message}" if event.message else "")
             for problem in event.data.get("problems", []):  # type: ignore[attr-defined]
                 line += f"\n  {problem}"
-        self.stream.write(f"{at} {line}\n")
-        self.stream.flush()
+        self.out.write(f"{at} {line}\n")
 
 
 class JsonReporter:
     """One JSON object per line."""
 
+    def __init__(self) -> None:
+        self.out = EventOutput()
+
     def __call__(self, event: Event) -> None:
         import json
 
-        sys.stdout.write(json.dumps(_fields(event)) + "\n")
-        sys.stdout.flush()
+        self.out.write(json.dumps(_fields(event)) + "\n")
 
 
 class LiveReporter:
@@ -102,7 +150,10 @@ class LiveReporter:
 
     def close(self) -> None:
         if self.live is not None:
-            self.live.stop()
+            try:
+                self.live.stop()
+            except (OSError, ValueError):
+                pass  # the terminal is gone
 
     def __call__(self, event: Event) -> None:
         if event.kind in ("finish", "skip"):
@@ -177,7 +228,7 @@ def run(
     Example: jobctl run -c jobctl.toml --log-format json
     """
     from jobctl.clock import SystemClock
-    from jobctl.config import find_config
+    from jobctl.config import find_config, state_path
     from jobctl.errors import UsageError
     from jobctl.resolve import resolve
     from jobctl.runner import ConfigWatcher, Runner
@@ -191,7 +242,7 @@ def run(
 
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
-    live = log_format == "auto" and sys.stdout.isatty()
+    live = log_format == "auto" and sys.stdout is not None and sys.stdout.isatty()
     reporter: Any
     if live:
         reporter = LiveReporter()
@@ -205,6 +256,11 @@ def run(
         from jobctl.runner import Event
 
         reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
+        moved = state_path(state, svc.env, reloaded.settings).expanduser()
+        if moved.absolute() != store.path.absolute():
+            reporter(Event("error", clock.now(), message=(
+                f"the config now names the state file {moved}: restart the runner to use it; "
+                f"until then it keeps recording in {store.path}")))
         for report in reloaded.plugins:
             if not report.loaded:
                 reporter(Event("error", clock.now(), message=(
