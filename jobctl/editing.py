@@ -26,6 +26,7 @@ foreground child, unlike the job runs `executor` spawns.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.items import Item
+from tomlkit.items import Item, Table
 
 from jobctl.config import toml_loads
 from jobctl.errors import ConfigError, JobctlError, UnknownTaskError
@@ -65,6 +66,14 @@ class ConcurrentChangeError(JobctlError):
         else:
             message += "; try again"
         super().__init__(message)
+
+
+class FolderNotWritableError(PermissionError):
+    """The folder of a file to replace is not writable: `atomic_write` needs it."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(errno.EACCES, f"its folder {folder} is not writable (jobctl writes the "
+                         "file atomically: a new version in that folder, renamed into place)")
 
 
 # -- the starter config ----------------------------------------------------------
@@ -481,10 +490,13 @@ def set_keys(text: str, task_id: str, pairs: Iterable[tuple[str, object]],
     """`text` with keys of task `task_id` set to new values, and `unset` keys removed.
 
     A key the task has keeps its line (and its comment); only the value
-    changes. A new key gets a line after the table's last key. Values are
-    Python values as `tomllib` returns them (see `parse_value`).
-    UnknownTaskError if there is no such task; EditError if an `unset` key is
-    not set on the task.
+    changes, and a key given the value it has keeps its lines as written. A
+    sub-table (`[tasks.env]`) keeps its header and the lines of the keys that
+    stay; dotted keys (`env.A = "1"`) become one line where the first was. A
+    new key gets a line after the table's last key. Values are Python values
+    as `tomllib` returns them (see `parse_value`).
+    UnknownTaskError if there is no such task; EditError if a key is given
+    twice, or an `unset` key is not set on the task.
     """
     layout = _layout(text)
     index = _find(layout, task_id)
@@ -502,7 +514,11 @@ def set_keys(text: str, task_id: str, pairs: Iterable[tuple[str, object]],
         raise EditError(f"cannot find the lines of task '{task_id}' in this file's layout; "
                         "change it with `jobctl edit`")
     expected = dict(old)
-    changes = dict(pairs)
+    changes: dict[str, object] = {}
+    for key, value in pairs:
+        if key in changes:
+            raise EditError(f"'{key}' is given twice; give each key once")
+        changes[key] = value
     for key in dict.fromkeys(unset):
         if key in changes:
             raise EditError(f"'{key}' is both set and unset")
@@ -516,8 +532,19 @@ def set_keys(text: str, task_id: str, pairs: Iterable[tuple[str, object]],
         del expected[key]
     new_keys: list[tuple[str, object]] = []
     for key, value in changes.items():
-        if key in table:
-            old_item = table.value.item(key)
+        if key in old and _same(old[key], _plain(value)):
+            continue  # the same value: its lines stay as they are written
+        expected[key] = _plain(value)
+        if key not in table:
+            new_keys.append((key, value))
+            continue
+        old_item = table.value.item(key)
+        if isinstance(old_item, Table) and not old_item.is_super_table() and isinstance(value, dict):
+            _refill(old_item, value)  # a [tasks.env] sub-table stays one
+        elif not isinstance(old_item, Item) or isinstance(old_item, Table):
+            doc = _replace_with_line(doc, key, value, newline)
+            table = doc["tasks"][0]
+        else:
             old_width = len(old_item.as_string()) + len(old_item.trivia.comment_ws)
             table[key] = _item(value)
             new_item = table.value.item(key)
@@ -525,9 +552,6 @@ def set_keys(text: str, task_id: str, pairs: Iterable[tuple[str, object]],
                 # keep a trailing comment in its column, as aligned comments are
                 pad = max(old_width - len(new_item.as_string()), 1)
                 new_item.trivia.comment_ws = " " * pad
-        else:
-            new_keys.append((key, value))
-        expected[key] = _plain(value)
     new_segment = doc.as_string()
     if new_keys:
         seg_lines = _split_lines(new_segment)
@@ -545,6 +569,29 @@ def set_keys(text: str, task_id: str, pairs: Iterable[tuple[str, object]],
     tasks = list(layout.tasks)
     tasks[index] = expected
     return _expect(new_text, _with_tasks(layout.data, tasks), f"change task '{task_id}'", index)
+
+
+def _refill(sub_table: Table, value: Mapping[str, object]) -> None:
+    # keys that stay keep their lines; new ones take the sub-table's indentation
+    for key in [k for k in sub_table if k not in value]:
+        del sub_table[key]
+    for key, item in value.items():
+        if key not in sub_table or not _same(sub_table[key].unwrap(), _plain(item)):
+            sub_table[key] = _item(item)
+
+
+def _replace_with_line(doc: tomlkit.TOMLDocument, key: str, value: object,
+                       newline: str) -> tomlkit.TOMLDocument:
+    # dotted keys (`env.A = "1"`), or a sub-table given a value that is no
+    # table: tomlkit would put the new value after the table's last key,
+    # unindented; it goes in one line where the first of the old ones was
+    before = _split_lines(doc.as_string())
+    del doc["tasks"][0][key]
+    after = _split_lines(doc.as_string())
+    at = next(i for i, line in enumerate(after + [""]) if line != before[i])
+    indent = before[at][:len(before[at]) - len(before[at].lstrip(" \t"))]
+    after.insert(at, _key_line(key, value, indent, newline))
+    return tomlkit.parse("".join(after))
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -579,7 +626,8 @@ def atomic_write(path: Path, data: str | bytes, *, expect: str | None = None,
     over `path`. A symlink is written through, so it stays a symlink.
     `check(temporary_path)` may raise to refuse the new content; `expect` is
     the `fingerprint` the file must still have (ConcurrentChangeError if not).
-    On any failure the temporary file is removed and `path` is untouched.
+    On any failure the temporary file is removed and `path` is untouched;
+    FolderNotWritableError if the temporary file cannot be made.
     """
     path = Path(os.path.realpath(path))
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -587,7 +635,10 @@ def atomic_write(path: Path, data: str | bytes, *, expect: str | None = None,
         old: os.stat_result | None = path.stat()
     except FileNotFoundError:
         old = None
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        raise FolderNotWritableError(path.parent) from None
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -616,6 +667,23 @@ def atomic_write(path: Path, data: str | bytes, *, expect: str | None = None,
             os.close(dir_fd)
     except OSError:
         pass  # the rename is done; a folder that cannot be fsynced is no reason to fail
+
+
+def refuse_read_only(path: Path) -> None:
+    """EditError if the file at `path` is read-only.
+
+    `atomic_write` renames a new file over the old one, which the folder's
+    permissions allow even when the file's forbid writing it; like vi
+    without `:w!`, jobctl does not. For root, which may write anything, the
+    file is read-only when no write bit is set.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    writable = bool(mode & 0o222) if os.geteuid() == 0 else os.access(path, os.W_OK)
+    if not writable:
+        raise EditError(f"{path} is read-only; make it writable (chmod u+w) to change it")
 
 
 def moved(problem: Problem, old: Path, new: Path) -> Problem:
@@ -652,7 +720,8 @@ def save_config(path: Path, text: str, *, expect: str | None, system_zone: str,
 
     The text is resolved as the very temporary file that then replaces the
     config, in the config's own folder (relative paths mean the same).
-    ConfigError, with the problems reported against `path`, if it does not.
+    ConfigError, with the problems reported against `path`, if it does not;
+    EditError if the file is read-only (`refuse_read_only`).
     """
     from jobctl.resolve import resolve
 
@@ -667,6 +736,7 @@ def save_config(path: Path, text: str, *, expect: str | None, system_zone: str,
         refuse_new_plugin_problems(target, schedule_set, system_zone=system_zone, now=now)
         warnings.extend(moved(p, tmp, path) for p in schedule_set.warnings)
 
+    refuse_read_only(path)
     atomic_write(target, text, expect=expect, check=check)
     return warnings
 

@@ -117,6 +117,26 @@ def test_init_target_from_config_flag_env_and_folder(cli, tmp_path: Path) -> Non
     assert cli("init", str(folder)).exit_code == 0 and (folder / "jobctl.toml").is_file()
 
 
+def test_init_trailing_slash_means_a_folder(cli, tmp_path: Path) -> None:
+    result = cli("init", "adir/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "adir" / "jobctl.toml").is_file()
+    assert result.stdout == f"wrote a starter config to {tmp_path / 'adir' / 'jobctl.toml'}\n"
+    result = cli("init", env={"JOBCTL_CONFIG": str(tmp_path / "envdir") + "/"})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "envdir" / "jobctl.toml").is_file()
+
+
+def test_init_under_a_file_says_it_is_not_a_directory(cli, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for target in ("afile/sub.toml", "afile/deeper/sub.toml", "afile/"):
+        result = cli("init", target)
+        assert result.exit_code == 2, result.output
+        assert f"{tmp_path / 'afile'} is not a directory" in result.stderr
+        assert "File exists" not in result.stderr
+        assert listing(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "x"
+
+
 def test_init_notes_a_local_config_that_would_be_read_first(cli, tmp_path: Path) -> None:
     config_file(tmp_path)
     result = cli("init")
@@ -169,10 +189,12 @@ def test_add_at_one_shot(cli, tmp_path: Path) -> None:
     (["new", "--schedule", "@daily", "--command", "x", "--concurrency", "never"], "unknown value 'never'"),
     (["new", "--schedule", "@daily", "--command", "x", "--timezone", "Mars/Base"], "unknown time zone"),
     (["Bad_Id", "--schedule", "@daily", "--command", "x"], "'Bad_Id' is not a valid id"),
-    (["new", "--schedule", "@daily"], "give either --command, or a program"),
+    (["new", "--schedule", "@daily"], "no command: give --command, or a program"),
     (["new", "--schedule", "@daily", "--command", "x", "--", "prog"], "give either --command"),
     (["new", "--command", "x"], "give exactly one of --schedule and --at"),
     (["new", "--schedule", "@daily", "--command", "x", "--env", "NOEQUALS"], "expected KEY=VALUE"),
+    (["new", "--schedule", "@daily", "--command", "x", "--env", "A=1", "--env", "A=2"],
+     "--env: 'A' is given twice"),
 ])
 def test_add_refused_leaves_file_untouched(cli, tmp_path: Path, args: list[str], message: str) -> None:
     path = config_file(tmp_path)
@@ -180,6 +202,8 @@ def test_add_refused_leaves_file_untouched(cli, tmp_path: Path, args: list[str],
     result = cli("add", *args, "-c", str(path))
     refused(result, path, before, names)
     assert message in result.stderr
+    if "no command" in message:
+        assert "not both" not in result.stderr
 
 
 def test_add_without_config_points_at_init(cli) -> None:
@@ -264,6 +288,130 @@ def test_set_same_value_writes_nothing(cli, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == f"no change to poll in {path}\n"
     assert path.stat().st_ino == before and path.read_text() == CONFIG.lstrip()
+
+
+def test_set_same_array_or_table_writes_nothing(cli, tmp_path: Path) -> None:
+    text = CONFIG.replace('argv = ["true"]', 'argv = [\n  "pg_dump",   # the tool\n  "-Fc",\n]\n'
+                          'env = { A = "1" }')
+    path = write_config(tmp_path, text)
+    before, inode = path.read_bytes(), path.stat().st_ino
+    result = cli("set", "poll", 'argv=["pg_dump", "-Fc"]', 'env={A="1"}', "schedule=every 30s",
+                 "-c", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"no change to poll in {path}\n"
+    assert path.read_bytes() == before and path.stat().st_ino == inode
+    # a changed key beside an unchanged array: the array keeps its lines and comment
+    result = cli("set", "poll", 'argv=["pg_dump", "-Fc"]', "priority=5", "-c", str(path))
+    assert result.exit_code == 0, result.output
+    assert diff(text, path.read_text()) == ([], ["priority = 5"])
+
+
+DOTTED = """
+[[tasks]]
+id = "a"
+schedule = "@daily"
+env.A = "1"   # first
+command = "true"
+env.B = "2"
+
+[[tasks]]
+id = "b"
+schedule = "@daily"
+command = "true"
+"""
+
+
+def test_set_env_written_as_dotted_keys(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, DOTTED)
+    result = cli("set", "-c", str(path), "a", 'env={ C = "3" }')
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"updated a in {path}: env\n"
+    # one line where the first dotted key was; the rest of the file as it was
+    assert diff(DOTTED, path.read_text()) == (['env.A = "1"   # first', 'env.B = "2"'], ['env = {C = "3"}'])
+    assert 'schedule = "@daily"\nenv = {C = "3"}\ncommand = "true"\n\n' in path.read_text()
+    assert tomllib.loads(path.read_text())["tasks"][0]["env"] == {"C": "3"}
+
+
+def test_set_unset_add_remove_around_dotted_keys(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, DOTTED)
+    result = cli("set", "-c", str(path), "a", "name=A", "env={A = \"1\", B = \"2\"}")
+    assert result.exit_code == 0, result.output
+    assert diff(DOTTED, path.read_text()) == ([], ['name = "A"'])  # the same env: kept as written
+    result = cli("set", "-c", str(path), "a", "--unset", "env")
+    assert result.exit_code == 0, result.output
+    assert diff(DOTTED, path.read_text()) == (['env.A = "1"   # first', 'env.B = "2"'], ['name = "A"'])
+    path = write_config(tmp_path, DOTTED)
+    assert cli("add", "-c", str(path), "c", "--schedule", "@daily", "--command", "x").exit_code == 0
+    assert path.read_text().startswith(DOTTED.lstrip())
+    result = cli("remove", "-c", str(path), "a")
+    assert result.exit_code == 0, result.output
+    assert [t["id"] for t in tomllib.loads(path.read_text())["tasks"]] == ["b", "c"]
+
+
+def test_set_env_keeps_an_indented_sub_table(cli, tmp_path: Path) -> None:
+    text = CONFIG.replace('enabled = false\n', 'enabled = false\n  [tasks.env]\n  A = "1"   # keep\n  C = "2"\n')
+    path = write_config(tmp_path, text)
+    result = cli("set", "report", 'env={ A = "1", B = "2" }', "-c", str(path))
+    assert result.exit_code == 0, result.output
+    assert diff(text, path.read_text()) == (['  C = "2"'], ['  B = "2"'])
+    result = cli("set", "report", 'env={ B = "2" }', "-c", str(path))
+    assert result.exit_code == 0, result.output
+    assert path.read_text().endswith('enabled = false\n  [tasks.env]\n  B = "2"\n')
+
+
+def test_set_same_key_twice_refused(cli, tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    before, names = path.read_bytes(), listing(tmp_path)
+    result = cli("set", "backup", "schedule=@hourly", "schedule=@weekly", "-c", str(path))
+    refused(result, path, before, names)
+    assert "'schedule' is given twice" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["set", "backup", "name=x"],
+    ["add", "new", "--schedule", "@daily", "--command", "x"],
+    ["remove", "poll"],
+    ["edit"],
+])
+def test_a_read_only_config_is_not_rewritten(cli, tmp_path: Path, args: list[str]) -> None:
+    # root may write anything: for it, read-only means no write bit, as for vi
+    path = config_file(tmp_path, mode=0o444)
+    env = editor(tmp_path, 'sed -i "s/every 30s/every 45s/" "$1"')
+    before, names = path.read_bytes(), listing(tmp_path)
+    result = cli(*args, "-c", str(path), env=env)
+    refused(result, path, before, names)
+    assert f"{path} is read-only" in result.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def _can_write_in_read_only_folder(tmp_path: Path) -> bool:
+    folder = tmp_path / "probe"
+    folder.mkdir(mode=0o555)
+    try:
+        (folder / "x").touch()
+        return True
+    except PermissionError:
+        return False
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_a_config_in_a_read_only_folder_says_why(cli, tmp_path: Path) -> None:
+    if _can_write_in_read_only_folder(tmp_path):
+        pytest.skip("this user (root) may write in a read-only folder")
+    folder = tmp_path / "rodir"
+    folder.mkdir()
+    path = config_file(folder)
+    before = path.read_bytes()
+    folder.chmod(0o555)
+    try:
+        result = cli("set", "backup", "name=x", "-c", str(path))
+        refused(result, path, before, ["jobctl.toml"])
+        assert f"cannot write {path}: its folder {folder} is not writable (jobctl writes the " \
+               "file atomically" in result.stderr
+    finally:
+        folder.chmod(0o755)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -312,6 +312,20 @@ def test_set_env_over_a_sub_table() -> None:
     assert diff_added(text, new) == ['timeout = "5m"'] and 'command = "x"\ntimeout = "5m"\n[tasks.env]' in new
 
 
+def test_set_over_dotted_keys_and_sub_tables_keeps_place_and_indentation() -> None:
+    text = '[[tasks]]\n  id = "a"\n  env.A = "1"\n  command = "x"\n  env.B = "2"\n'
+    assert set_keys(text, "a", [("env", {"C": "3"})]) == (
+        '[[tasks]]\n  id = "a"\n  env = {C = "3"}\n  command = "x"\n')
+    assert set_keys(text, "a", [("env", {"A": "1", "B": "2"})]) == text
+    with pytest.raises(EditError, match="'env' is given twice"):
+        set_keys(text, "a", [("env", {}), ("env", {"C": "3"})])
+    text = '[[tasks]]\nid = "a"\ncommand = "x"\n  [tasks.env]\n  A = "1"   # one\n  B = "2"\n'
+    assert set_keys(text, "a", [("env", {"A": "1", "C": "3"})]) == (
+        '[[tasks]]\nid = "a"\ncommand = "x"\n  [tasks.env]\n  A = "1"   # one\n  C = "3"\n')
+    # no longer a table: one line where its header was (resolve then says what is wrong)
+    assert set_keys(text, "a", [("env", "x")]) == '[[tasks]]\nid = "a"\ncommand = "x"\n  env = "x"\n'
+
+
 def diff_added(old: str, new: str) -> list[str]:
     removed, added = changed_lines(old, new)
     assert removed == []

@@ -88,7 +88,7 @@ def _read(svc: Services, config: Path | None) -> _Snapshot:
 @command
 def init(
     ctx: typer.Context,
-    path: Annotated[Path | None, typer.Argument(
+    path: Annotated[str | None, typer.Argument(
         metavar="[PATH]",
         help="Where to write it. Default: --config, $JOBCTL_CONFIG, then jobctl.toml in the "
              "user config dir.", show_default=False)] = None,
@@ -97,28 +97,33 @@ def init(
 ) -> None:
     """Write a commented starter config, with one example task.
 
-    Creates missing folders. An existing file is left alone (exit 2) unless
-    --force is given.
+    Creates missing folders. A folder (an existing one, or PATH ending in
+    `/`) gets a jobctl.toml in it. An existing file is left alone (exit 2)
+    unless --force is given.
 
     Example: jobctl init ~/jobs/jobctl.toml
     """
+    import os
+
     from jobctl.config import CONFIG_ENV, CONFIG_NAME, user_config_dir
     from jobctl.editing import ABSENT, STARTER, atomic_write
     from jobctl.errors import UsageError
 
     svc = services(ctx)
-    target = path or config
-    if target is None and svc.env.get(CONFIG_ENV):
-        target = Path(svc.env[CONFIG_ENV])
-    default = target is None
-    target = (user_config_dir() / CONFIG_NAME) if target is None else target.expanduser()
+    given = path or (str(config) if config is not None else svc.env.get(CONFIG_ENV))
+    default = not given
+    target = (user_config_dir() / CONFIG_NAME) if not given else Path(given).expanduser()
     if not target.is_absolute():
         target = svc.cwd / target
-    if target.is_dir():
+    # Path drops a trailing slash: read it from the string
+    if target.is_dir() or (given and given.endswith(("/", os.sep))):
         target = target / CONFIG_NAME
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; pass --force to overwrite it")
     try:
+        folder = next(p for p in target.parents if p.exists())
+        if not folder.is_dir():
+            raise UsageError(f"cannot write {target}: {folder} is not a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, STARTER, expect=None if force else ABSENT)
     except OSError as e:
@@ -138,8 +143,9 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     edit again (otherwise the file is left as it was, exit 2, and your copy
     is kept); valid, the file is replaced at once, keeping its permissions.
     If the file was changed by something else meanwhile, it is not
-    overwritten (exit 2; your copy is kept). A running `jobctl run` picks up
-    the saved file by itself.
+    overwritten (exit 2; your copy is kept). A read-only file is refused
+    before the editor starts (exit 2). A running `jobctl run` picks up the
+    saved file by itself.
 
     Example: EDITOR=nano jobctl edit
     """
@@ -149,11 +155,13 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     from jobctl.editing import (
         ConcurrentChangeError,
         EditError,
+        FolderNotWritableError,
         atomic_write,
         editor_command,
         fingerprint_bytes,
         moved,
         refuse_new_plugin_problems,
+        refuse_read_only,
     )
     from jobctl.errors import ConfigError, UsageError
     from jobctl.resolve import resolve
@@ -166,12 +174,16 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     except OSError as e:
         raise UsageError(f"cannot read {shown}: {e.strerror or e}") from None
     digest = fingerprint_bytes(original)
+    refuse_read_only(shown)  # before any editing is done in vain
     # the copy lives beside the file: relative paths in it mean the same, and
     # it is on the same file system as the file it replaces
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.edit-", suffix=".toml")
         with os.fdopen(fd, "wb") as f:
             f.write(original)
+    except PermissionError:
+        raise UsageError(f"cannot write a copy of {shown} beside it: "
+                         f"{FolderNotWritableError(path.parent).strerror}") from None
     except OSError as e:
         raise UsageError(f"cannot write a copy of {shown} beside it: {e.strerror or e}") from None
     copy = Path(name)
@@ -278,7 +290,10 @@ def add(
 
     if (schedule is None) == (at is None):
         raise UsageError("give exactly one of --schedule and --at")
-    if (command_ is None) == (not argv):
+    if command_ is None and not argv:
+        raise UsageError("no command: give --command, or a program and its arguments after `--` "
+                         "(e.g. `-- pg_dump app`)")
+    if command_ is not None and argv:
         raise UsageError("give either --command, or a program and its arguments after `--` "
                          "(e.g. `-- pg_dump app`), not both")
     table: dict[str, object] = {"id": task_id}
@@ -296,6 +311,8 @@ def add(
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise UsageError(f"--env {item!r}: expected KEY=VALUE")
+            if key in variables:
+                raise UsageError(f"--env: '{key}' is given twice; give each variable once")
             variables[key] = value
         table["env"] = variables
     if timeout is not None:

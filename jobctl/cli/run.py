@@ -192,7 +192,7 @@ class LiveReporter:
         for col in ("TASK", "WHEN", "AT"):
             upcoming.add_column(col)
         for fire, task_id in ([] if runner.stopping else runner.upcoming(8)):
-            upcoming.add_row(Text(task_id), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+            upcoming.add_row(Text(task_id), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"))
         parts.append(upcoming)
         recent = Table(title="recent", title_justify="left", box=None)
         for col in ("RUN", "TASK", "STATUS", "DURATION", "NOTE"):
