@@ -298,7 +298,10 @@ class SqliteStore:
             c.execute(
                 "insert into lease (id, pid, host, boot_id, proc_start, started_at, heartbeat_at, anchor)"
                 " values (1, ?, ?, ?, ?, ?, ?, ?)",
-                (owner.pid, owner.host, owner.boot_id, owner.start, to_text(now), to_text(now), to_text(now)),
+                # intervals count from the whole second the runner started
+                # (as supercronic's @every): fires land on whole seconds
+                (owner.pid, owner.host, owner.boot_id, owner.start, to_text(now), to_text(now),
+                 to_text(now.replace(microsecond=0))),
             )
         lease = self.lease()
         assert lease is not None

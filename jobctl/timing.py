@@ -407,7 +407,8 @@ def _next_fire(schedule: Schedule, tz: ZoneInfo, after: datetime,
     if isinstance(schedule, CronSchedule):
         return _next_cron(schedule.expr, schedule.fixed_time, tz, after.astimezone(UTC))
     if isinstance(schedule, IntervalSchedule):
-        base = after if anchor is None else anchor.astimezone(UTC)
+        # without a runner's start, count from the whole second of `after`
+        base = after.replace(microsecond=0) if anchor is None else anchor.astimezone(UTC)
         step = timedelta(seconds=schedule.seconds)
         if base > after:
             return (base + step).astimezone(tz)
@@ -446,7 +447,7 @@ def iter_fires(
 ) -> Iterator[datetime]:
     """Successive fires strictly after `after`; ends when the schedule does."""
     if isinstance(schedule, IntervalSchedule) and anchor is None:
-        anchor = after
+        anchor = after.replace(microsecond=0)
     current = after
     while True:
         fire = next_fire(schedule, tz, current, anchor)

@@ -514,6 +514,10 @@ def test_lease_held_by_another_runner(store: SqliteStore) -> None:
     taken = store.take_lease(OTHER, later, holder_alive=False)
     assert taken.owner == OTHER and taken.anchor == later
     assert store.heartbeat(ME, later) is False
+    # intervals count from the whole second the runner started at
+    odd = T0 + timedelta(minutes=4, microseconds=654321)
+    taken = store.take_lease(OTHER, odd)
+    assert taken.started_at == odd and taken.anchor == T0 + timedelta(minutes=4)
 
 
 # -- many processes at once ----------------------------------------------------
