@@ -6,6 +6,7 @@ converter; it never stops at the first problem, so a user sees them all.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jobctl.errors import BadExpressionError, ConfigNotFoundError
+from jobctl.errors import BadExpressionError, ConfigIsDirectoryError, ConfigNotFoundError
 from jobctl.model import (
     AtSchedule,
     CatchUp,
@@ -133,11 +134,15 @@ def config_candidates(
 
 
 def find_config(flag: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
-    """The config file to read; ConfigNotFoundError naming every path tried."""
+    """The config file to read; ConfigNotFoundError naming every path tried
+    (ConfigIsDirectoryError when none is a file and one is a directory)."""
     tried = config_candidates(flag, env, cwd)
     for path in tried:
         if path.is_file():
             return path
+    for path in tried:
+        if path.is_dir():
+            raise ConfigIsDirectoryError(path)
     raise ConfigNotFoundError(tried)
 
 
@@ -167,65 +172,155 @@ class ConfigData:
     """Every id the file declares, including those of invalid tasks."""
 
 
-_HEADER_RE = re.compile(r"\s*\[\[\s*tasks\s*\]\]")
-_SETTINGS_RE = re.compile(r"\s*\[\s*jobctl\s*\]")
+def _name_re(name: str) -> str:
+    """A table or key name, bare or quoted, with the blanks around it."""
+    name = re.escape(name)
+    return rf"""[ \t]*(?:{name}|"{name}"|'{name}')[ \t]*"""
+
+
+def _header_re(name: str, array: bool) -> str:
+    return rf"\[\[{_name_re(name)}\]\]" if array else rf"\[{_name_re(name)}\]"
+
+
 # no ^ anchor: a pattern that starts with a literal lets the regex engine
 # skip ahead with a fast scan; the line start is checked by hand
-_ANY_HEADER_RE = re.compile(r"\[\[[ \t]*tasks[ \t]*\]\]|\[[ \t]*jobctl[ \t]*\]")
+_ANY_HEADER_RE = re.compile(f"{_header_re('tasks', True)}|{_header_re('jobctl', False)}")
 _TOML_LINE_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
+# TOML strings and comments, matched whole so that a header or key they
+# hold is never taken for one: multi-line strings may end in up to five
+# quotes; a `'''` inside a "basic string" opens nothing
+_SKIP = (r'"""(?:[^"\\]|\\[\s\S]|""?(?!"))*+"{3,5}'
+         r"|'''(?:[^']|''?(?!'))*+'{3,5}"
+         r'|"(?:[^"\\\n]|\\.)*+"'
+         r"|'[^'\n]*'"
+         r"|#[^\n]*")
+
+
+def _line_starts(hit: str, in_table: bool = False) -> re.Pattern[str]:
+    """Matches `hit` at a line start outside strings and comments (group
+    `hit`); with `in_table`, also the next header (group `end`)."""
+    end = r"|(?P<end>\[)" if in_table else ""
+    return re.compile(rf"(?m)^[ \t]*(?:(?P<hit>{hit}){end})|{_SKIP}")
+
+
+@functools.cache
+def _key_re(key: str) -> re.Pattern[str]:
+    return _line_starts(f"{_name_re(key)}[=.]", in_table=True)
+
+
+def find_headers(text: str, array: str, table: str) -> tuple[list[int], int]:
+    """1-based lines of each `[[array]]` header and of the first `[table]`
+    (0 if none), skipping strings and comments."""
+    pattern = _line_starts(f"(?P<array>{_header_re(array, True)})|{_header_re(table, False)}")
+    arrays: list[int] = []
+    first = 0
+    number, pos = 1, 0
+    for m in pattern.finditer(text):
+        if m.lastgroup is None:
+            continue  # a string or a comment
+        number += text.count("\n", pos, m.start())
+        pos = m.start()
+        if m.group("array") is not None:
+            arrays.append(number)
+        elif not first:
+            first = number
+    return arrays, first
 
 
 def _header_lines(text: str, offsets: list[int] | None = None) -> tuple[list[int], int]:
     """1-based lines of each `[[tasks]]` header and of `[jobctl]` (0 if none).
 
-    Skips lines inside multi-line strings so a quoted header is not counted.
-    If `offsets` is given and the file has no multi-line strings, it receives
-    the headers' character offsets.
+    Skips strings and comments, so a header written inside one is not
+    counted. If `offsets` is given and the file has no multi-line strings, it
+    receives the headers' character offsets.
     """
+    if '"""' in text or "\'\'\'" in text:
+        return find_headers(text, "tasks", "jobctl")
+    # fast path: no multi-line strings, so every header match is real
     tasks: list[int] = []
     settings = 0
-    if '"""' not in text and "\'\'\'" not in text:
-        # fast path: no multi-line strings, so every header match is real
-        number, pos = 1, 0
-        for m in _ANY_HEADER_RE.finditer(text):
-            start = m.start()
-            line_start = text.rfind("\n", 0, start) + 1
-            if line_start != start and text[line_start:start].strip(" \t"):
-                continue  # not at the start of a line
-            number += text.count("\n", pos, start)
-            pos = start
-            if text.startswith("[[", start):
-                tasks.append(number)
-                if offsets is not None:
-                    offsets.append(start)
-            elif not settings:
-                settings = number
-        return tasks, settings
-    in_string: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if in_string is None:
-            if _HEADER_RE.match(line):
-                tasks.append(number)
-            elif _SETTINGS_RE.match(line):
-                settings = settings or number
-        rest = line
-        while True:
-            if in_string is None:
-                hits = [(rest.find(q), q) for q in ('"""', "'''") if q in rest]
-                if not hits:
-                    break
-                pos, quote = min(hits)
-                if "#" in rest[:pos]:
-                    break
-                in_string = quote
-                rest = rest[pos + 3:]
-            else:
-                pos = rest.find(in_string)
-                if pos < 0:
-                    break
-                rest = rest[pos + 3:]
-                in_string = None
+    number, pos = 1, 0
+    for m in _ANY_HEADER_RE.finditer(text):
+        start = m.start()
+        line_start = text.rfind("\n", 0, start) + 1
+        if line_start != start and text[line_start:start].strip(" \t"):
+            continue  # not at the start of a line
+        number += text.count("\n", pos, start)
+        pos = start
+        if text.startswith("[[", start):
+            tasks.append(number)
+            if offsets is not None:
+                offsets.append(start)
+        elif not settings:
+            settings = number
     return tasks, settings
+
+
+class KeyLines:
+    """Finds the line a key is written on, for a problem's origin.
+
+    Only problems ask, so a valid config pays nothing; without `text` the
+    file is read again at the first question (read_config drops its copy
+    once parsed, to lower the peak). `aliases` maps a key as the problem
+    names it to the key as written.
+    """
+
+    def __init__(self, path: Path, text: str | None = None,
+                 aliases: Mapping[str, str] | None = None) -> None:
+        self.path = path
+        self.text = text
+        self.aliases = aliases or {}
+        # the last table asked about, (line, offset): they are asked in file order
+        self.mark = (1, 0)
+
+    def _text(self) -> str:
+        if self.text is None:
+            try:
+                self.text = self.path.read_bytes().decode("utf-8-sig")
+            except (OSError, UnicodeDecodeError):
+                self.text = ""
+        return self.text
+
+    def _offset(self, line: int) -> int:
+        """Where 1-based `line` starts; -1 past the end."""
+        text = self._text()
+        number, pos = self.mark if self.mark[0] <= line else (1, 0)
+        while number < line and pos >= 0:
+            pos = text.find("\n", pos)
+            pos = pos + 1 if pos >= 0 else -1
+            number += 1
+        if pos >= 0:
+            self.mark = (line, pos)
+        return pos
+
+    def _hit(self, pattern: re.Pattern[str], pos: int) -> int:
+        """Offset of the first hit of `pattern` from `pos`; -1 if none
+        (before its table ends, for a pattern made `in_table`)."""
+        for m in pattern.finditer(self._text(), pos):
+            if m.lastgroup == "hit":
+                return m.start()
+            if m.lastgroup == "end":
+                break
+        return -1
+
+    def origin(self, table: Origin, key: str, within: str = "") -> Origin:
+        """Where `key` is written in the table whose header is at `table`:
+        the line starting with the key, bare or quoted, then `=` or `.`; else
+        the table's own line (the key is in an inline table, or not written
+        at all). With `within` (a dotted sub-table name such as
+        `jobctl.plugin_limits`), the key is looked for under that sub-table's
+        header, else the line of the sub-table's own key in `table`."""
+        text = self._text()
+        if within:
+            header = r"\.".join(_name_re(part) for part in within.split("."))
+            at = self._hit(_line_starts(rf"\[{header}\]"), 0)
+            if at < 0:
+                return self.origin(table, within.rpartition(".")[2])
+            table = Origin(table.path, text.count("\n", 0, at) + 1)
+        start = self._offset(table.line) if table.line else -1
+        body = text.find("\n", start) + 1 if start >= 0 else 0
+        at = self._hit(_key_re(self.aliases.get(key, key)), body) if body else -1
+        return Origin(table.path, table.line + text.count("\n", start, at)) if at >= 0 else table
 
 
 def _describe(value: object) -> str:
@@ -263,6 +358,16 @@ def _nonempty(value: object) -> str:
     if not value or value.isspace():
         raise _Invalid("must not be empty")
     return value
+
+
+_NUL = "contains a NUL character (\\u0000), which no command line, path or environment can hold"
+
+
+def _os_string(value: object) -> str:
+    text = _nonempty(value)
+    if "\0" in text:
+        raise _Invalid(_NUL)
+    return text
 
 
 def _bool(value: object) -> bool:
@@ -319,6 +424,9 @@ def _argv(value: object) -> tuple[str, ...]:
     items = _string_list(value)
     if not items or not items[0]:
         raise _Invalid("must name a program: a non-empty array like [\"/usr/bin/backup\", \"--all\"]")
+    for i, item in enumerate(items):
+        if "\0" in item:
+            raise _Invalid(f"item {i} {_NUL}")
     return items
 
 
@@ -327,10 +435,15 @@ def _env(value: object) -> dict[str, str]:
         raise _Invalid(f"expected a table of strings, got {_describe(value)}")
     out: dict[str, str] = {}
     for key, item in value.items():
-        if not key or "=" in key or "\0" in key:
+        if "\0" in key:
+            shown = key.replace("\0", "\\u0000")
+            raise _Invalid(f"name '{shown}' {_NUL}")
+        if not key or "=" in key:
             raise _Invalid(f"'{key}' is not a valid environment variable name")
         if not isinstance(item, str):
             raise _Invalid(f"{key} should be a string, got {_describe(item)} (quote it)")
+        if "\0" in item:
+            raise _Invalid(f"{key} {_NUL}")
         out[key] = item
     return out
 
@@ -373,6 +486,24 @@ def _task_id(value: object) -> str:
     return text
 
 
+_COMMENT_RE = re.compile(r"(?:^|\s)#")
+
+
+def _schedule(value: object) -> Schedule:
+    text = _nonempty(value)
+    try:
+        return parse_schedule(text)
+    except BadExpressionError as e:
+        m = _COMMENT_RE.search(text)
+        if m is None:
+            raise _Invalid(e.reason) from None
+        before, comment = text[:m.start()].strip(), text[m.end():].strip()
+        raise _Invalid(
+            f"'#' inside the quotes is part of the schedule, not a comment: write the "
+            f'comment after the closing quote, as in schedule = "{before}"  # {comment}'
+        ) from None
+
+
 def _name(value: object) -> str:
     text = _nonempty(value)
     if len(text) > MAX_NAME:
@@ -384,15 +515,19 @@ class _Reader:
     """Converts one table's values, recording a Problem per bad value."""
 
     def __init__(self, table: Mapping[str, Any], origin: Origin, where: str,
-                 problems: list[Problem]) -> None:
+                 problems: list[Problem], lines: KeyLines | None = None,
+                 within: str = "") -> None:
         self.table = table
         self.origin = origin
         self.where = where
         self.problems = problems
+        self.lines = lines
+        self.within = within
 
     def error(self, key: str, message: str, severity: str = "error") -> None:
         where = f"{self.where}.{key}" if key else self.where
-        self.problems.append(Problem(self.origin, message, where, severity))
+        origin = self.lines.origin(self.origin, key, self.within) if self.lines and key else self.origin
+        self.problems.append(Problem(origin, message, where, severity))
 
     def get(self, key: str, convert: Callable[[object], Any], default: Any = None) -> Any:
         if key not in self.table:
@@ -410,34 +545,35 @@ class _Reader:
 
 
 def read_settings(table: object, path: Path, line: int, system_zone: str,
-                  problems: list[Problem]) -> Settings:
+                  problems: list[Problem], lines: KeyLines | None = None) -> Settings:
     origin = Origin(path, line)
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"[jobctl] must be a table, got {_describe(table)}", "jobctl"))
         return Settings(timezone=system_zone)
-    r = _Reader(table, origin, "jobctl", problems)
+    r = _Reader(table, origin, "jobctl", problems, lines)
     r.check_keys(SETTINGS_KEYS)
     state = r.get("state", _nonempty)
     base = path.parent
     return Settings(
         timezone=r.get("timezone", _zone, system_zone),
         state=(base / Path(state).expanduser()) if state else None,
-        shell=r.get("shell", _nonempty, "/bin/sh"),
+        shell=r.get("shell", _os_string, "/bin/sh"),
         plugins=r.get("plugins", _string_list, ()),
         history_limit=r.get("history_limit", _positive_int, 1000),
         max_log_bytes=r.get("max_log_bytes", _positive_int, 1024 * 1024),
         kill_grace=r.get("kill_grace", _grace, 10.0),
         shutdown_grace=r.get("shutdown_grace", _grace, 30.0),
-        plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems),
+        plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
     )
 
 
-def _plugin_limits(table: object, origin: Origin, problems: list[Problem]) -> PluginLimits:
+def _plugin_limits(table: object, origin: Origin, problems: list[Problem],
+                   lines: KeyLines | None) -> PluginLimits:
     if not isinstance(table, dict):
-        problems.append(Problem(origin, f"expected a table, got {_describe(table)}",
-                                "jobctl.plugin_limits"))
+        problems.append(Problem(lines.origin(origin, "plugin_limits") if lines else origin,
+                                f"expected a table, got {_describe(table)}", "jobctl.plugin_limits"))
         return PluginLimits()
-    r = _Reader(table, origin, "jobctl.plugin_limits", problems)
+    r = _Reader(table, origin, "jobctl.plugin_limits", problems, lines, within="jobctl.plugin_limits")
     r.check_keys(PLUGIN_LIMIT_KEYS)
     default = PluginLimits()
     return PluginLimits(
@@ -453,9 +589,9 @@ _TASK_CONVERTERS: dict[str, Callable[[object], Any]] = {
     "name": _name,
     "group": _nonempty,
     "description": _string,
-    "command": _nonempty,
+    "command": _os_string,
     "argv": _argv,
-    "cwd": _nonempty,
+    "cwd": _os_string,
     "env": _env,
     "timeout": _duration,
     "concurrency": _CONVERT_ENUM[Concurrency],
@@ -476,11 +612,13 @@ def read_task(
     base_dir: Path,
     owner: str = "config",
     needs_command: bool = True,
+    lines: KeyLines | None = None,
 ) -> Task | None:
     """Convert one task table; None (with problems recorded) if it is invalid.
 
     Written for speed (100,000 tasks resolve in well under a second): one pass
-    over the keys the table has, with defaults for the rest.
+    over the keys the table has, with defaults for the rest. A problem with a
+    key is placed on the key's line when `lines` is given.
     """
     errors = 0
 
@@ -488,7 +626,8 @@ def read_task(
         nonlocal errors
         if severity == "error":
             errors += 1
-        problems.append(Problem(origin, message, f"{where}.{key}" if key else where, severity))
+        problems.append(Problem(lines.origin(origin, key) if lines and key else origin,
+                                message, f"{where}.{key}" if key else where, severity))
 
     task_id = None
     if "id" not in table:
@@ -523,11 +662,9 @@ def read_task(
               + (", not both" if has_schedule else ""))
     elif has_schedule:
         try:
-            schedule = parse_schedule(_nonempty(table["schedule"]))
+            schedule = _schedule(table["schedule"])
         except _Invalid as e:
             error("schedule", str(e))
-        except BadExpressionError as e:
-            error("schedule", e.reason)
     else:
         raw = table["at"]
         try:
@@ -553,6 +690,15 @@ def read_task(
                       origin=origin, **values)
 
 
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> Problem:
+    """The problem for a file that is not UTF-8, at the bad byte's line and column."""
+    data = e.object
+    line_start = data.rfind(b"\n", 0, e.start) + 1
+    column = len(data[line_start:e.start].decode("utf-8", "replace")) + 1
+    return Problem(Origin(path, data.count(b"\n", 0, e.start) + 1),
+                   f"not UTF-8 text: byte 0x{data[e.start]:02x} (column {column})")
+
+
 def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     """Read and convert a config file; never raises for what the file says."""
     problems: list[Problem] = []
@@ -564,7 +710,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         problems.append(Problem(origin, f"cannot read: {e.strerror or e}"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
     except UnicodeDecodeError as e:
-        problems.append(Problem(origin, f"not UTF-8 text (byte {e.start})"))
+        problems.append(_not_utf8(path, e))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
     offsets: list[int] = []
     task_lines, settings_line = _header_lines(text, offsets)
@@ -580,11 +726,12 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
 
     del text, offsets  # a big config's text is not needed past here: lower the peak
+    lines = KeyLines(path)  # reads it again if there are problems
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(origin, _unknown_key(key, TOP_KEYS)))
     settings = (
-        read_settings(doc["jobctl"], path, settings_line, system_zone, problems)
+        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines)
         if "jobctl" in doc else Settings(timezone=system_zone)
     )
     data = ConfigData(path, settings, problems=problems)
@@ -601,7 +748,8 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         if not isinstance(table, dict):
             problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
             continue
-        task = read_task(table, task_origin, where, settings, problems, now, base_dir)
+        task = read_task(table, task_origin, where, settings, problems, now, base_dir,
+                         lines=lines)
         tables[index] = None  # free each table once read: lower the peak
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
         if task_id is not None:

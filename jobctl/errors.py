@@ -34,6 +34,15 @@ class ConfigNotFoundError(JobctlError):
         )
 
 
+class ConfigIsDirectoryError(ConfigNotFoundError):
+    """The config path names a directory (still no config file found)."""
+
+    def __init__(self, path: Path) -> None:
+        self.tried = [path]
+        JobctlError.__init__(self, f"{path} is a directory, not a config file: "
+                                   "name the TOML file itself")
+
+
 class ConfigError(JobctlError):
     """The config did not resolve; `problems` lists every error found."""
 
@@ -49,8 +58,10 @@ class UnknownTaskError(JobctlError):
         import difflib
 
         self.task_id = task_id
-        close = difflib.get_close_matches(task_id, list(known), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        # compared case-folded, so that BACKUP finds backup
+        folded = {k.casefold(): k for k in known}
+        close = difflib.get_close_matches(task_id.casefold(), list(folded), n=1)
+        hint = f" (did you mean '{folded[close[0]]}'?)" if close else ""
         super().__init__(f"no task with id '{task_id}'{hint}")
 
 

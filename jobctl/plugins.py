@@ -20,8 +20,12 @@ from typing import Any
 from jobctl.config import (
     MAX_ID,
     TASK_ID_RE,
+    KeyLines,
+    _NUL,
     _describe,
+    _not_utf8,
     _unknown_key,
+    find_headers,
     read_task,
     toml_loads,
 )
@@ -37,8 +41,6 @@ JOB_KEYS = (
     "key", "display_name", "description", "schedule", "at", "timezone", "command", "argv",
     "callable", "payload", "timeout", "concurrency", "catch_up", "scope", "enabled", "cwd",
 )
-_JOBS_HEADER_RE = re.compile(r"^[ \t]*\[\[[ \t]*jobs[ \t]*\]\]", re.M)
-_PLUGIN_HEADER_RE = re.compile(r"^[ \t]*\[[ \t]*plugin[ \t]*\]", re.M)
 
 
 def find_manifests(settings: Settings, base_dir: Path) -> list[Path]:
@@ -53,10 +55,6 @@ def find_manifests(settings: Settings, base_dir: Path) -> list[Path]:
             if path.is_file() and path not in found:
                 found.append(path)
     return found
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
 
 
 def _inside(folder: Path, relative: str) -> Path | None:
@@ -85,8 +83,11 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
     try:
         text = path.read_text(encoding="utf-8")
         doc = toml_loads(text)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         problems.append(Problem(origin, f"cannot read: {e}"))
+        return PluginReport(id="?", source=str(path), problems=tuple(problems)), []
+    except UnicodeDecodeError as e:
+        problems.append(_not_utf8(path, e))
         return PluginReport(id="?", source=str(path), problems=tuple(problems)), []
     except TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
@@ -96,15 +97,17 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
     for key in doc:
         if key not in MANIFEST_KEYS:
             problems.append(Problem(origin, _unknown_key(key, MANIFEST_KEYS)))
-    header = _PLUGIN_HEADER_RE.search(text)
-    plugin_origin = Origin(path, _line_of(text, header.start()) if header else 0)
+    job_lines, plugin_line = find_headers(text, "jobs", "plugin")
+    plugin_origin = Origin(path, plugin_line)
+    lines = KeyLines(path, text)
     meta = doc.get("plugin")
     if not isinstance(meta, dict):
         problems.append(Problem(plugin_origin, "needs a [plugin] table with at least an id", "plugin"))
         return PluginReport(id="?", source=str(path), problems=tuple(problems)), []
 
     def bad(key: str, message: str) -> None:
-        problems.append(Problem(plugin_origin, message, f"plugin.{key}" if key else "plugin"))
+        problems.append(Problem(lines.origin(plugin_origin, key) if key else plugin_origin,
+                                message, f"plugin.{key}" if key else "plugin"))
 
     for key in meta:
         if key not in PLUGIN_KEYS:
@@ -143,7 +146,6 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
     if len(jobs) > limits.max_jobs:
         problems.append(Problem(plugin_origin, f"declares {len(jobs)} jobs; the limit is "
                                 f"{limits.max_jobs} (max_jobs)", "jobs"))
-    job_lines = [_line_of(text, m.start()) for m in _JOBS_HEADER_RE.finditer(text)]
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     folder = path.parent
@@ -151,7 +153,7 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
         job_origin = Origin(path, job_lines[index] if index < len(job_lines) else 0)
         task = _read_job(table, index, job_origin, plugin_id, folder, settings, limits,
                          problems, now, priority=priority, trusted=trusted,
-                         services=tuple(services))
+                         services=tuple(services), lines=lines)
         if task is not None:
             key = task.id.split(":", 1)[1]
             if key in seen:
@@ -172,7 +174,8 @@ def load_manifest(path: Path, settings: Settings, now: datetime) -> tuple[Plugin
 def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder: Path,
               settings: Settings, limits: PluginLimits, problems: list[Problem],
               now: datetime, *, priority: int, trusted: bool,
-              services: tuple[str, ...], check_module: bool = True) -> Task | None:
+              services: tuple[str, ...], check_module: bool = True,
+              lines: KeyLines | None = None) -> Task | None:
     where = f"jobs[{index}]"
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"expected a table, got {_describe(table)}", where))
@@ -183,7 +186,8 @@ def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder:
         where = f"{where} ({key})"
 
     def bad(field: str, message: str) -> None:
-        problems.append(Problem(origin, message, f"{where}.{field}" if field else where))
+        problems.append(Problem(lines.origin(origin, field) if lines and field else origin,
+                                message, f"{where}.{field}" if field else where))
 
     for name in table:
         if name not in JOB_KEYS:
@@ -225,6 +229,8 @@ def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder:
     if cwd is not None:
         if not isinstance(cwd, str):
             bad("cwd", f"expected a string, got {_describe(cwd)}")
+        elif "\0" in cwd:
+            bad("cwd", _NUL)
         else:
             cwd_path = _inside(folder, cwd)
             if cwd_path is None:
@@ -237,8 +243,11 @@ def _read_job(table: object, index: int, origin: Origin, plugin_id: str, folder:
         translated["id"] = table["key"]
     if "display_name" in table:
         translated["name"] = table["display_name"]
+    # read_task names the job's key and display_name as a task's id and name
+    task_lines = (KeyLines(lines.path, lines.text, {"id": "key", "name": "display_name"})
+                  if lines else None)
     task = read_task(translated, origin, f"jobs[{index}]", settings, problems, now, folder,
-                     owner=f"plugin:{plugin_id}", needs_command=False)
+                     owner=f"plugin:{plugin_id}", needs_command=False, lines=task_lines)
     if task is None or len(problems) > before:
         return None
     gap = min_gap_seconds(task.schedule)

@@ -102,16 +102,17 @@ def test_every_error_is_collected_with_line_task_and_key(tmp_path: Path) -> None
     """)
     msgs = problems_of(path)
     joined = "\n".join(msgs)
-    assert f"{path}:1: tasks[0] (a).schedule: bad minute field '61': 61 is out of range 0-59" in joined
-    assert f"{path}:1: tasks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'?" in joined
-    assert f"{path}:7: tasks[1] (b).timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)" in joined
-    assert "tasks[1] (b).concurrency: unknown value 'sometimes'; expected one of: forbid, allow, replace" in joined
+    # a bad key's own line; the header's for a problem with the whole task
+    assert f"{path}:3: tasks[0] (a).schedule: bad minute field '61': 61 is out of range 0-59" in joined
+    assert f"{path}:5: tasks[0] (a).timout: unknown key 'timout'; did you mean 'timeout'?" in joined
+    assert f"{path}:11: tasks[1] (b).timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)" in joined
+    assert f"{path}:12: tasks[1] (b).concurrency: unknown value 'sometimes'; expected one of: forbid, allow, replace" in joined
     assert f"{path}:14: tasks[2] (a).id: duplicate id 'a' (first declared at {path}:1)" in joined
-    assert f"{path}:19: tasks[3].id: 'Bad Id' is not a valid id" in joined
-    assert "tasks[3]: needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell), not both" in joined
-    assert "tasks[3].priority: expected an integer, got a string" in joined
-    assert "tasks[3].timeout: '5 minutes' is not a duration" in joined
-    assert "tasks[3].enabled: expected true or false, got a string" in joined
+    assert f"{path}:20: tasks[3].id: 'Bad Id' is not a valid id" in joined
+    assert f"{path}:19: tasks[3]: needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell), not both" in joined
+    assert f"{path}:24: tasks[3].priority: expected an integer, got a string" in joined
+    assert f"{path}:25: tasks[3].timeout: '5 minutes' is not a duration" in joined
+    assert f"{path}:26: tasks[3].enabled: expected true or false, got a string" in joined
     assert len(msgs) == 10, joined
 
 
@@ -149,7 +150,12 @@ def test_single_problems(tmp_path: Path, body: str, expected: str) -> None:
     path = write_config(tmp_path, '[[tasks]]\nid = "t"\n' + body + "\n")
     msgs = problems_of(path)
     assert any(expected in m for m in msgs), msgs
-    assert all(m.startswith(f"{path}:1: tasks[0] (t)") for m in msgs), msgs
+    lines = path.read_text().splitlines()
+    for m in msgs:
+        # at its key's line, or at the header for a problem with the whole task
+        key = m.removeprefix(f"{path}:").split(": ")[1].removeprefix("tasks[0] (t)").lstrip(".")
+        line = next((i for i, text in enumerate(lines, 1) if key and text.startswith(f"{key} =")), 1)
+        assert m.startswith(f"{path}:{line}: tasks[0] (t)"), msgs
 
 
 def test_missing_id_and_long_id(tmp_path: Path) -> None:
@@ -179,7 +185,7 @@ def test_unknown_top_level_and_settings_keys(tmp_path: Path) -> None:
     """)
     msgs = problems_of(path)
     assert any("unknown key 'task'; did you mean 'tasks'?" in m for m in msgs), msgs
-    assert f"{path}:1: jobctl.shel: unknown key 'shel'; did you mean 'shell'?" in msgs
+    assert f"{path}:3: jobctl.shel: unknown key 'shel'; did you mean 'shell'?" in msgs
     assert any("jobctl.timezone: unknown time zone 'Mars/Olympus'" in m for m in msgs)
 
 
@@ -203,7 +209,7 @@ def test_at_in_past_is_a_warning_not_error(tmp_path: Path) -> None:
     """)
     ss = resolve(path, system_zone="UTC", now=NOW)
     assert [str(w) for w in ss.warnings] == [
-        f"{path}:1: tasks[0] (old).at: warning: 2020-01-01T00:00:00+00:00 is in the past; the task will never run"
+        f"{path}:3: tasks[0] (old).at: warning: 2020-01-01T00:00:00+00:00 is in the past; the task will never run"
     ]
     local = ss.tasks[1].schedule
     assert isinstance(local, AtSchedule)
@@ -226,7 +232,7 @@ def test_header_inside_multiline_string_is_not_counted(tmp_path: Path) -> None:
         command = "x"
     ''')
     (msg,) = problems_of(path)
-    assert msg.startswith(f"{path}:9: tasks[1] (b).schedule")
+    assert msg.startswith(f"{path}:11: tasks[1] (b).schedule")
 
 
 def test_find_config_order_and_missing_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,5 +351,148 @@ def test_byte_order_mark_and_zone_case(tmp_path: Path) -> None:
     path = tmp_path / "jobctl.toml"
     path.write_bytes(b'\xef\xbb\xbf[[tasks]]\nid = "t"\nschedule = "@daily"\ncommand = "x"\ntimezone = "europe/berlin"\n')
     msgs = problems_of(path)
-    assert msgs == [f"{path}:1: tasks[0] (t).timezone: unknown time zone 'europe/berlin' "
+    assert msgs == [f"{path}:5: tasks[0] (t).timezone: unknown time zone 'europe/berlin' "
                     "(did you mean 'Europe/Berlin'?)"]
+
+
+def test_a_problem_is_reported_at_its_keys_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, '''
+        # nightly jobs
+        [jobctl]
+        timezone = "UTC"
+        history_limit = -3
+
+        [jobctl.plugin_limits]
+        max_jobs = 1
+        min_interval = "soon"
+
+        [[tasks]]
+        id = "backup"
+        description = """
+        timeout = "the text of a string is no key"
+        """
+        schedule = "@daily"
+        command = "true"
+        timeout = "1h 30m"
+        "priority" = "high"
+        env.N = 5
+
+        [[tasks]]
+        id = "backup"
+        command = "true"
+        concurrency = "sometimes"
+        [tasks.env]
+        N = 5
+    ''', name="deep.toml")
+    result = cli("validate", "-c", str(path))
+    assert result.exit_code == 2
+    expected = [f"{path}:{rest}" for rest in [
+        "4: jobctl.history_limit: must be at least 1, got -3",
+        "8: jobctl.plugin_limits.min_interval: 'soon' is not a duration",
+        "17: tasks[0] (backup).timeout: '1h 30m' is not a duration",
+        "18: tasks[0] (backup).priority: expected an integer, got a string",
+        "19: tasks[0] (backup).env: N should be a string, got an integer (quote it)",
+        # a key not among the table's lines (here in a sub-table) and a
+        # problem with the whole task stay at the task's header
+        "21: tasks[1] (backup).env: N should be a string",
+        "21: tasks[1] (backup): needs exactly one of 'schedule' (recurring) or 'at' (one-shot)",
+        f"21: tasks[1] (backup).id: duplicate id 'backup' (first declared at {path}:10)",
+        "24: tasks[1] (backup).concurrency: unknown value 'sometimes'",
+    ]]
+    got = result.stderr.splitlines()[:-1]
+    assert len(got) == len(expected) and all(g.startswith(e) for g, e in zip(got, expected)), got
+    # a sub-table written inline: the line of its key in [jobctl]
+    path.write_text('[jobctl]\ntimezone = "UTC"\nplugin_limits = { max_jobs = 0 }\n')
+    assert cli("validate", "-c", str(path)).stderr.splitlines()[0] == (
+        f"{path}:3: jobctl.plugin_limits.max_jobs: must be at least 1, got 0")
+
+
+def test_lines_survive_triple_quotes_in_a_string_and_a_quoted_header(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '''
+        [[tasks]]
+        id = "a"
+        command = "echo \'\'\' three quotes"
+        schedule = "@daily"
+
+        [["tasks"]]
+        id = "b"
+        command = "true"
+        schedule = "@daily"
+
+        [[ 'tasks' ]]
+        id = "c"
+        command = 'say """'
+        schedule = "@dayly"
+    ''')
+    assert problems_of(path)[0].startswith(f"{path}:14: tasks[2] (c).schedule: unknown shortcut")
+
+
+def test_not_utf8_names_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "jobctl.toml"
+    path.write_bytes(b'[[tasks]]\nid = "t"\ncommand = "caf\xe9 \xff"\n')
+    assert problems_of(path) == [f"{path}:3: not UTF-8 text: byte 0xe9 (column 15)"]
+
+
+def test_a_config_path_that_is_a_directory_says_so(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    result = cli("validate", "-c", "adir")
+    assert result.exit_code == 2
+    assert result.stderr == "error: adir is a directory, not a config file: name the TOML file itself\n"
+    (tmp_path / "jobctl.toml").mkdir()
+    result = cli("list")
+    assert result.exit_code == 2 and f"{tmp_path / 'jobctl.toml'} is a directory" in result.stderr
+
+
+def test_nul_characters_are_refused_where_a_process_gets_them(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, r'''
+        [[tasks]]
+        id = "a"
+        schedule = "@daily"
+        command = "echo\u0000"
+        cwd = "work\u0000"
+        env = { "K\u0000" = "v", V = "x\u0000" }
+
+        [[tasks]]
+        id = "b"
+        schedule = "@daily"
+        argv = ["echo", "a\u0000b"]
+    ''')
+    result = cli("validate")
+    assert result.exit_code == 2
+    nul = r"contains a NUL character (\u0000), which no command line, path or environment can hold"
+    assert result.stderr.splitlines()[:-1] == [
+        f"{path}:4: tasks[0] (a).command: {nul}",
+        f"{path}:5: tasks[0] (a).cwd: {nul}",
+        rf"{path}:6: tasks[0] (a).env: name 'K\u0000' {nul}",
+        f"{path}:11: tasks[1] (b).argv: item 1 {nul}",
+    ]
+    write_config(tmp_path, r'''
+        [[tasks]]
+        id = "a"
+        schedule = "@daily"
+        command = "true"
+        env = { V = "x\u0000" }
+    ''')
+    assert cli("validate").stderr.splitlines()[0] == f"{path}:5: tasks[0] (a).env: V {nul}"
+
+
+def test_a_comment_inside_the_schedule_string_is_explained(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, '[[tasks]]\nid = "t"\ncommand = "true"\nschedule = "0 3 * * * # nightly"\n')
+    result = cli("validate")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:4: tasks[0] (t).schedule: '#' inside the quotes is part of the schedule, not a "
+        'comment: write the comment after the closing quote, as in schedule = "0 3 * * *"  # nightly'
+    )
+    # a Quartz '#' is not taken for a comment
+    write_config(tmp_path, '[[tasks]]\nid = "t"\ncommand = "true"\nschedule = "0 3 * * 5#3"\n')
+    assert "is a Quartz extension" in cli("validate").stderr
+
+
+def test_an_unknown_id_in_the_wrong_case_is_suggested(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write_config(tmp_path, '[[tasks]]\nid = "backup"\nschedule = "@daily"\ncommand = "true"\n')
+    result = cli("show", "BACKUP")
+    assert result.exit_code == 2
+    assert result.stderr == "error: no task with id 'BACKUP' (did you mean 'backup'?)\n"

@@ -59,25 +59,27 @@ def test_manifest_jobs_join_the_set_namespaced(tmp_path: Path) -> None:
     assert report.loaded and report.jobs == 1 and report.version == "1.0"
 
 
-@pytest.mark.parametrize(("job", "expected"), [
+# the line is the key's, or the [[jobs]] header's (4) for the whole job
+@pytest.mark.parametrize(("job", "expected", "line"), [
     ('key = "x"\nschedule = "*/1 * * * *"\ncommand = "true"',
-     "fires as often as every 1m; the limit is every 5m (min_interval)"),
-    ('key = "x"\nschedule = "every 30s"\ncommand = "true"', "every 30s; the limit is every 5m"),
+     "fires as often as every 1m; the limit is every 5m (min_interval)", 6),
+    ('key = "x"\nschedule = "every 30s"\ncommand = "true"', "every 30s; the limit is every 5m", 6),
     ('key = "x"\nschedule = "@daily"\ncommand = "true"\ndisplay_name = "' + "n" * 129 + '"',
-     "is 129 characters; the limit is 128 (max_display_name)"),
+     "is 129 characters; the limit is 128 (max_display_name)", 8),
     ('key = "x"\nschedule = "0 0 * * ' + ",".join(["mon"] * 40) + '"\ncommand = "true"',
-     "the limit is 128 (max_schedule_length)"),
+     "the limit is 128 (max_schedule_length)", 6),
     ('key = "x"\nschedule = "@daily"\ncommand = "true"\npayload = { blob = "' + "x" * 110_000 + '" }',
-     "bytes encoded; the limit is 102400 (max_payload_bytes)"),
+     "bytes encoded; the limit is 102400 (max_payload_bytes)", 8),
     ('key = "x"\nschedule = "@daily"\ncommand = "true"\ncwd = "../.."',
-     "is outside the plugin's folder"),
-    ('key = "x"\nschedule = "@daily"', "needs exactly one of 'command', 'argv' or 'callable'"),
-    ('key = "x"\nschedule = "@daily"\ncallable = "nomod:run"', "no module 'nomod'"),
-    ('key = "x:y"\nschedule = "@daily"\ncommand = "true"', "'x:y' is not a valid id"),
-    ('key = "x"\nschedule = "@daily"\ncommand = "true"\nid = "other:x"', "unknown key 'id'"),
+     "is outside the plugin's folder", 8),
+    ('key = "x"\nschedule = "@daily"', "needs exactly one of 'command', 'argv' or 'callable'", 4),
+    ('key = "x"\nschedule = "@daily"\ncallable = "nomod:run"', "no module 'nomod'", 7),
+    ('key = "x:y"\nschedule = "@daily"\ncommand = "true"', "'x:y' is not a valid id", 5),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\nid = "other:x"', "unknown key 'id'", 8),
+    ('key = "x"\nschedule = "@daily"\ncommand = "true"\ncwd = "a\\u0000b"', "contains a NUL character", 8),
 ])
 def test_a_bad_job_leaves_its_plugin_out_and_the_rest_runs(tmp_path: Path, job: str, expected: str,
-                                                           cli) -> None:  # type: ignore[no-untyped-def]
+                                                           line: int, cli) -> None:  # type: ignore[no-untyped-def]
     path = write_config(tmp_path, CONFIG)
     bad = manifest(tmp_path, "bad", f'[plugin]\nid = "bad"\n\n[[jobs]]\n{job}\n')
     manifest(tmp_path, "backups", GOOD)
@@ -85,8 +87,8 @@ def test_a_bad_job_leaves_its_plugin_out_and_the_rest_runs(tmp_path: Path, job: 
     assert [t.id for t in ss.tasks] == ["own", "backups:nightly"]
     (report,) = [r for r in ss.plugins if r.id == "bad"]
     assert not report.loaded
-    assert any(expected in str(p) for p in report.problems), report.problems
-    assert all(str(p).startswith(f"{bad}:4: jobs[0]") for p in report.problems), report.problems
+    assert any(expected in str(p) and str(p).startswith(f"{bad}:{line}: jobs[0]")
+               for p in report.problems), report.problems
     # every command reports it; validate exits 2; list still lists the rest
     result = cli("validate")
     assert result.exit_code == 2 and "plugin 'bad'" in result.stderr and expected in result.stderr
@@ -324,3 +326,36 @@ def test_config_edits_point_plugin_jobs_to_their_manifest(tmp_path: Path, cli) -
     assert path.read_bytes() == before
     shown = json.loads(cli("show", "backups:nightly", "--json").stdout)
     assert shown["payload"] == {"keep": 3} and shown["callable"] is None
+
+
+def test_manifest_problems_are_at_their_keys_lines(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    write_config(tmp_path, CONFIG)
+    bad = manifest(tmp_path, "bad", """
+        [plugin]
+        id = "bad"
+        description = '''
+        [[jobs]]
+        '''
+        priority = "first"
+
+        [[ "jobs" ]]
+        key = "y"
+        schedule = "@daily"
+        command = "true"
+        "timeout" = "soon"
+        cwd = "../.."
+    """)
+    result = cli("validate")
+    assert result.exit_code == 2
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert f"{bad}:6: plugin.priority: expected an integer, got a string" in lines
+    assert any(line.startswith(f"{bad}:12: jobs[0] (y).timeout: 'soon' is not a duration") for line in lines)
+    assert any(line.startswith(f"{bad}:13: jobs[0] (y).cwd: '../..' is outside") for line in lines)
+
+
+def test_a_manifest_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, CONFIG)
+    bad = manifest(tmp_path, "bad", "")
+    bad.write_bytes(b'[plugin]\nid = "b\xff"\n')
+    (report,) = resolve(path, system_zone="UTC", now=NOW).plugins
+    assert [str(p) for p in report.problems] == [f"{bad}:2: not UTF-8 text: byte 0xff (column 8)"]
