@@ -245,7 +245,7 @@ def test_remove_refused_when_result_is_invalid(cli, tmp_path: Path) -> None:
     before, names = path.read_bytes(), listing(tmp_path)
     result = cli("remove", "poll", "-c", str(path))
     refused(result, path, before, names)
-    assert f"{path}:14: tasks[1] (report).schedule:" in result.stderr
+    assert f"{path}:16: tasks[1] (report).schedule:" in result.stderr
     # removing the broken task does fix it
     result = cli("remove", "report", "-c", str(path))
     assert result.exit_code == 0, result.output
@@ -513,8 +513,8 @@ def test_edit_invalid_without_terminal_leaves_original_and_keeps_copy(cli, tmp_p
     assert path.read_bytes() == before
     [copy] = edit_copies(tmp_path)
     # line numbers refer to the copy the user edited
-    assert f"{copy}:14: tasks[1] (poll).schedule: '30x' is not a duration" in result.stderr
-    assert f"{copy}:20: tasks[2] (report).schedule:" in result.stderr
+    assert f"{copy}:16: tasks[1] (poll).schedule: '30x' is not a duration" in result.stderr
+    assert f"{copy}:22: tasks[2] (report).schedule:" in result.stderr
     assert "2 errors in config" in result.stderr
     assert f"your edited copy is kept in {copy}" in result.stderr
     assert "Edit again?" not in result.output

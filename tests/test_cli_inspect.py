@@ -58,8 +58,8 @@ def test_validate_reports_all_errors_on_stderr_exit_2(cli, tmp_path: Path) -> No
     result = cli("validate")
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert f"{path}:1: tasks[0] (a).schedule: bad hour field '25': 25 is out of range 0-23" in result.stderr
-    assert f"{path}:6: tasks[1] (b).comand: unknown key 'comand'; did you mean 'command'?" in result.stderr
+    assert f"{path}:3: tasks[0] (a).schedule: bad hour field '25': 25 is out of range 0-23" in result.stderr
+    assert f"{path}:9: tasks[1] (b).comand: unknown key 'comand'; did you mean 'command'?" in result.stderr
     assert "2 errors in config" in result.stderr or "3 errors in config" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
@@ -128,6 +128,9 @@ def test_unknown_id_exit_2_with_suggestion(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no task with id 'backpu' (did you mean 'backup'?)" in result.stderr
     assert cli("next", "nosuchtask").exit_code == 2
+    result = cli("next", "BACKUP")
+    assert result.exit_code == 2
+    assert "no task with id 'BACKUP' (did you mean 'backup'?)" in result.stderr
 
 
 def test_next_bare_expression_needs_no_config(cli) -> None:
@@ -224,7 +227,7 @@ def test_next_on_an_invalid_task_reports_the_config_errors(cli, tmp_path: Path) 
     path = write_config(tmp_path, '[[tasks]]\nid = "bad"\nschedule = "0 0 * * 8"\ncommand = "x"\n')
     result = cli("next", "bad")
     assert result.exit_code == 2
-    assert f"{path}:1: tasks[0] (bad).schedule: bad day-of-week field '8': 8 is out of range 0-7" in result.stderr
+    assert f"{path}:3: tasks[0] (bad).schedule: bad day-of-week field '8': 8 is out of range 0-7" in result.stderr
     # a bare expression still works beside a broken config
     result = cli("next", "@hourly", "-n", "1", "--json")
     assert result.exit_code == 0, result.output

@@ -446,7 +446,7 @@ def test_save_config_validates_and_reports_against_the_real_path(tmp_path: Path)
     with pytest.raises(ConfigError) as info:
         save_config(path, bad, expect=fingerprint(path), system_zone="UTC", now=NOW)
     assert [str(p) for p in info.value.problems] == [
-        f"{path}:33: tasks[3] (x).schedule: bad hour field '25': 25 is out of range 0-23"]
+        f"{path}:35: tasks[3] (x).schedule: bad hour field '25': 25 is out of range 0-23"]
     assert path.read_bytes() == before and _listing(tmp_path) == ["jobctl.toml"]
     good = set_keys(COMMENTED, "poll", [("at", "2020-01-01T00:00:00Z")], unset=["schedule"])
     warnings = save_config(path, good, expect=fingerprint(path), system_zone="UTC", now=NOW)

@@ -266,7 +266,11 @@ def next_fires(
         try:
             schedule = parse_schedule(target)
         except BadExpressionError as e:
-            if looks_like_id and " " not in target:
+            # an id with a typo, or in the wrong case ("BACKUP")
+            if " " not in target and all(TASK_ID_RE.fullmatch(part)
+                                         for part in target.lower().split(":", 1)):
+                if not known and config_path is not None:
+                    known = [t.id for t in read_config(config_path, svc.zone(), now).tasks]
                 raise UnknownTaskError(target, known) from None
             raise e
         if zone_name is None:
