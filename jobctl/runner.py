@@ -191,7 +191,10 @@ class Runner:
         self.report(Event("ready", now, message=f"{len(self.tasks)} tasks",
                           data={"tasks": len(self.tasks), "state": str(self.store.path),
                                 "upcoming": self.upcoming(10), "anchor": self.anchor}))
-        self._launch_batch([(task, Trigger.SCHEDULE, self.anchor) for task in reboots], now)
+        # @reboot's slot is the exact start (the anchor is cut to the whole
+        # second): two starts within one second are two reboots
+        started = lease.started_at
+        self._launch_batch([(task, Trigger.SCHEDULE, started) for task in reboots], now)
 
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""

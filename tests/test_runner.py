@@ -502,6 +502,30 @@ def test_a_stalled_runner_fires_a_late_slot_once_not_every_missed_one(tmp_path: 
     assert all(r.status is RunStatus.SUCCESS for r in h.runs())
 
 
+def test_two_starts_within_one_second_are_two_reboots(tmp_path: Path) -> None:
+    """Intervals count from the whole second of the start, but @reboot's slot
+    is the exact start: a runner restarted within the same second runs its
+    @reboot tasks again."""
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "boot"
+        schedule = "@reboot"
+        argv = ["true"]
+    """, now=T0 + timedelta(microseconds=200_000))
+    h.runner.start()
+    h.settle()
+    h.runner.finish()
+    h.clock.advance(0.5)
+    h.runner = h.new_runner()
+    h.runner.start()
+    h.settle()
+    runs = h.runs("boot")
+    assert [r.scheduled_for for r in runs] == [T0 + timedelta(microseconds=200_000),
+                                               T0 + timedelta(microseconds=700_000)]
+    assert all(r.status is RunStatus.SUCCESS for r in runs)
+    assert h.store.lease().anchor == T0  # type: ignore[union-attr]
+
+
 def test_reload_adds_and_removes_tasks_and_running_ones_finish(tmp_path: Path) -> None:
     h = Harness(tmp_path, """
         [[tasks]]
