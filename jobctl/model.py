@@ -7,7 +7,7 @@ rest of jobctl trusts it: every task has a valid id, schedule, zone and command.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -171,33 +171,43 @@ class Task:
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
-        """Task(**fields), several times faster: the frozen __init__ sets each
-        field through object.__setattr__ by name, which dominates resolving
-        100,000 tasks; this calls each slot's setter directly. The result is
-        an ordinary frozen Task."""
-        unknown = fields.keys() - _TASK_FIELDS
-        missing = _TASK_REQUIRED - fields.keys()
-        if unknown or missing:
-            raise TypeError(f"Task.build: unknown {sorted(unknown)}, missing {sorted(missing)}")
-        task = object.__new__(cls)
-        values = dict(_TASK_DEFAULTS)
-        values.update(fields)
-        for name, set_slot in _TASK_SLOT_SETTERS:
-            set_slot(task, values[name])
-        return task
+        """Task(**fields), about 3x faster: the frozen __init__ sets each field
+        through object.__setattr__ by name, which dominates resolving 100,000
+        tasks; this calls each slot's setter directly (see `_make_builder`).
+        The result is an ordinary frozen Task; unknown or missing fields are
+        a TypeError, as for Task()."""
+        return _build_task(cls, **fields)
 
 
-_TASK_FIELDS = frozenset(f.name for f in fields(Task))
 _TASK_DEFAULTS: dict[str, Any] = {
     # the one default_factory (env) gets a shared, read-only empty mapping
     f.name: f.default if f.default is not MISSING else MappingProxyType({})
     for f in fields(Task)
     if f.default is not MISSING or f.default_factory is not MISSING
 }
-_TASK_REQUIRED = _TASK_FIELDS - _TASK_DEFAULTS.keys()
-# Slots, not a __dict__, per Task: 216 bytes instead of about 900, which is
-# 65 MiB of a runner holding 100,000 tasks.
-_TASK_SLOT_SETTERS = tuple((f.name, getattr(Task, f.name).__set__) for f in fields(Task))
+
+
+def _make_builder() -> Callable[..., Task]:
+    """Generate `build(cls, *, id, name, ..., env=<default>, ...)` with one
+    direct slot-setter call per field, unrolled, as dataclasses generates
+    __init__: a loop over the fields costs twice as much. Slots, not a
+    __dict__, keep a Task at 216 bytes instead of about 900 (65 MiB of a
+    runner holding 100,000 tasks)."""
+    names = [f.name for f in fields(Task)]
+    scope: dict[str, Any] = {"_new": object.__new__, "_defaults": _TASK_DEFAULTS}
+    params, body = [], []
+    for i, name in enumerate(names):
+        scope[f"_set{i}"] = getattr(Task, name).__set__
+        params.append(f"{name}=_defaults[{name!r}]" if name in _TASK_DEFAULTS else name)
+        body.append(f"    _set{i}(task, {name})\n")
+    source = (f"def build(cls, *, {', '.join(params)}):\n    task = _new(cls)\n"
+              + "".join(body) + "    return task\n")
+    exec(source, scope)  # noqa: S102 - our own field names only
+    builder: Callable[..., Task] = scope["build"]
+    return builder
+
+
+_build_task = _make_builder()
 
 
 @dataclass(frozen=True)
