@@ -273,7 +273,8 @@ def parse_at(value: object, tz: ZoneInfo) -> datetime:
         raise ValueError(f"'{value}' has no time of day; write e.g. '{value}T09:00:00'")
     elif isinstance(value, str):
         try:
-            dt = datetime.fromisoformat(value.strip())
+            # RFC 3339 allows a lowercase t and z
+            dt = datetime.fromisoformat(value.strip().upper())
         except ValueError:
             raise ValueError(
                 f"'{value}' is not a timestamp; use RFC 3339 like '2026-12-24T18:00:00Z' "

@@ -917,6 +917,7 @@ class TestZonesAndWallTimes:
 
     def test_parse_at(self) -> None:
         assert parse_at("2026-12-24T18:00:00Z", NY) == utc(2026, 12, 24, 18, 0)
+        assert parse_at("2026-12-24t18:00:00z", NY) == utc(2026, 12, 24, 18, 0)  # RFC 3339 allows
         assert parse_at("2026-12-24T18:00:00+01:00", NY).astimezone(UTC) == utc(2026, 12, 24, 17, 0)
         assert parse_at("2026-12-24 18:00", BERLIN).astimezone(UTC) == utc(2026, 12, 24, 17, 0)
         assert parse_at(" 2026-03-08 02:30 ", NY).astimezone(UTC) == utc(2026, 3, 8, 7, 0)
