@@ -46,18 +46,30 @@ def lease_alive(lease: Lease, now: datetime) -> bool:
 def kill_orphan_group(run: RunRecord, grace: float = 2.0) -> None:
     """Stop a dead owner's child group, but only if it is provably the same
     process (same boot, same start time): a recycled pid is left alone."""
-    if run.pid is None or run.host != procinfo.host_name():
+    if run.host != procinfo.host_name():
+        return
+    if run.pid is None:
+        # started but not yet recorded when its runner died (the pids of a
+        # batch are written after the batch): find it by its environment
+        if run.owner.boot_id and run.owner.boot_id != procinfo.boot_id():
+            return
+        for leader in procinfo.find_run_leaders(run.task_id, run.id):
+            _stop_group(leader, grace)
         return
     if not procinfo.is_same_process(run.pid, run.proc_start, run.boot_id or None):
         return
+    _stop_group(run.pid, grace)
+
+
+def _stop_group(pgid: int, grace: float) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
         try:
-            os.killpg(run.pid, sig)
+            os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not procinfo.group_alive(run.pid):
+            if not procinfo.group_alive(pgid):
                 return
             time.sleep(0.02)
 

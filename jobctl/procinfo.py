@@ -127,3 +127,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def find_run_leaders(task_id: str, run_id: int) -> list[int]:
+    """Live group leaders whose environment names this run
+    (JOBCTL_TASK_ID and JOBCTL_RUN_ID, set by jobctl for every run).
+
+    How a dead runner's run is found when its pid was never recorded: a
+    runner killed while it started a batch has spawned processes whose pids
+    it had not yet written. Only this user's processes can be read.
+    """
+    if not _proc_mounted():
+        return []
+    wanted = (f"JOBCTL_TASK_ID={task_id}\0".encode(), f"JOBCTL_RUN_ID={run_id}\0".encode())
+    pgrp_field = _STATE + 2
+    found = []
+    for entry in os.scandir(_PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (_PROC / entry.name / "environ").read_bytes() + b"\0"
+            if not all(w in environ for w in wanted):
+                continue
+            fields = (_PROC / entry.name / "stat").read_bytes().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > pgrp_field and fields[pgrp_field] == entry.name.encode() \
+                and fields[_STATE] not in (b"Z", b"X"):
+            found.append(int(entry.name))
+    return found

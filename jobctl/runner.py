@@ -388,18 +388,30 @@ class Runner:
             else:
                 passed.append((task_id, fire))
             # A slot a little late (the runner was stalled: a lock, SIGSTOP,
-            # a busy machine) fires once, and the next fire counts from now,
-            # as cron and supercronic do: slots that passed meanwhile are not
-            # replayed back to back.
-            follow.append((task, max(fire, now_utc)))
+            # a busy machine) fires once, and the next fire counts from now
+            # (see claimed_at below), as cron and supercronic do: slots that
+            # passed meanwhile are not replayed back to back.
+            follow.append((task, fire))
         claimed = self._claim_batch(batch, now)
+        # the claim may have waited on a locked state file: count late slots'
+        # next fires from after it, so they are not replayed either
+        claimed_at = self.clock.now().astimezone(UTC)
+        held = [(task.id, self.catch_up_queue[task.id][0] - timedelta(microseconds=1))
+                for task, _trigger, _slot in batch if self.catch_up_queue.get(task.id)]
         if until is None:
             self._spawn_claimed(claimed, now)
         else:
             self.prepared.extend(claimed)
         # next fires only after the whole batch has started (or been claimed)
         for task, after in follow:
-            self._push(task, self._next(task, after))
+            self._push(task, self._next(task, max(after, claimed_at)))
+        if held:
+            # a regular fire moved last_scheduled past catch-ups still queued:
+            # move it back, so a restart computes them again
+            try:
+                self.store.set_last_scheduled(held)
+            except JobctlError as e:
+                self.report(Event("error", now, message=str(e)))
         if passed:
             try:
                 self.store.set_last_scheduled(passed)
@@ -430,6 +442,12 @@ class Runner:
         return those that may start. Skips are recorded and reported here."""
         if not items:
             return []
+        if self.unrecorded:
+            # ends the state file refused earlier go first: a run known to
+            # have ended must not make these fires `skipped`
+            pending, self.unrecorded = self.unrecorded, []
+            for ended in pending:
+                self._record_finish(ended, retry=True)
         requests = [ClaimRequest(t.id, trigger, slot, t.concurrency) for t, trigger, slot in items]
         try:
             claims = self.store.claim_many(requests, owner=self.owner, now=now)

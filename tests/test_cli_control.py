@@ -759,3 +759,47 @@ def test_sighup_to_run_now_stops_and_records_its_task(tmp_path: Path, config: Pa
     assert final.status is RunStatus.INTERRUPTED
     assert final.error == "stopped by a signal to jobctl run-now"
     assert live_members(run.pid) == []  # type: ignore[arg-type]
+
+
+def test_a_run_started_but_not_yet_recorded_by_a_killed_runner_is_found_and_stopped(
+        ctl, config: Path, state: Path, tmp_path: Path) -> None:
+    """A runner SIGKILLed while it started a batch has spawned processes whose
+    pids it had not written yet. The next command finds them by the run's
+    environment, stops their groups and marks the runs interrupted."""
+    from jobctl.executor import Launch, build_env, spawn
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = Owner(gone.pid, procinfo.host_name(), procinfo.boot_id(), "1")
+    store = open_store(state, create=True)
+    assert store is not None
+    try:
+        claims = [store.claim(task_id=t, trigger=Trigger.SCHEDULE,
+                              scheduled_for=datetime(2026, 6, 15, 11, 0, tzinfo=UTC),
+                              concurrency=Concurrency.FORBID, force=False, owner=dead,
+                              now=datetime(2026, 6, 15, 11, 0, tzinfo=UTC)) for t in ("slow", "hello")]
+    finally:
+        store.close()
+    # only the first one got as far as its process
+    run_id = claims[0].run_id
+    proc = spawn(Launch(argv=["sleep", "30"], env=build_env(
+        os.environ, {}, task_id="slow", run_id=run_id, scheduled_for="x", trigger="schedule"),
+        cwd=None, log_path=tmp_path / "x.log", max_log_bytes=1024))
+    # an unrelated process with another run's id is left alone
+    other = spawn(Launch(argv=["sleep", "30"], env=build_env(
+        os.environ, {}, task_id="slow", run_id=run_id + 100, scheduled_for="x", trigger="schedule"),
+        cwd=None, log_path=tmp_path / "y.log", max_log_bytes=1024))
+    try:
+        assert [r.pid for r in runs(state)] == [None, None]
+        result = ctl("history", "--json")
+        assert result.exit_code == 0, result.output
+        assert {(r["task_id"], r["status"]) for r in json.loads(result.stdout)} == {
+            ("slow", "interrupted"), ("hello", "interrupted")}
+        assert proc.wait(5) is not None
+        assert live_members(proc.pgid) == []
+        assert other.poll() is None
+    finally:
+        for p in (proc, other):
+            p.signal_group(signal.SIGKILL)
+            p.wait(5)
+            p.close()

@@ -408,6 +408,91 @@ def test_an_end_the_state_file_refuses_is_retried_not_lost(
     assert [e.run_id for e in h.kinds("finish")] == [1]
 
 
+def test_queued_catch_ups_survive_a_restart(tmp_path: Path) -> None:
+    """catch_up = all runs missed fires one after another; a regular fire
+    meanwhile must not move last_scheduled past the ones still queued, or a
+    restart would silently drop them."""
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "hourly"
+        schedule = "@hourly"
+        argv = ["sleep", "0.3"]
+        catch_up = "all"
+    """)
+    h.store.set_last_scheduled([("hourly", datetime(2026, 6, 15, 9, 30, tzinfo=UTC))])
+    h.runner.start()  # 12:00:30: 10:00, 11:00, 12:00 missed; 10:00 starts first
+    h.runner.tick(h.clock.now())
+    assert [r.scheduled_for.hour for r in h.runs()] == [10]
+    h.at(datetime(2026, 6, 15, 13, 0, tzinfo=UTC))  # regular fire while 10:00 runs: skipped
+    assert [(r.scheduled_for.hour, r.status) for r in h.runs()] == [
+        (10, RunStatus.RUNNING), (13, RunStatus.SKIPPED)]
+    assert h.store.last_scheduled()["hourly"] == datetime(2026, 6, 15, 11, 0, tzinfo=UTC) \
+        - timedelta(microseconds=1)
+    h.settle()
+    h.runner.finish()  # stopped with 11:00 and 12:00 still queued
+    h.runner = h.new_runner()
+    h.runner.start()
+    h.settle(until=lambda: not h.runner.active and not h.runner.catch_up_queue)
+    assert sorted(r.scheduled_for.hour for r in h.runs()) == [10, 11, 12, 13]
+
+
+def test_ends_refused_earlier_are_recorded_before_new_fires_are_claimed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run ended while the state file refused writes; the next fire (under
+    forbid) must not be recorded `skipped` behind a run known to be over."""
+    from jobctl.store import StoreError
+
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "t"
+        schedule = "* * * * *"
+        argv = ["true"]
+    """)
+    real_finish = h.store.finish
+    refused: list[int] = []
+
+    def once_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not refused:
+            refused.append(args[0])
+            raise StoreError(h.store.path, "database or disk is full")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "finish", once_full)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    assert [r.status for r in h.runs()] == [RunStatus.RUNNING]  # not recorded yet
+    h.at(at_minute(2))  # before the 5 s retry
+    h.settle()
+    assert [r.status for r in h.runs()] == [RunStatus.SUCCESS, RunStatus.SUCCESS]
+
+
+def test_a_claim_that_waited_on_a_lock_does_not_replay_slots(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(tmp_path, """
+        [[tasks]]
+        id = "tick"
+        schedule = "every 1s"
+        argv = ["true"]
+        concurrency = "allow"
+    """)
+    real_claim = h.store.claim_many
+
+    def slow_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_claim(*args, **kwargs)
+        h.clock.advance(5)  # the state file was locked for 5 s
+        return result
+
+    h.runner.start()
+    monkeypatch.setattr(h.store, "claim_many", slow_claim)
+    h.at(T0 + timedelta(seconds=1))  # claimed at +1 s, done at +6 s
+    monkeypatch.setattr(h.store, "claim_many", real_claim)
+    h.runner.tick(h.clock.now())
+    h.at(T0 + timedelta(seconds=7))
+    h.settle()
+    assert [int((r.scheduled_for - T0).total_seconds()) for r in h.runs()] == [1, 7]
+
+
 def test_forward_clock_jump_follows_catch_up(tmp_path: Path) -> None:
     h = Harness(tmp_path, """
         [[tasks]]
