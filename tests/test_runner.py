@@ -62,6 +62,32 @@ class Harness:
         return [e for e in self.events if e.kind == kind]
 
 
+def refuse_finishes(h: Harness, monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """Make the state file refuse the next `times` run ends (a full disk);
+    returns the run ids refused so far."""
+    from jobctl.store import StoreError
+
+    real_finish = h.store.finish
+    refused: list[int] = []
+
+    def full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(refused) < times:
+            refused.append(args[0])
+            raise StoreError(h.store.path, "database or disk is full")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "finish", full_disk)
+    return refused
+
+
+MINUTELY_TRUE = """
+        [[tasks]]
+        id = "t"
+        schedule = "* * * * *"
+        argv = ["true"]
+    """
+
+
 def at_minute(minute: int, second: int = 0) -> datetime:
     return datetime(2026, 6, 15, 12, minute, second, tzinfo=UTC)
 
@@ -375,24 +401,9 @@ def test_an_end_the_state_file_refuses_is_retried_not_lost(
     """A full disk or a long lock when a run ends: the runner reports it,
     keeps running, and records the end once the state file takes it."""
     from jobctl.runner import RECORD_RETRY
-    from jobctl.store import StoreError
 
-    h = Harness(tmp_path, """
-        [[tasks]]
-        id = "t"
-        schedule = "* * * * *"
-        argv = ["true"]
-    """)
-    real_finish = h.store.finish
-    refusals = []
-
-    def full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if len(refusals) < 2:
-            refusals.append(args[0])
-            raise StoreError(h.store.path, "database or disk is full")
-        return real_finish(*args, **kwargs)
-
-    monkeypatch.setattr(h.store, "finish", full_disk)
+    h = Harness(tmp_path, MINUTELY_TRUE)
+    refusals = refuse_finishes(h, monkeypatch, 2)
     h.runner.start()
     h.at(at_minute(1))
     h.settle()
@@ -440,24 +451,8 @@ def test_ends_refused_earlier_are_recorded_before_new_fires_are_claimed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run ended while the state file refused writes; the next fire (under
     forbid) must not be recorded `skipped` behind a run known to be over."""
-    from jobctl.store import StoreError
-
-    h = Harness(tmp_path, """
-        [[tasks]]
-        id = "t"
-        schedule = "* * * * *"
-        argv = ["true"]
-    """)
-    real_finish = h.store.finish
-    refused: list[int] = []
-
-    def once_full(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if not refused:
-            refused.append(args[0])
-            raise StoreError(h.store.path, "database or disk is full")
-        return real_finish(*args, **kwargs)
-
-    monkeypatch.setattr(h.store, "finish", once_full)
+    h = Harness(tmp_path, MINUTELY_TRUE)
+    refuse_finishes(h, monkeypatch, 1)
     h.runner.start()
     h.at(at_minute(1))
     h.settle()
