@@ -54,6 +54,9 @@ PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
 RECORD_RETRY = 5.0  # seconds between tries to record run ends the state file refused
+# Pipes of ended runs still held open by their background processes, kept
+# read (and logged) until EOF; past this many, the oldest is closed.
+LINGER_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class Runner:
         self.prepared: list[_Start] = []
         self.state_gone = False  # the state file was deleted under us (reported once)
         self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
+        self.lingering: dict[int, RunningProcess] = {}  # run id -> pipe of an ended run
         self.next_record_retry = 0.0
         self.prepare_cost = PREPARE_COST_GUESS
         self._lead: tuple[tuple[datetime, int, float], float] | None = None
@@ -547,7 +551,13 @@ class Runner:
             code = active.proc.poll()
             if code is None:
                 continue
-            active.proc.close()
+            if active.proc.pump():
+                # a background process still holds the pipe: keep reading it
+                # (as cron does), so its output is logged and its writes do
+                # not die of SIGPIPE; the run itself has ended
+                self._linger(run_id, active.proc)
+            else:
+                active.proc.close()
             del self.active[run_id]
             if active.end_reason is not None:
                 status, error = active.end_reason, active.end_error
@@ -566,6 +576,22 @@ class Runner:
             pending, self.unrecorded = self.unrecorded, []
             for ended in pending:
                 self._record_finish(ended, retry=True)
+
+    def _linger(self, run_id: int, proc: RunningProcess) -> None:
+        self.lingering[run_id] = proc
+        while len(self.lingering) > LINGER_MAX:
+            oldest = next(iter(self.lingering))
+            self.lingering.pop(oldest).close()
+
+    def pump_lingering(self, run_id: int) -> bool:
+        """Read a lingering pipe; close it at EOF. False once it is gone."""
+        proc = self.lingering.get(run_id)
+        if proc is None:
+            return False
+        if proc.pump():
+            return True
+        self.lingering.pop(run_id).close()
+        return False
 
     def _record_finish(self, ended: _Ended, retry: bool = False) -> None:
         active, status, error = ended.active, ended.status, ended.error
@@ -678,6 +704,9 @@ class Runner:
             active.proc.close()
             stopped[run_id] = active.end_error or "runner stopped"
         self.active.clear()
+        for proc in self.lingering.values():
+            proc.close()
+        self.lingering.clear()
         for start in self.prepared:
             if start.claim.run_id is not None:
                 stopped[start.claim.run_id] = "runner stopped before it started"
@@ -801,15 +830,18 @@ class Runner:
                     self._shutdown_step(self.clock.monotonic())
                     if not self.active:
                         break
-                for run_id in [r for r in registered if r not in self.active]:
+                for run_id in [r for r in registered
+                               if r not in self.active and r not in self.lingering]:
                     try:
                         selector.unregister(registered.pop(run_id))
                     except (KeyError, ValueError):
                         pass
-                for run_id, active in self.active.items():
+                pipes = [(run_id, a.proc) for run_id, a in self.active.items()]
+                pipes += self.lingering.items()
+                for run_id, proc in pipes:
                     if run_id not in registered:
-                        fd = active.proc.fileno()
                         try:
+                            fd = proc.fileno()
                             selector.register(fd, selectors.EVENT_READ, run_id)
                             registered[run_id] = fd
                         except (KeyError, ValueError, OSError):
@@ -830,6 +862,12 @@ class Runner:
                                 pass
                         except OSError:
                             pass
+                    elif key.data in self.lingering:
+                        if not self.pump_lingering(key.data):
+                            try:
+                                selector.unregister(registered.pop(key.data))
+                            except (KeyError, ValueError):
+                                pass
                     elif key.data in self.active:
                         if not self.active[key.data].proc.pump():
                             try:

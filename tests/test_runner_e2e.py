@@ -446,3 +446,24 @@ argv = ["true"]
     r.wait_event("error", count=2, timeout=10)
     assert any("was removed" in str(e["message"]) for e in r.wait_event("error", count=2))
     assert r.stop() == 0
+
+
+def test_background_output_after_the_run_ends_is_logged_and_does_not_kill_it(
+        tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    """`cmd &` in a task: the run ends with its main process, but the runner
+    keeps reading the pipe (as cron does), so the background process's later
+    output is logged and its writes do not die of SIGPIPE."""
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "bg"
+schedule = "@reboot"
+command = "(sleep 0.5; echo late; echo alive > marker) & echo early"
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    (finish,) = r.wait_event("finish", task_id="bg")
+    assert finish["status"] == "success"
+    wait_for(lambda: (tmp_path / "marker").exists(), 10, "the background process to write")
+    log = tmp_path / "logs" / f"{finish['run_id']}.log"
+    wait_for(lambda: log.read_text() == "early\nlate\n", 10, "late output in the log")
+    assert r.stop() == 0
