@@ -557,7 +557,7 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     return Settings(
         timezone=r.get("timezone", _zone, system_zone),
         state=(base / Path(state).expanduser()) if state else None,
-        shell=r.get("shell", _os_string, "/bin/sh"),
+        shell=_shell(r),
         plugins=r.get("plugins", _string_list, ()),
         history_limit=r.get("history_limit", _positive_int, 1000),
         max_log_bytes=r.get("max_log_bytes", _positive_int, 1024 * 1024),
@@ -565,6 +565,24 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         shutdown_grace=r.get("shutdown_grace", _grace, 30.0),
         plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
     )
+
+
+def _shell(r: _Reader) -> str:
+    """`shell`: one program, run as SHELL -c COMMAND. A shell that is not on
+    this machine is a warning (the config may be meant for another one)."""
+    shell: str = r.get("shell", _os_string, "/bin/sh")
+    if "shell" not in r.table or shell == "/bin/sh":
+        return shell
+    if any(c.isspace() for c in shell):
+        r.error("shell", f"'{shell}' has arguments; the shell is one program, run as "
+                         "SHELL -c COMMAND (put options in a wrapper script)")
+        return "/bin/sh"
+    import shutil
+
+    if shutil.which(shell) is None:
+        r.error("shell", f"'{shell}' is not an executable program here: every task with a "
+                         "`command` would fail to start", severity="warning")
+    return shell
 
 
 def _plugin_limits(table: object, origin: Origin, problems: list[Problem],

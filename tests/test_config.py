@@ -194,6 +194,23 @@ def test_single_bracket_tasks_table_is_explained(tmp_path: Path) -> None:
     assert any("write each task as a [[tasks]] table (double brackets)" in m for m in problems_of(path))
 
 
+def test_a_shell_that_cannot_start(tmp_path: Path) -> None:
+    task = '[[tasks]]\nid = "a"\nschedule = "@daily"\ncommand = "true"\n'
+    path = write_config(tmp_path, '[jobctl]\nshell = "/no/such/zsh"\n' + task)
+    ss = resolve(path, system_zone="UTC", now=NOW)
+    assert [str(w) for w in ss.warnings] == [
+        f"{path}:2: jobctl.shell: warning: '/no/such/zsh' is not an executable program here: "
+        "every task with a `command` would fail to start"]
+    path = write_config(tmp_path, '[jobctl]\nshell = "sh"\n' + task)
+    assert resolve(path, system_zone="UTC", now=NOW).warnings == ()
+    path = write_config(tmp_path, '[jobctl]\nshell = "/bin/bash -e"\n' + task)
+    with pytest.raises(ConfigError) as info:
+        resolve(path, system_zone="UTC", now=NOW)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:2: jobctl.shell: '/bin/bash -e' has arguments; the shell is one program, "
+        "run as SHELL -c COMMAND (put options in a wrapper script)"]
+
+
 def test_at_in_past_is_a_warning_not_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, """
         [[tasks]]
