@@ -428,7 +428,10 @@ class SqliteStore:
             if not scheduled:
                 return Claim("refused", blocking=running)
             ids = ", ".join(f"#{r.id}" for r in running)
-            run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, now, owner,
+            # claimed a moment ahead of its instant, the skip happens at the
+            # instant: not a "start" before the slot in history
+            when = now if request.scheduled_for is None else max(now, request.scheduled_for)
+            run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, when, owner,
                                   error=f"previous run {ids} still running (concurrency = forbid)",
                                   finished=True)
             return Claim("skipped", run_id=run_id, blocking=running)
@@ -497,14 +500,24 @@ class SqliteStore:
 
     def finish(self, run_id: int, status: RunStatus, now: datetime, *,
                exit_code: int | None = None, error: str | None = None) -> bool:
-        """Record a run's end; False if it was already final (e.g. replaced)."""
+        """Record a run's end; False if it was already final (e.g. replaced).
+
+        A run marked `interrupted` when it was replaced keeps that status, but
+        gets the real end: when its process exited, and how."""
         with self._write() as c:
             cur = c.execute(
                 "update runs set status = ?, finished_at = ?, exit_code = ?, error = ?"
                 " where id = ? and status = 'running'",
                 (status.value, to_text(now), exit_code, error, run_id),
             )
-            return cur.rowcount == 1
+            if cur.rowcount == 1:
+                return True
+            c.execute(
+                "update runs set finished_at = ?, exit_code = ?"
+                " where id = ? and status = 'interrupted' and exit_code is null",
+                (to_text(now), exit_code, run_id),
+            )
+            return False
 
     def mark_interrupted(self, run_ids: Iterable[int], now: datetime, reason: str) -> list[int]:
         changed = []

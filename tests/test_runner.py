@@ -227,6 +227,10 @@ def test_forbid_records_skip_allow_overlaps_replace_interrupts(tmp_path: Path) -
                                for a in h.runner.active.values()))
     with pytest.raises(ProcessLookupError):
         os.kill(old_pid, 0)
+    # the replaced run keeps `interrupted`, with how its process really ended
+    old = h.store.get_run(replace[0].id)
+    assert old is not None and old.status is RunStatus.INTERRUPTED
+    assert old.exit_code == -15
     h.runner.request_stop(fast=True)
     h.runner._shutdown_step(h.clock.monotonic())
     h.settle()

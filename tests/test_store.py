@@ -705,3 +705,12 @@ def test_a_full_database_is_a_store_error_and_the_store_stays_usable(store: Sqli
     claim = start(store, "after", force=True)
     assert claim.outcome == "started"
     assert store.get_run(claim.run_id).task_id == "after"  # type: ignore[union-attr]
+
+
+def test_a_skip_claimed_ahead_of_its_instant_is_stamped_at_the_instant(store: SqliteStore) -> None:
+    start(store, force=True, now=T0)  # running
+    slot = T0 + timedelta(minutes=1)
+    claim = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot - timedelta(milliseconds=10))
+    assert claim.outcome == "skipped"
+    record = store.get_run(claim.run_id)
+    assert record is not None and record.started_at == record.finished_at == slot
