@@ -349,9 +349,19 @@ class Runner:
             version = self.store.control_version()
             if force or version != self.control_version:
                 self.control_version = version
-                self.overrides = self.store.overrides()
+                before, self.overrides = self.overrides, self.store.overrides()
+                if not force:
+                    self._report_control(before)
         except JobctlError as e:
             self.report(Event("error", self.clock.now(), message=f"reading control state: {e}"))
+
+    def _report_control(self, before: dict[str, bool]) -> None:
+        """One event per task whose enable/disable override changed."""
+        now = self.clock.now()
+        for task_id, enabled in sorted(self.overrides.items()):
+            if before.get(task_id) != enabled and task_id in self.tasks:
+                self.report(Event("control", now, task_id=task_id,
+                                  message="enabled" if enabled else "disabled"))
 
     def prepare(self, instant: datetime) -> None:
         """Claim (commit) the fires due at `instant` a moment before it, so

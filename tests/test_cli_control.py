@@ -624,7 +624,9 @@ def test_logs_follow_ends_when_the_runs_owner_dies(run_now_proc, tmp_path: Path,
         except subprocess.TimeoutExpired:
             raise AssertionError("logs --follow still following a run whose owner died") from None
         assert code == 0, out.read_text()
-        assert out.read_text() == "started\n"
+        # the output, then (on stderr, here in the same file) why it ended
+        assert out.read_text() == (f"started\nrun {run.id} was interrupted: jobctl run-now "
+                                   f"(pid {other.proc.pid}) stopped or died while it ran\n")
         assert runs(state)[0].status is RunStatus.INTERRUPTED
     finally:
         if follower.poll() is None:
@@ -742,6 +744,9 @@ def test_out_of_range_numbers_and_a_folder_as_state(ctl, cli, tmp_path: Path, co
     assert "no run with id 99999999999999999999999" in result.stderr
     result = ctl("history", "--status", "running")
     assert result.exit_code == 0 and result.stdout == "no running runs\n"
+    result = cli("history", "--state", str(tmp_path / "typo.db"))
+    assert result.exit_code == 0 and result.stdout == "no runs yet\n"
+    assert f"(no state file at {tmp_path / 'typo.db'} yet)" in result.stderr
     result = cli("history", "--state", str(tmp_path))
     assert result.exit_code == 2
     assert f"state file {tmp_path}: is a folder, not a state file" in result.stderr

@@ -269,6 +269,9 @@ argv = ["true"]
     count = len(r.events())
     assert jobctl("enable", "tick", cwd=tmp_path).returncode == 0
     wait_for(lambda: any(e["event"] == "start" for e in r.events()[count:]), 5, "start after enable")
+    # the runner says when it applied each change
+    controls = [(e["task_id"], e["message"]) for e in r.events() if e["event"] == "control"]
+    assert controls == [("tick", "disabled"), ("tick", "enabled")]
     assert r.stop() == 0
 
 

@@ -189,6 +189,11 @@ def history(
 
     if not records:
         typer.echo("no runs yet" if wanted is None else f"no {wanted.value} runs")
+        if store is None:
+            from jobctl.config import state_path
+
+            path = state_path(state, svc.env, schedule_set.settings)
+            err(f"(no state file at {path} yet)")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("RUN", "TASK", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "EXIT", "ERROR"):
@@ -260,6 +265,8 @@ def logs(
             current = store.get_run(run_id)
         if current is None or current.status is not RunStatus.RUNNING:
             copy()
+            if current is not None and current.status is RunStatus.INTERRUPTED:
+                err(f"run {run_id} was interrupted: {current.error or 'its owner stopped'}")
             break
         time.sleep(0.2)
         copy()

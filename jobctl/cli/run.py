@@ -158,7 +158,7 @@ class LiveReporter:
     def __call__(self, event: Event) -> None:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
-        elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready"):
+        elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control"):
             self.messages.appendleft(
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
