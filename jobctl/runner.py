@@ -1,7 +1,7 @@
 """The foreground runner: fires the schedule set on time, one process per run.
 
-`Runner.tick(now)` does one step (reap, time out, fire what is due) and
-`run_forever()` is a loop around it that sleeps until the earliest of the next
+`Runner.tick(now)` does one step (reap, time out, fire what is due);
+`loop.run_forever(runner)` drives it, sleeping until the earliest of the next
 fire, a run's deadline, or the next control poll. Due fires wait in a heap
 ordered by (instant, priority, file order); all fires due at one instant are
 claimed and spawned as a batch before their next fires are computed, and tasks
@@ -13,9 +13,7 @@ from __future__ import annotations
 import gc
 import heapq
 import os
-import selectors
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -689,7 +687,7 @@ class Runner:
         if fast:
             self.stop_deadline = mono
 
-    def _shutdown_step(self, mono: float) -> None:
+    def shutdown_step(self, mono: float) -> None:
         if self.stop_deadline is None or mono < self.stop_deadline:
             return
         grace = self.set.settings.kill_grace
@@ -778,7 +776,7 @@ class Runner:
         self._lead = (key, lead)
         return lead
 
-    def _prepare_timed(self, instant: datetime) -> None:
+    def prepare_timed(self, instant: datetime) -> None:
         """prepare(), learning from a big batch what claiming one run costs."""
         began = time.monotonic()
         self.prepare(instant)
@@ -790,174 +788,14 @@ class Runner:
             return None
         return (self.heap[0][0] - now.astimezone(UTC)).total_seconds()
 
-    def run_forever(self, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
-        """Run until SIGTERM/SIGINT; return the exit status (0).
-
-        `watch` is polled between steps and returns a new schedule set when the
-        config changed (and is valid) or None.
-        """
-        flags = {"stop": 0, "hup": False}
-        selector = selectors.DefaultSelector()
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        selector.register(wake_r, selectors.EVENT_READ, None)
-        old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-
-        # handlers only set flags; the loop acts on them
-        def on_stop(_signum: int, _frame: object) -> None:
-            flags["stop"] += 1
-
-        def on_hup(_signum: int, _frame: object) -> None:
-            flags["hup"] = True
-
-        previous = {
-            sig: signal.signal(sig, handler)
-            for sig, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
-                                 (signal.SIGHUP, on_hup), (signal.SIGCHLD, lambda *_: None))
-        }
-        registered: dict[int, int] = {}
-        try:
-            self.start()
-            stops_seen = 0
-            while True:
-                if flags["stop"] > stops_seen:
-                    self.request_stop(fast=flags["stop"] >= 2)
-                    stops_seen = flags["stop"]
-                now = self.clock.now()
-                if flags["hup"] or watch is not None:
-                    new_set = watch() if watch is not None else None
-                    if flags["hup"] and self.reload_config is not None:
-                        try:
-                            new_set = self.reload_config()
-                        except JobctlError as e:
-                            self._report_reload_error(e, now)
-                    flags["hup"] = False
-                    if new_set is not None:
-                        self.reload(new_set, now)
-                self.tick(now)
-                if self.stopping:
-                    self._shutdown_step(self.clock.monotonic())
-                    if not self.active:
-                        break
-                for run_id in [r for r in registered
-                               if r not in self.active and r not in self.lingering]:
-                    try:
-                        selector.unregister(registered.pop(run_id))
-                    except (KeyError, ValueError):
-                        pass
-                pipes = [(run_id, a.proc) for run_id, a in self.active.items()]
-                pipes += self.lingering.items()
-                for run_id, proc in pipes:
-                    if run_id not in registered:
-                        try:
-                            fd = proc.fileno()
-                            selector.register(fd, selectors.EVENT_READ, run_id)
-                            registered[run_id] = fd
-                        except (KeyError, ValueError, OSError):
-                            pass
-                wait = self.sleep_for(self.clock.now())
-                fire_in = self.time_to_next_fire(self.clock.now())
-                lead = self.prepare_lead()
-                precise = fire_in is not None and fire_in - lead <= wait
-                if precise:
-                    # wake early: claim what is due, then finish with a fine
-                    # sleep (epoll rounds up to whole milliseconds)
-                    assert fire_in is not None
-                    wait = max(0.0, min(wait, fire_in - lead))
-                for key, _ in selector.select(wait):
-                    if key.data is None:
-                        try:
-                            while wake_r.recv(4096):
-                                pass
-                        except OSError:
-                            pass
-                    elif key.data in self.lingering:
-                        if not self.pump_lingering(key.data):
-                            try:
-                                selector.unregister(registered.pop(key.data))
-                            except (KeyError, ValueError):
-                                pass
-                    elif key.data in self.active:
-                        if not self.active[key.data].proc.pump():
-                            try:
-                                selector.unregister(registered.pop(key.data))
-                            except (KeyError, ValueError):
-                                pass
-                if precise and not self.stopping:
-                    fire_in = self.time_to_next_fire(self.clock.now())
-                    if fire_in is not None and 0 < fire_in <= lead:
-                        instant = self.heap[0][0]
-                        self._prepare_timed(instant)
-                        left = (instant - self.clock.now()).total_seconds()
-                        if left > 0:
-                            time.sleep(left)
-                        self.spawn_prepared()
-            return 0
-        finally:
-            try:
-                if self.anchor is not None:
-                    self.finish()
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-                signal.set_wakeup_fd(old_fd)
-                selector.close()
-                wake_r.close()
-                wake_w.close()
-
-    def _report_reload_error(self, error: JobctlError, now: datetime) -> None:
-        from jobctl.errors import ConfigError
-
-        lines = [str(p) for p in error.problems] if isinstance(error, ConfigError) else []
-        self.report(Event("error", now, message=f"config not reloaded, old schedule kept: {error}",
-                          data={"problems": lines}))
+    def report_reload_error(self, error: JobctlError, now: datetime) -> None:
+        self.report(reload_error_event(error, now))
 
 
-class ConfigWatcher:
-    """Notices a changed config file and loads it once it has stopped changing.
+def reload_error_event(error: JobctlError, now: datetime) -> Event:
+    """The event for a config that could not be reloaded, with its problems."""
+    from jobctl.errors import ConfigError
 
-    An editor's non-atomic save passes through a truncated or half-written
-    file; requiring the same (size, mtime, inode) on two looks at least
-    CONTROL_POLL apart, and never taking an empty file, keeps those out.
-    """
-
-    def __init__(self, path: Path, load: ConfigLoader, clock: Clock, report: Reporter) -> None:
-        self.path = path
-        self.load = load
-        self.clock = clock
-        self.report = report
-        self.loaded = self._signature()
-        self.pending: tuple[int, int, int] | None = None
-        self.next_look = 0.0
-
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-    def __call__(self) -> ScheduleSet | None:
-        mono = self.clock.monotonic()
-        if mono < self.next_look:
-            return None
-        self.next_look = mono + CONTROL_POLL
-        current = self._signature()
-        if current is None or current == self.loaded or current[0] == 0:
-            self.pending = None
-            return None
-        if current != self.pending:
-            self.pending = current  # changed since the last look: wait for it to settle
-            return None
-        self.loaded, self.pending = current, None
-        try:
-            return self.load()
-        except JobctlError as e:
-            from jobctl.errors import ConfigError
-
-            lines = [str(p) for p in e.problems] if isinstance(e, ConfigError) else []
-            self.report(Event("error", self.clock.now(),
-                              message=f"config not reloaded, old schedule kept: {e}",
-                              data={"problems": lines}))
-            return None
+    lines = [str(p) for p in error.problems] if isinstance(error, ConfigError) else []
+    return Event("error", now, message=f"config not reloaded, old schedule kept: {error}",
+                 data={"problems": lines})

@@ -182,7 +182,7 @@ def test_prepare_lead_grows_with_the_runs_due_at_the_next_instant(tmp_path: Path
     h.runner.prepare_cost = PREPARE_COST_GUESS
     thirteen = datetime(2026, 6, 15, 13, 0, tzinfo=UTC)
     h.clock.set(thirteen - timedelta(seconds=0.05))
-    h.runner._prepare_timed(thirteen)
+    h.runner.prepare_timed(thirteen)
     assert len(h.runner.prepared) == 120 and not h.kinds("start")[1:]
     assert h.runner.prepare_cost != PREPARE_COST_GUESS and h.runner.prepare_cost >= 10e-6
     assert all(r.status is RunStatus.RUNNING for r in h.runs() if r.task_id != "one")
@@ -232,7 +232,7 @@ def test_forbid_records_skip_allow_overlaps_replace_interrupts(tmp_path: Path) -
     assert old is not None and old.status is RunStatus.INTERRUPTED
     assert old.exit_code == -15
     h.runner.request_stop(fast=True)
-    h.runner._shutdown_step(h.clock.monotonic())
+    h.runner.shutdown_step(h.clock.monotonic())
     h.settle()
     h.runner.finish()
     assert {r.status for r in h.store.history(limit=100)} == {RunStatus.INTERRUPTED, RunStatus.SKIPPED}

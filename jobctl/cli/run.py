@@ -231,7 +231,8 @@ def run(
     from jobctl.config import find_config, state_path
     from jobctl.errors import UsageError
     from jobctl.resolve import resolve
-    from jobctl.runner import ConfigWatcher, Runner
+    from jobctl.loop import ConfigWatcher, run_forever
+    from jobctl.runner import Runner
 
     if log_format not in ("auto", "text", "json"):
         raise UsageError(f"--log-format must be auto, text or json, not '{log_format}'")
@@ -274,7 +275,7 @@ def run(
     if live:
         reporter.attach(runner)
     try:
-        code = runner.run_forever(watch=watcher)
+        code = run_forever(runner, watch=watcher)
     finally:
         if live:
             reporter.close()
