@@ -422,9 +422,13 @@ def spawn(launch: Launch) -> RunningProcess:
         raise SpawnError(f"cannot open log '{launch.log_path}': {_reason(exc)}") from exc
     try:
         if launch.cwd is None and _posix_spawn_usable():
-            pid, read_fd = _posix_spawn(launch)
-            return RunningProcess(pid, read_fd, sink, launch.echo,
-                                  started_monotonic=time.monotonic())
+            try:
+                pid, read_fd = _posix_spawn(launch)
+            except NotImplementedError:
+                _use_popen_from_now_on()  # a C library without POSIX_SPAWN_SETSID
+            else:
+                return RunningProcess(pid, read_fd, sink, launch.echo,
+                                      started_monotonic=time.monotonic())
         popen = _popen(launch)
     except OSError as exc:
         sink.close()
@@ -472,6 +476,11 @@ _spawn_ok: bool | None = None
 # and a task must see the defaults, as it would under cron.
 _DEFAULT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ")
                          if hasattr(signal, name))
+
+
+def _use_popen_from_now_on() -> None:
+    global _spawn_ok
+    _spawn_ok = False
 
 
 def _posix_spawn_usable() -> bool:

@@ -610,3 +610,22 @@ def test_a_full_disk_stops_the_log_not_the_task(tmp_path: Path) -> None:
     assert proc.wait(10) == 3
     proc.close()
     assert proc.log_error == "log /dev/full incomplete: no space left on device"
+
+
+def test_without_setsid_in_posix_spawn_popen_takes_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python raises NotImplementedError for setsid where the C library has no
+    POSIX_SPAWN_SETSID (an old glibc, some musl): runs still start, by Popen."""
+    from jobctl import executor
+
+    def unsupported(*_args: object, **_kwargs: object) -> int:
+        raise NotImplementedError("setsid")
+
+    monkeypatch.setattr(executor.os, "posix_spawn", unsupported)
+    monkeypatch.setattr(executor, "_spawn_ok", None)
+    proc = spawn(Launch(argv=sh("echo via popen; exit 4"), env=dict(os.environ), cwd=None,
+                        log_path=tmp_path / "p.log", max_log_bytes=1024))
+    assert proc.wait(10) == 4
+    proc.close()
+    assert (tmp_path / "p.log").read_text() == "via popen\n"
+    assert executor._spawn_ok is False
