@@ -46,6 +46,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                              (signal.SIGHUP, on_hup), (signal.SIGCHLD, lambda *_: None))
     }
     registered: dict[int, int] = {}
+    # a signal during a big batch stops it between two spawns
+    runner.stop_requested = lambda: flags["stop"] > 0
     try:
         runner.start()
         stops_seen = 0
@@ -67,7 +69,9 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
             runner.tick(now)
             if runner.stopping:
                 runner.shutdown_step(runner.clock.monotonic())
-                if not runner.active:
+                # done once no run is left, nor a group still owed its SIGKILL
+                # (a background process that ignored SIGTERM)
+                if not runner.active and not runner.group_kills:
                     break
             for run_id in [r for r in registered
                            if r not in runner.active and r not in runner.lingering]:
@@ -121,6 +125,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                     left = (instant - runner.clock.now()).total_seconds()
                     if left > 0:
                         time.sleep(left)
+                    if flags["stop"]:
+                        continue  # stopping: start nothing new (finish() records them)
                     runner.spawn_prepared()
         return 0
     finally:

@@ -152,6 +152,8 @@ class Runner:
         self.next_control = 0.0
         self.next_heartbeat = 0.0
         self.prepared: list[_Start] = []
+        # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
+        self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
         self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
         self.lingering: dict[int, RunningProcess] = {}  # run id -> pipe of an ended run
@@ -492,7 +494,11 @@ class Runner:
         """Start the processes of claimed runs back to back, then record their
         pids (and real start instants) in one transaction."""
         started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
-        for start in claimed:
+        for index, start in enumerate(claimed):
+            if self.stop_requested():
+                # stopping: the rest never start; finish() records them
+                self.prepared.extend(claimed[index:])
+                break
             task, trigger, slot, claim, launch = (start.task, start.trigger, start.slot,
                                                   start.claim, start.launch)
             assert claim.run_id is not None

@@ -193,6 +193,32 @@ def test_prepare_lead_grows_with_the_runs_due_at_the_next_instant(tmp_path: Path
     assert sum(r.status is RunStatus.SUCCESS for r in h.runs()) == 121
 
 
+def test_a_stop_during_a_batch_starts_nothing_more(tmp_path: Path) -> None:
+    """SIGTERM while a batch is being started: the rest of the batch never
+    starts, and its claimed runs are recorded interrupted at finish."""
+    h = Harness(tmp_path, "".join(
+        f'[[tasks]]\nid = "t{i}"\nschedule = "* * * * *"\nargv = ["true"]\n\n' for i in range(3)))
+    h.runner.start()
+    asked = []
+
+    def stop_after_first() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    h.runner.stop_requested = stop_after_first
+    h.at(at_minute(1))
+    assert len(h.kinds("start")) == 1
+    h.runner.request_stop()
+    h.settle()
+    h.runner.finish()
+    runs = {r.task_id: r for r in h.runs()}
+    assert runs["t0"].status is RunStatus.SUCCESS
+    for task_id in ("t1", "t2"):
+        assert runs[task_id].status is RunStatus.INTERRUPTED
+        assert runs[task_id].error == "runner stopped before it started"
+        assert runs[task_id].pid is None
+
+
 def test_forbid_records_skip_allow_overlaps_replace_interrupts(tmp_path: Path) -> None:
     h = Harness(tmp_path, """
         [[tasks]]

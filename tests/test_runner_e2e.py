@@ -470,3 +470,40 @@ command = "(sleep 0.5; echo late; echo alive > marker) & echo early"
     log = tmp_path / "logs" / f"{finish['run_id']}.log"
     wait_for(lambda: log.read_text() == "early\nlate\n", 10, "late output in the log")
     assert r.stop() == 0
+
+
+def test_shutdown_kills_a_background_process_that_ignores_sigterm(
+        tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "stubborn"
+schedule = "@reboot"
+command = "sh -c 'trap \\"\\" TERM; echo $$ > bg.pid; exec sleep 101' & sleep 102"
+""")
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    r.wait_event("start", task_id="stubborn")
+    pid_file = tmp_path / "bg.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the background pid")
+    background = int(pid_file.read_text())
+    assert _alive(background)
+    assert r.stop() == 0
+    # SIGTERM, then SIGKILL after kill_grace (1s), before the runner exits
+    assert not _alive(background)
+
+
+def test_text_events_stay_one_line_each() -> None:
+    import io
+    from datetime import timezone
+
+    from jobctl.cli.run import PlainReporter
+    from jobctl.model import RunStatus
+    from jobctl.runner import Event
+
+    out = io.StringIO()
+    PlainReporter(out)(Event("finish", datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc),
+                             task_id="t", run_id=1, status=RunStatus.FAILED, duration_s=0.0,
+                             message="cannot start 'no\nsuch prog': no such file or directory"))
+    text = out.getvalue()
+    assert text.count("\n") == 1
+    assert "(cannot start 'no\\nsuch prog': no such file or directory)" in text

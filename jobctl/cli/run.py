@@ -87,6 +87,9 @@ class PlainReporter:
     def __call__(self, event: Event) -> None:
         f = _fields(event)
         at = event.at.astimezone().isoformat(timespec="milliseconds")
+        # one line per event: a newline in a message (from a program name,
+        # say) is shown escaped
+        message = event.message.replace("\n", "\\n")
         task = f" {event.task_id}" if event.task_id else ""
         run = f" run={event.run_id}" if event.run_id is not None else ""
         if event.kind == "ready":
@@ -104,11 +107,11 @@ class PlainReporter:
             if event.exit_code is not None:
                 line += f" exit={event.exit_code}"
             if event.message:
-                line += f" ({event.message})"
+                line += f" ({message})"
         elif event.kind == "skip":
-            line = f"skip{task}{run} scheduled={f.get('scheduled_for')} ({event.message})"
+            line = f"skip{task}{run} scheduled={f.get('scheduled_for')} ({message})"
         else:
-            line = f"{event.kind}{task}" + (f": {event.message}" if event.message else "")
+            line = f"{event.kind}{task}" + (f": {message}" if message else "")
             for problem in event.data.get("problems", []):  # type: ignore[attr-defined]
                 line += f"\n  {problem}"
         self.out.write(f"{at} {line}\n")
