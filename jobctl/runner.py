@@ -456,12 +456,9 @@ class Runner:
         return those that may start. Skips are recorded and reported here."""
         if not items:
             return []
-        if self.unrecorded:
-            # ends the state file refused earlier go first: a run known to
-            # have ended must not make these fires `skipped`
-            pending, self.unrecorded = self.unrecorded, []
-            for ended in pending:
-                self._record_finish(ended, retry=True)
+        # ends the state file refused earlier go first: a run known to have
+        # ended must not make these fires `skipped`
+        self._retry_unrecorded()
         requests = [ClaimRequest(t.id, trigger, slot, t.concurrency) for t, trigger, slot in items]
         try:
             claims = self.store.claim_many(requests, owner=self.owner, now=now)
@@ -587,9 +584,14 @@ class Runner:
             # the state file could not take them (a full disk, a long lock):
             # try again, so no row stays `running` while this runner lives
             self.next_record_retry = self.clock.monotonic() + RECORD_RETRY
-            pending, self.unrecorded = self.unrecorded, []
-            for ended in pending:
-                self._record_finish(ended, retry=True)
+            self._retry_unrecorded()
+
+    def _retry_unrecorded(self) -> None:
+        """Try again to record the ends the state file refused (those it
+        refuses again go back on the list)."""
+        pending, self.unrecorded = self.unrecorded, []
+        for ended in pending:
+            self._record_finish(ended, retry=True)
 
     def _linger(self, run_id: int, proc: RunningProcess) -> None:
         self.lingering[run_id] = proc
@@ -707,8 +709,7 @@ class Runner:
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
         now = self.clock.now()
-        for ended in self.unrecorded:
-            self._record_finish(ended, retry=True)
+        self._retry_unrecorded()
         # the state file may still refuse writes: what is left stays `running`
         # under this (soon dead) runner, and the next jobctl command marks it
         # interrupted

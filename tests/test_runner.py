@@ -477,6 +477,20 @@ def test_queued_catch_ups_survive_a_restart(tmp_path: Path) -> None:
     assert sorted(r.scheduled_for.hour for r in h.runs()) == [10, 11, 12, 13]
 
 
+def test_finish_gives_up_on_ends_the_state_file_still_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping while the disk is still full: one last try, then the run is
+    left `running` for the next command to mark interrupted (no endless retry)."""
+    h = Harness(tmp_path, MINUTELY_TRUE)
+    refuse_finishes(h, monkeypatch, 1000)
+    h.runner.start()
+    h.at(at_minute(1))
+    h.settle()
+    h.runner.finish()
+    assert len(h.runner.unrecorded) == 1
+    assert [r.status for r in h.runs()] == [RunStatus.RUNNING]
+
+
 def test_ends_refused_earlier_are_recorded_before_new_fires_are_claimed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run ended while the state file refused writes; the next fire (under
