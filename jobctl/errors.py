@@ -74,3 +74,24 @@ class BadExpressionError(JobctlError):
 
 class UsageError(JobctlError):
     """A bad option value that the argument parser could not catch."""
+
+
+class ScheduleSearchError(JobctlError):
+    """A next-fire search stopped advancing (a bug or broken zone data): the
+    search ends with this error instead of spinning."""
+
+    def __init__(self, expression: str, zone: str, after: object, task_id: str | None = None) -> None:
+        self.expression = expression
+        self.zone = zone
+        self.after = after
+        self.task_id = task_id
+        who = f"task '{task_id}': " if task_id else ""
+        super().__init__(
+            f"{who}schedule '{expression}' in {zone}: the search for the next fire after "
+            f"{after} made no progress, so the task gets no fire time; please report this "
+            "with the expression and zone"
+        )
+
+    def for_task(self, task_id: str) -> ScheduleSearchError:
+        """The same error, naming the task it was computed for."""
+        return ScheduleSearchError(self.expression, self.zone, self.after, task_id)

@@ -1,9 +1,8 @@
 """Pure fire-time arithmetic: parse schedule expressions, compute next fires.
 
 Nothing here reads the clock: every function takes the instant it counts from.
-The cron engine is cronsim, which follows cronie's DST rules; `next_fire` is
-the one place that calls it, and it guards every answer so that a next fire
-is always strictly after the instant it was computed from.
+The cron engine is jobctl.cron (cronie's DST rules, exact in every zone);
+`next_fire` is the one place that calls it.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
-
+from jobctl import cron
+from jobctl.cron import SHORTCUTS
 from jobctl.errors import BadExpressionError
 from jobctl.model import (
     AtSchedule,
@@ -26,16 +25,6 @@ from jobctl.model import (
 )
 
 UTC = timezone.utc
-
-SHORTCUTS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _UNIT_SECONDS = (86400, 3600, 60, 1)
@@ -85,73 +74,7 @@ def format_duration(seconds: float) -> str:
     return out or "0s"
 
 
-# -- cron fields ---------------------------------------------------------------
-
-_FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
-    ("day-of-week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
-)
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July",
-                "August", "September", "October", "November", "December")
-
-
-class _FieldError(Exception):
-    pass
-
-
-def _field_value(token: str, lo: int, hi: int, names: tuple[str, ...]) -> int:
-    upper = token.upper()
-    if names and upper in names:
-        return names.index(upper) + lo if lo == 1 else names.index(upper)
-    if not token.isdigit():
-        if upper in ("L", "W", "LW", "?") or upper.endswith("L") or "#" in upper or upper.endswith("W"):
-            raise _FieldError(f"'{token}' is a Quartz extension that cron does not support")
-        if names:
-            raise _FieldError(
-                f"'{token}' is not a number or a name ({', '.join(n.lower() for n in names)})"
-            )
-        raise _FieldError(f"'{token}' is not a number")
-    value = int(token)
-    if not lo <= value <= hi:
-        raise _FieldError(f"{value} is out of range {lo}-{hi}")
-    return value
-
-
-def _parse_field(text: str, lo: int, hi: int, names: tuple[str, ...]) -> set[int]:
-    values: set[int] = set()
-    if text == "":
-        raise _FieldError("is empty")
-    for item in text.split(","):
-        if item == "":
-            raise _FieldError(f"'{text}' has an empty list item")
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            if not step_text.isdigit():
-                raise _FieldError(f"step '{step_text}' in '{item}' is not a whole number")
-            step = int(step_text)
-            if step == 0:
-                raise _FieldError(f"step 0 in '{item}' never advances")
-            if step > hi - lo + 1:
-                raise _FieldError(f"step {step} in '{item}' is larger than the range {lo}-{hi}")
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            a, _, b = base.partition("-")
-            start = _field_value(a, lo, hi, names)
-            end = _field_value(b, lo, hi, names)
-            if end < start:
-                raise _FieldError(f"range '{base}' runs backwards; write it as a list")
-        else:
-            start = _field_value(base, lo, hi, names)
-            # "5/15" means 5-max/15, as in cronsim and most cron dialects
-            end = hi if slash else start
-        values.update(range(start, end + 1, step))
-    return values
+# -- cron ---------------------------------------------------------------------
 
 
 def parse_cron(text: str) -> CronSchedule:
@@ -159,43 +82,8 @@ def parse_cron(text: str) -> CronSchedule:
 
     Raises BadExpressionError naming the field and the reason.
     """
-    stripped = " ".join(text.split())
-    expr = SHORTCUTS.get(stripped.lower(), stripped)
-    if stripped.startswith("@") and stripped.lower() not in SHORTCUTS:
-        raise BadExpressionError(
-            text,
-            f"unknown shortcut '{stripped}'; known: {', '.join(SHORTCUTS)}, @reboot",
-        )
-    parts = expr.split()
-    if len(parts) in (6, 7):
-        raise BadExpressionError(
-            text,
-            f"{len(parts)} fields: jobctl reads 5-field cron (minute hour day-of-month month "
-            "day-of-week); tools differ on what a seconds or year field means, so for "
-            "sub-minute schedules use an interval like '30s' or 'every 15s'",
-        )
-    if len(parts) != 5:
-        raise BadExpressionError(
-            text,
-            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}",
-        )
-    sets: list[set[int]] = []
-    for part, (name, lo, hi, names) in zip(parts, _FIELDS):
-        try:
-            sets.append(_parse_field(part, lo, hi, names))
-        except _FieldError as e:
-            raise BadExpressionError(text, f"bad {name} field '{part}': {e}") from None
-    dom_text, dow_text = parts[2], parts[4]
-    if dow_text.startswith("*") and not dom_text.startswith("*"):
-        longest = max(_DAYS_IN_MONTH[m - 1] for m in sets[3])
-        if min(sets[2]) > longest:
-            months = ", ".join(_MONTH_NAMES[m - 1] for m in sorted(sets[3]))
-            raise BadExpressionError(
-                text, f"bad day-of-month field '{dom_text}': no day {min(sets[2])} in {months}, so it never fires"
-            )
-    minute, hour = parts[0], parts[1]
-    fixed = not any(c in f for f in (minute, hour) for c in "*/")
-    return CronSchedule(text=text, expr=expr.upper(), fixed_time=fixed)
+    expr, pattern = cron.parse_cron_fields(text)
+    return CronSchedule(text=text, expr=expr, fixed_time=pattern.fixed)
 
 
 @lru_cache(maxsize=4096)
@@ -295,93 +183,9 @@ def parse_at(value: object, tz: ZoneInfo) -> datetime:
 # -- next fires ---------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _compile(expr: str) -> tuple[list[str], list[set[int]], bool]:
-    parts = expr.upper().split()
-    sets = [_parse_field(part, lo, hi, names) for part, (_n, lo, hi, names) in zip(parts, _FIELDS)]
-    # cronie: if either day field starts with '*', both must match (AND)
-    day_and = parts[2].startswith("*") or parts[4].startswith("*")
-    return parts, sets, day_and
-
-
-class _GuardedCronSim(CronSim):
-    """cronsim, corrected in three places.
-
-    - DST mode by our rule: cronsim treats a job as fixed-time when minute and
-      hour do not start with '*'; we also treat a step (`0-59/15`) as a
-      wildcard, as our docs say.
-    - Field sets from our parser: cronsim reads `0-0/1` as `0/1` (0-59).
-    - Wildcard jobs in zones whose DST shift is not a whole hour (Lord Howe,
-      30 minutes): cronsim steps whole real hours and jumps straight to the
-      target minute, which skips wall-clock times there.
-    """
-
-    def __init__(self, expr: str, dt: datetime, fixed_time: bool) -> None:
-        # Set the state cronsim's __init__ would (cronsim 2.x), from sets
-        # parsed once per expression, instead of re-parsing on every call.
-        parts, sets, day_and = _compile(expr)
-        self.skip_initial_tick = False
-        self.tick_direction = 1
-        self.dt = dt.replace(microsecond=0)
-        self.parts = ["0", *parts]
-        self.day_and = day_and
-        self.seconds = {0}
-        self.minutes, self.hours, self.days, self.months, self.weekdays = sets  # type: ignore[assignment]
-        self.fixup_tz = None
-        if fixed_time and self.dt.tzinfo not in (None, UTC):
-            # cronie's fixed-time rule: work in naive wall-clock time
-            self.fixup_tz = self.dt.tzinfo
-            self.dt = self.dt.replace(tzinfo=None)
-
-    def _odd_shift_near(self, back: float, ahead: float) -> bool:
-        """True if, in wildcard mode, a DST shift that is not a whole hour
-        falls within [dt - back, dt + ahead]: there cronsim's stepping is off."""
-        if self.fixup_tz is not None or self.dt.tzinfo in (None, UTC):
-            return False
-        tz = self.dt.tzinfo
-        real = self.dt.astimezone(UTC)
-        a = (real - timedelta(seconds=back)).astimezone(tz).utcoffset()
-        b = (real + timedelta(seconds=ahead)).astimezone(tz).utcoffset()
-        return a is not None and b is not None and (b - a).total_seconds() % 3600 != 0
-
-    def advance_hour(self) -> bool:
-        if self.dt.hour in self.hours or not self._odd_shift_near(3600, 26 * 3600):
-            return super().advance_hour()
-        # step real time from one wall-clock hour boundary to the next
-        day = self.dt.date()
-        while self.dt.hour not in self.hours and self.dt.date() == day:
-            self.tick(seconds=(60 - self.dt.minute) * 60 - self.dt.second)
-        return True
-
-    def advance_minute(self) -> bool:
-        if self.dt.minute in self.minutes or not self._odd_shift_near(60, 3600):
-            return super().advance_minute()
-        # walk real minutes: wall minutes repeat or vanish here
-        self.dt = self.dt.replace(second=0)
-        hour = self.dt.hour
-        while self.dt.minute not in self.minutes:
-            self.tick(seconds=60)
-            if self.dt.minute == 0 or self.dt.hour != hour:
-                break
-        return True
-
-
 @lru_cache(maxsize=65536)
-def _next_cron(expr: str, fixed_time: bool, tz: ZoneInfo, after_utc: datetime) -> datetime | None:
-    start = after_utc.astimezone(tz)
-    try:
-        it = _GuardedCronSim(expr, start, fixed_time)
-        # cronsim may answer at or before `start` (a fixed-time job asked from
-        # inside a repeated hour); the first answer after it is the true one.
-        # cronsim itself gives up after 50 years (StopIteration)
-        while True:
-            fire = next(it)
-            # compare in UTC: aware datetimes sharing a tzinfo compare by wall
-            # time, ignoring fold, so 01:00 EST would not count as after 01:45 EDT
-            if fire.astimezone(UTC) > after_utc:
-                return fire
-    except (StopIteration, CronSimError):
-        return None
+def _next_cron(expr: str, tz: ZoneInfo, after_utc: datetime) -> datetime | None:
+    return cron.next_fire(expr, tz, after_utc)
 
 
 def next_fire(
@@ -406,7 +210,7 @@ def next_fire(
 def _next_fire(schedule: Schedule, tz: ZoneInfo, after: datetime,
                anchor: datetime | None) -> datetime | None:
     if isinstance(schedule, CronSchedule):
-        return _next_cron(schedule.expr, schedule.fixed_time, tz, after.astimezone(UTC))
+        return _next_cron(schedule.expr, tz, after.astimezone(UTC))
     if isinstance(schedule, IntervalSchedule):
         # without a runner's start, count from the whole second of `after`
         base = after.replace(microsecond=0) if anchor is None else anchor.astimezone(UTC)
@@ -510,8 +314,8 @@ def min_gap_seconds(schedule: Schedule) -> float | None:
         return schedule.seconds
     if not isinstance(schedule, CronSchedule):
         return None
-    _parts, sets, _day_and = _compile(schedule.expr)
-    minutes, hours = sets[0], sets[1]
+    pattern = cron.compile_expression(schedule.expr)
+    minutes, hours = pattern.minutes, pattern.hours
     times = sorted(h * 60 + m for h in hours for m in minutes)
     gaps = [b - a for a, b in zip(times, times[1:])]
     gaps.append(times[0] + 1440 - times[-1])  # last fire of a day to the first of the next

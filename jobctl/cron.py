@@ -1,0 +1,422 @@
+"""The cron engine: parse 5-field expressions, and find the next fire in a zone.
+
+Pure: nothing here reads the clock; every search takes the instant it counts
+from. Times are whole seconds on two axes:
+
+* *real* seconds since the Unix epoch (UTC), where fires happen;
+* *wall* seconds, `real + UTC offset`, where cron fields are matched.
+
+A zone is a sequence of constant-offset stretches separated by transitions.
+Inside a stretch wall and real time move together, so a fire is the first
+matching wall minute of the stretch; at a transition the wall clock jumps.
+The rules at a jump are cronie's, as the README states them:
+
+* a task whose minute and hour fields are both fixed (no `*`, no `/`) runs
+  once per matching wall time: in a repeated (fall-back) stretch only at the
+  first occurrence, and a time a spring-forward gap skips runs at the first
+  instant after the gap (several such times run once);
+* any other task fires at every matching wall minute as it really occurs:
+  twice in a repeat, never in a gap.
+
+Transitions are found through the public `zoneinfo` API by probing the offset
+every `PROBE` seconds and bisecting each change to the second. That is exact
+because no zone in the tz database changes its offset twice within 95 hours
+(tests/test_cron.py checks that for every zone), and `PROBE` is 48 hours.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from jobctl.errors import BadExpressionError, ScheduleSearchError
+
+UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+DAY = 86400
+PROBE = 2 * DAY
+# every parseable expression fires within one 400-year Gregorian cycle
+HORIZON = 400 * 366 * DAY
+# the last whole second datetime can hold, with a day to spare for offsets
+_MIN_REAL = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).total_seconds())
+_MAX_REAL = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds())
+# a bound no correct search comes near (one stretch per transition, at most a
+# few per year); past it the search stops with ScheduleSearchError
+_MAX_STRETCHES = 8 * 400 + 64
+
+SHORTCUTS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+# -- fields ---------------------------------------------------------------------
+
+FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day-of-week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July",
+               "August", "September", "October", "November", "December")
+
+
+class FieldError(Exception):
+    pass
+
+
+def _field_value(token: str, lo: int, hi: int, names: tuple[str, ...]) -> int:
+    upper = token.upper()
+    if names and upper in names:
+        return names.index(upper) + lo if lo == 1 else names.index(upper)
+    if not token.isdigit():
+        if upper in ("L", "W", "LW", "?") or upper.endswith("L") or "#" in upper or upper.endswith("W"):
+            raise FieldError(f"'{token}' is a Quartz extension that cron does not support")
+        if names:
+            raise FieldError(
+                f"'{token}' is not a number or a name ({', '.join(n.lower() for n in names)})"
+            )
+        raise FieldError(f"'{token}' is not a number")
+    value = int(token)
+    if not lo <= value <= hi:
+        raise FieldError(f"{value} is out of range {lo}-{hi}")
+    return value
+
+
+def parse_field(text: str, lo: int, hi: int, names: tuple[str, ...]) -> set[int]:
+    """The set of values a field's text stands for; FieldError says why not."""
+    values: set[int] = set()
+    if text == "":
+        raise FieldError("is empty")
+    for item in text.split(","):
+        if item == "":
+            raise FieldError(f"'{text}' has an empty list item")
+        base, slash, step_text = item.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit():
+                raise FieldError(f"step '{step_text}' in '{item}' is not a whole number")
+            step = int(step_text)
+            if step == 0:
+                raise FieldError(f"step 0 in '{item}' never advances")
+            if step > hi - lo + 1:
+                raise FieldError(f"step {step} in '{item}' is larger than the range {lo}-{hi}")
+        if base == "*":
+            start, end = lo, hi
+        elif "-" in base:
+            a, _, b = base.partition("-")
+            start = _field_value(a, lo, hi, names)
+            end = _field_value(b, lo, hi, names)
+            if end < start:
+                raise FieldError(f"range '{base}' runs backwards; write it as a list")
+        else:
+            start = _field_value(base, lo, hi, names)
+            # "5/15" means 5-max/15, as in cronsim and most cron dialects
+            end = hi if slash else start
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def split_expression(text: str) -> list[str]:
+    """The five fields of a cron expression or @shortcut, validated for shape.
+
+    Raises BadExpressionError for an unknown shortcut or a wrong field count.
+    """
+    stripped = " ".join(text.split())
+    if stripped.startswith("@") and stripped.lower() not in SHORTCUTS:
+        raise BadExpressionError(
+            text,
+            f"unknown shortcut '{stripped}'; known: {', '.join(SHORTCUTS)}, @reboot",
+        )
+    parts = SHORTCUTS.get(stripped.lower(), stripped).split()
+    if len(parts) in (6, 7):
+        raise BadExpressionError(
+            text,
+            f"{len(parts)} fields: jobctl reads 5-field cron (minute hour day-of-month month "
+            "day-of-week); tools differ on what a seconds or year field means, so for "
+            "sub-minute schedules use an interval like '30s' or 'every 15s'",
+        )
+    if len(parts) != 5:
+        raise BadExpressionError(
+            text,
+            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}",
+        )
+    return parts
+
+
+class CronPattern:
+    """A parsed expression: the field sets plus what a search needs, precomputed.
+
+    `fixed` is the DST mode: minute and hour hold neither `*` nor `/`.
+    """
+
+    __slots__ = ("minutes", "hours", "doms", "months", "dows", "day_and", "fixed",
+                 "times", "_month_days")
+
+    def __init__(self, parts: list[str]) -> None:
+        sets = []
+        for part, (_name, lo, hi, names) in zip(parts, FIELDS):
+            sets.append(parse_field(part, lo, hi, names))
+        self.minutes, self.hours, self.doms, self.months, dows = (frozenset(s) for s in sets)
+        self.dows = frozenset(d % 7 for d in dows)  # 7 is Sunday too
+        # cronie: if either day field starts with '*', both must match (AND)
+        self.day_and = parts[2].startswith("*") or parts[4].startswith("*")
+        self.fixed = not any(c in f for f in parts[:2] for c in "*/")
+        # matching minutes of the day, ascending
+        self.times = [h * 60 + m for h in sorted(self.hours) for m in sorted(self.minutes)]
+        self._month_days: dict[int, list[int]] = {}
+
+    def days_in(self, year: int, month: int) -> list[int]:
+        """Matching days of a month, ascending (cached per month)."""
+        key = year * 12 + month
+        days = self._month_days.get(key)
+        if days is None:
+            if month not in self.months:
+                days = []
+            else:
+                if month == 12:
+                    length = 31
+                else:
+                    length = (date(year, month + 1, 1) - date(year, month, 1)).days
+                # weekday of the 1st, cron numbering (Sunday = 0)
+                first = date(year, month, 1).toordinal() % 7
+                doms, dows = self.doms, self.dows
+                if self.day_and:
+                    days = [d for d in range(1, length + 1)
+                            if d in doms and (first + d - 1) % 7 in dows]
+                else:
+                    days = [d for d in range(1, length + 1)
+                            if d in doms or (first + d - 1) % 7 in dows]
+            if len(self._month_days) > 4096:
+                self._month_days.clear()
+            self._month_days[key] = days
+        return days
+
+    def next_wall(self, wall: int, limit: int) -> int | None:
+        """The first matching wall minute at or after `wall`, before `limit`."""
+        wall = -(-wall // 60) * 60
+        if wall >= limit:
+            return None
+        days, second = divmod(wall, DAY)
+        minute = second // 60
+        times = self.times
+        current = date.fromordinal(days + _EPOCH_ORDINAL)
+        year, month, day = current.year, current.month, current.day
+        while True:
+            matching = self.days_in(year, month)
+            i = bisect_left(matching, day)
+            while i < len(matching):
+                d = matching[i]
+                if d != day:
+                    minute = 0
+                j = bisect_left(times, minute)
+                if j < len(times):
+                    ordinal = date(year, month, d).toordinal() - _EPOCH_ORDINAL
+                    found = ordinal * DAY + times[j] * 60
+                    return found if found < limit else None
+                i += 1
+                minute = 0
+                day = d + 1
+            # the next month
+            minute, day = 0, 1
+            month += 1
+            if month == 13:
+                month, year = 1, year + 1
+                if year > 9999:
+                    return None
+            if (date(year, month, 1).toordinal() - _EPOCH_ORDINAL) * DAY >= limit:
+                return None
+
+
+@lru_cache(maxsize=65536)
+def compile_expression(expr: str) -> CronPattern:
+    """The pattern of a validated 5-field expression (cached)."""
+    return CronPattern(expr.upper().split())
+
+
+def parse_cron_fields(text: str) -> tuple[str, CronPattern]:
+    """Validate an expression; return its 5-field form and its pattern.
+
+    Raises BadExpressionError naming the field and the reason.
+    """
+    parts = split_expression(text)
+    sets: list[set[int]] = []
+    for part, (name, lo, hi, names) in zip(parts, FIELDS):
+        try:
+            sets.append(parse_field(part, lo, hi, names))
+        except FieldError as e:
+            raise BadExpressionError(text, f"bad {name} field '{part}': {e}") from None
+    dom_text, dow_text = parts[2], parts[4]
+    if dow_text.startswith("*") and not dom_text.startswith("*"):
+        longest = max(DAYS_IN_MONTH[m - 1] for m in sets[3])
+        if min(sets[2]) > longest:
+            months = ", ".join(MONTH_NAMES[m - 1] for m in sorted(sets[3]))
+            raise BadExpressionError(
+                text, f"bad day-of-month field '{dom_text}': no day {min(sets[2])} in {months}, so it never fires"
+            )
+    expr = " ".join(parts).upper()
+    return expr, compile_expression(expr)
+
+
+# -- zones --------------------------------------------------------------------
+
+
+class ZoneTimeline:
+    """A zone's UTC offsets over time, learned a UTC year at a time.
+
+    `transitions(year)` lists (instant, offset before, offset after) for the
+    changes at instants in (start of year, start of next year]; an instant is
+    the first real second the new offset applies to.
+    """
+
+    __slots__ = ("tz", "_years")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._years: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}
+
+    def offset(self, real: int) -> int:
+        """The UTC offset, in seconds, at a real instant (clamped to the
+        instants datetime can show in every zone)."""
+        real = min(max(real, _MIN_REAL), _MAX_REAL)
+        off = (_EPOCH + timedelta(seconds=real)).astimezone(self.tz).utcoffset()
+        assert off is not None
+        return off.days * DAY + off.seconds
+
+    def _year(self, year: int) -> tuple[list[int], list[tuple[int, int, int]]]:
+        found = self._years.get(year)
+        if found is None:
+            start = _year_start(year)
+            end = _year_start(year + 1) if year < 9999 else _MAX_REAL
+            changes: list[tuple[int, int, int]] = []
+            probe, before = start, self.offset(start)
+            while probe < end:
+                nxt = min(probe + PROBE, end)
+                after = self.offset(nxt)
+                if after != before:
+                    lo, hi = probe, nxt  # offset(lo) == before != offset(hi)
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if self.offset(mid) == before:
+                            lo = mid
+                        else:
+                            hi = mid
+                    changes.append((hi, before, after))
+                probe, before = nxt, after
+            found = ([c[0] for c in changes], changes)
+            self._years[year] = found
+        return found
+
+    def next_change(self, real: int, limit: int) -> tuple[int, int, int] | None:
+        """The first transition at an instant > `real` and <= `limit`."""
+        year = _year_of(real)
+        while year <= 9999 and _year_start(year) < limit:
+            instants, changes = self._year(year)
+            i = bisect_right(instants, real)
+            if i < len(changes):
+                change = changes[i]
+                return change if change[0] <= limit else None
+            year += 1
+        return None
+
+    def last_change(self, real: int) -> tuple[int, int, int] | None:
+        """The latest transition at an instant <= `real` in this UTC year or
+        the one before (older ones cannot affect which wall times repeat)."""
+        year = _year_of(real)
+        for y in (year, year - 1):
+            if y < 1:
+                break
+            instants, changes = self._year(y)
+            i = bisect_right(instants, real)
+            if i:
+                return changes[i - 1]
+        return None
+
+
+def _year_start(year: int) -> int:
+    return (date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * DAY
+
+
+def _year_of(real: int) -> int:
+    return date.fromordinal(real // DAY + _EPOCH_ORDINAL).year
+
+
+@lru_cache(maxsize=2048)
+def timeline(tz: ZoneInfo) -> ZoneTimeline:
+    """The shared timeline of a zone."""
+    return ZoneTimeline(tz)
+
+
+# -- the search ---------------------------------------------------------------
+
+
+def next_fire_real(pattern: CronPattern, zone: ZoneTimeline, after: int, *,
+                   expr: str = "") -> int | None:
+    """The first fire at a real second > `after` (whole seconds), or None if
+    there is none before datetime's end of range.
+
+    Raises ScheduleSearchError if the search stops advancing, which would be
+    a bug (in this module or the zone data), never a spin.
+    """
+    start = after + 1
+    if start < _MIN_REAL:
+        start = _MIN_REAL
+    end = min(start + HORIZON, _MAX_REAL)
+    fixed = pattern.fixed
+    # for a fixed-time task: wall times below this one already ran (a repeat)
+    seen_until: int | None = None
+    if fixed:
+        previous = zone.last_change(start)
+        if previous is not None:
+            instant, before, after_off = previous
+            if before > after_off:
+                seen_until = instant + before
+            elif instant == start and pattern.next_wall(instant + before, instant + after_off) is not None:
+                return start  # a time in the gap that ends exactly at `start`
+    stretch = start
+    for _ in range(_MAX_STRETCHES):
+        if stretch >= end:
+            return None
+        off = zone.offset(stretch)
+        change = zone.next_change(stretch, end)
+        stretch_end = change[0] if change is not None else end
+        wall = stretch + off
+        if seen_until is not None and wall < seen_until:
+            wall = seen_until  # the first occurrence already ran these
+        found = pattern.next_wall(wall, stretch_end + off)
+        if found is not None:
+            return found - off
+        if change is None:
+            return None
+        instant, before, after_off = change
+        if after_off > before:
+            # a spring-forward gap skips wall times [instant+before, instant+after_off)
+            if fixed and pattern.next_wall(instant + before, instant + after_off) is not None:
+                return instant
+            seen_until = None
+        else:
+            seen_until = instant + before if fixed else None
+        if instant <= stretch:
+            break
+        stretch = instant
+    raise ScheduleSearchError(expr, zone.tz.key, _EPOCH + timedelta(seconds=after))
+
+
+def next_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime | None:
+    """The first fire strictly after aware `after`, in `tz`; None if none
+    before the end of datetime's range."""
+    seconds = (after - _EPOCH) // timedelta(seconds=1)  # floor, also before 1970
+    real = next_fire_real(compile_expression(expr), timeline(tz), seconds, expr=expr)
+    if real is None:
+        return None
+    return (_EPOCH + timedelta(seconds=real)).astimezone(tz)
