@@ -388,16 +388,14 @@ def next_fire_real(pattern: CronPattern, zone: ZoneTimeline, after: int, *,
         if stretch >= end:
             return None
         off = zone.offset(stretch)
-        change = zone.next_change(stretch, end)
-        stretch_end = change[0] if change is not None else end
         wall = stretch + off
         if seen_until is not None and wall < seen_until:
             wall = seen_until  # the first occurrence already ran these
-        found = pattern.next_wall(wall, stretch_end + off)
-        if found is not None:
-            return found - off
+        # the first match were the offset to stay; valid if no change comes first
+        found = pattern.next_wall(wall, end + off)
+        change = zone.next_change(stretch, end if found is None else found - off)
         if change is None:
-            return None
+            return None if found is None else found - off
         instant, before, after_off = change
         if after_off > before:
             # a spring-forward gap skips wall times [instant+before, instant+after_off)

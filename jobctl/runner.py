@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jobctl import lifecycle, procinfo
 from jobctl.clock import Clock
-from jobctl.errors import JobctlError
+from jobctl.errors import JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.model import (
     CatchUp,
@@ -222,7 +222,12 @@ class Runner:
                                    self.gen[task.id], task.id))
 
     def _next(self, task: Task, after: datetime) -> datetime | None:
-        return next_fire(task.schedule, self._zone(task), after, self.anchor)
+        try:
+            return next_fire(task.schedule, self._zone(task), after, self.anchor)
+        except ScheduleSearchError as e:
+            # never reached by a correct engine; the task stops, the runner goes on
+            self.report(Event("error", self.clock.now(), task_id=task.id, message=str(e.for_task(task.id))))
+            return None
 
     def _install(self, schedule_set: ScheduleSet, now: datetime, *, startup: bool) -> list[Task]:
         """Schedule a (new) set; return the @reboot tasks to start."""
