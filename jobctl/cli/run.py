@@ -87,13 +87,19 @@ class PlainReporter:
     def __call__(self, event: Event) -> None:
         f = _fields(event)
         at = event.at.astimezone().isoformat(timespec="milliseconds")
-        # one line per event: a newline in a message (from a program name,
-        # say) is shown escaped
-        message = event.message.replace("\n", "\\n")
+        from jobctl.cli.render import escape_control
+
+        # one line per event, that cannot drive a terminal: a newline or
+        # another control character in a message (from a program name, a
+        # task's error) is shown escaped, in a pipe too
+        def one_line(text: object) -> str:
+            return escape_control(str(text).replace("\n", "\\n"))
+
+        message = one_line(event.message)
         task = f" {event.task_id}" if event.task_id else ""
         run = f" run={event.run_id}" if event.run_id is not None else ""
         if event.kind == "ready":
-            line = f"ready: {event.message}, state {event.data.get('state')}"
+            line = f"ready: {message}, state {one_line(event.data.get('state'))}"
             upcoming: Any = event.data.get("upcoming", [])
             for fire, task_id in upcoming[:5]:
                 line += f"\n{at}   next {task_id} at {fire.astimezone().isoformat()}"
@@ -113,7 +119,7 @@ class PlainReporter:
         else:
             line = f"{event.kind}{task}" + (f": {message}" if message else "")
             for problem in event.data.get("problems", []):  # type: ignore[attr-defined]
-                line += f"\n  {problem}"
+                line += f"\n  {one_line(problem)}"
         self.out.write(f"{at} {line}\n")
 
 
