@@ -349,9 +349,9 @@ def test_run_now_refused_75_while_another_run_now_runs_then_force(
         (busy.id, "slow", "manual", busy.pid)]
     assert ISO_MICRO.match(running[0]["started_at"]), running[0]
 
-    # SIGTERM to run-now stops its task and records it interrupted
+    # SIGTERM to run-now stops its task and records it interrupted (exit 128 + 15)
     other.proc.send_signal(signal.SIGTERM)
-    assert other.proc.wait(15) == 1
+    assert other.proc.wait(15) == 143
     final = next(r for r in runs(state) if r.id == busy.id)
     assert final.status is RunStatus.INTERRUPTED
     assert final.error == "stopped by a signal to jobctl run-now"
@@ -759,7 +759,7 @@ def test_sighup_to_run_now_stops_and_records_its_task(tmp_path: Path, config: Pa
     proc = run_now_proc("slow")
     run = proc.wait_running()
     proc.proc.send_signal(signal.SIGHUP)
-    assert proc.proc.wait(15) == 1
+    assert proc.proc.wait(15) == 129  # 128 + SIGHUP, as a shell reports it
     final = next(r for r in runs(state) if r.id == run.id)
     assert final.status is RunStatus.INTERRUPTED
     assert final.error == "stopped by a signal to jobctl run-now"

@@ -52,7 +52,8 @@ def run_now(
     """Run a task now, in this terminal, and record it (trigger: manual).
 
     Streams the task's output; exits 0 on success, 1 on failure or timeout,
-    75 if the task is already running and its concurrency is 'forbid'.
+    75 if the task is already running and its concurrency is 'forbid', and
+    128 + the signal's number if stopped by one (130 for Ctrl-C).
     Works whether or not a runner is up, and on disabled tasks too.
 
     Example: jobctl run-now backup
@@ -70,10 +71,11 @@ def run_now(
         raise UnknownTaskError(task_id, schedule_set.ids)
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
-    stops = {"n": 0}
+    stops = {"n": 0, "first": 0}
 
-    def on_signal(_signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
         stops["n"] += 1
+        stops["first"] = stops["first"] or signum
 
     # SIGHUP too: a closed terminal or a dropped ssh session must stop the
     # task and record it, not leave it running unsupervised
@@ -98,9 +100,18 @@ def run_now(
         store.close()
     duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
     summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
-    if record.error:
-        summary += f" ({record.error})"
+    from jobctl.cli.render import signal_name
+
+    notes = [record.error] if record.error else []
+    name = signal_name(record.exit_code)
+    if name and not any(f"killed by {name}" in n for n in notes):
+        notes.append(f"killed by {name}")
+    if notes:
+        summary += f" ({'; '.join(notes)})"
     err(summary)
+    if stops["first"] and record.status is not RunStatus.SUCCESS:
+        # as a shell reports a command a signal stopped: 130 for Ctrl-C
+        raise typer.Exit(128 + stops["first"])
     raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
 
 
@@ -193,11 +204,11 @@ def history(
             path = state_path(state, svc.env, schedule_set.settings)
             err(f"(no state file at {path} yet)")
         return
-    from jobctl.cli.render import Column, cell, is_terminal, print_table, signal_name, when
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, signal_name, time_cell
 
     tty = is_terminal(sys.stdout)
     now = svc.now()
-    columns = [Column("RUN", right=True), Column("TASK"), Column("STATUS"),
+    columns = [Column("RUN", right=True), Column("TASK", squeeze=True), Column("STATUS"),
                Column("TRIGGER", drop=5), Column("SCHEDULED", drop=6), Column("STARTED"),
                Column("DURATION", drop=4, right=True), Column("EXIT", drop=3),
                Column("ERROR", flex=True, drop=2)]
@@ -208,8 +219,9 @@ def history(
             r.id, r.task_id)] + [
             cell(r.status.value, STATUS_STYLE.get(r.status.value, ""), terminal=tty),
             cell(r.trigger.value, terminal=tty),
-            cell(when(r.scheduled_for.astimezone(), now) if r.scheduled_for else "-", terminal=tty),
-            cell(when(r.started_at.astimezone(), now), terminal=tty),
+            time_cell(r.scheduled_for.astimezone(), now, terminal=tty) if r.scheduled_for
+            else cell("-", terminal=tty),
+            time_cell(r.started_at.astimezone(), now, terminal=tty),
             cell(f"{r.duration_s:.2f}s" if r.duration_s is not None else "-", terminal=tty),
             cell("-" if code is None else (signal_name(code) or str(code)), terminal=tty),
             cell(r.error or "", terminal=tty),
@@ -325,7 +337,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
 
     Example: jobctl status --json
     """
-    from jobctl.cli.render import relative, short_iso
+    from jobctl.cli.render import relative
     from jobctl.lifecycle import lease_alive
     from jobctl.timing import next_fires
 
@@ -356,20 +368,31 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             "next": [{"task_id": t, "at": f.isoformat()} for f, t in fires],
         })
         return
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, shown, time_cell, when
+
+    tty = is_terminal(sys.stdout)
     if runner is not None:
-        typer.echo(f"runner: up, pid {runner['pid']} on {runner['host']}, since "
-                   f"{short_iso(lease.started_at.astimezone())}, heartbeat {runner['heartbeat_age_s']:.1f}s ago")  # type: ignore[union-attr]
+        assert lease is not None
+        typer.echo(shown(f"runner: up, pid {runner['pid']} on {runner['host']}", sys.stdout))
+        typer.echo(f"  since {when(lease.started_at.astimezone(), now)}, "
+                   f"heartbeat {runner['heartbeat_age_s']:.1f}s ago")
     else:
         typer.echo("runner: not running")
     if running:
         typer.echo("running:")
-        for r in running:
-            typer.echo(f"  #{r.id} {r.task_id} ({r.trigger.value}, pid {r.pid}) for "
-                       f"{relative(r.started_at, now).replace(' ago', '')}")
+        print_table(
+            [Column("RUN"), Column("TASK"), Column("TRIGGER", drop=2), Column("PID", drop=1),
+             Column("FOR")],
+            [[cell(f"#{r.id}", terminal=tty), cell(r.task_id, terminal=tty),
+              cell(r.trigger.value, terminal=tty), cell(f"pid {r.pid}", terminal=tty),
+              cell("for " + relative(r.started_at, now).replace(" ago", ""), terminal=tty)]
+             for r in running], header=False, indent=2)
     else:
         typer.echo("running: nothing")
     typer.echo("next:")
-    for fire, task_id in fires:
-        typer.echo(f"  {task_id}  {short_iso(fire)}  ({relative(fire, now)})")
-    if not fires:
+    if fires:
+        print_table([Column("TASK"), Column("WHEN")],
+                    [[cell(task_id, terminal=tty), time_cell(fire, now, terminal=tty)]
+                     for fire, task_id in fires], header=False, indent=2)
+    else:
         typer.echo("  nothing scheduled")

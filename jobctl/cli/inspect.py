@@ -77,11 +77,20 @@ def plugins(ctx: typer.Context, config: ConfigOption = None, json: JsonOption = 
     if not rows:
         typer.echo("no plugins (set [jobctl] plugins = [\"plugins/*/plugin.toml\"])")
         return
+    import sys
+
+    from jobctl.cli.render import Column, cell, is_terminal, print_table
+
+    tty = is_terminal(sys.stdout)
+    table = []
     for row in rows:
         state = f"loaded, {row['jobs']} job{'s' if row['jobs'] != 1 else ''}" if row["loaded"] \
             else f"left out ({len(row['problems'])} problem{'s' if len(row['problems']) != 1 else ''})"
-        version = f" {row['version']}" if row["version"] else ""
-        typer.echo(f"{row['id']}{version}  {state}  {row['source']}")
+        table.append([cell(row["id"], terminal=tty), cell(row["version"] or "-", terminal=tty),
+                      cell(state, "" if row["loaded"] else "red", terminal=tty),
+                      cell(row["source"], terminal=tty)])
+    print_table([Column("ID"), Column("VERSION", drop=2), Column("STATUS"),
+                 Column("SOURCE", flex=True, drop=1, keep_end=True)], table)
 
 
 @command
@@ -111,7 +120,7 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
         return
     import sys
 
-    from jobctl.cli.render import Column, cell, is_terminal, print_table, when
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, time_cell
 
     if not rows:
         typer.echo("no tasks")
@@ -122,17 +131,19 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
                Column("ENABLED", drop=5), Column("NEXT RUN"), Column("LAST RUN", drop=3)]
     table = []
     for task, upcoming, last in rows:
+        next_cell: Any
         if not task.enabled:
-            next_text = "disabled"
+            next_cell = cell("disabled", terminal=tty)
         elif upcoming is None:
-            next_text = "at runner start" if schedule_text(task) == "@reboot" else "never"
+            next_cell = cell("at runner start" if schedule_text(task) == "@reboot" else "never",
+                             terminal=tty)
         else:
-            next_text = when(upcoming, now)
+            next_cell = time_cell(upcoming, now, terminal=tty)
         table.append([
             *(cell(v, terminal=tty) for v in (task.id, task.name, task.group or "",
                                                schedule_text(task), task.timezone)),
             cell("yes", terminal=tty) if task.enabled else cell("no", "yellow", terminal=tty),
-            cell(next_text, terminal=tty), _last_text(last, now),
+            next_cell, _last_text(last, now),
         ])
     print_table(columns, table)
 

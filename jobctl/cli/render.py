@@ -229,14 +229,18 @@ class Column:
     or wrapped. Columns with a `drop` rank go first, highest first, when even
     that does not fit."""
 
-    __slots__ = ("header", "flex", "drop", "right")
+    __slots__ = ("header", "flex", "drop", "right", "keep_end", "squeeze")
 
     def __init__(self, header: str, *, flex: bool = False, drop: int = 0,
-                 right: bool = False) -> None:
+                 right: bool = False, keep_end: bool = False, squeeze: bool = False) -> None:
         self.header = header
         self.flex = flex
+        # cut with an ellipsis, as a last resort, when nothing else is left to
+        # give (a task id in history, where the run id is the key)
+        self.squeeze = squeeze
         self.drop = drop
         self.right = right
+        self.keep_end = keep_end  # a path: cut its start, keep the file name
 
 
 FLEX_MIN = 16
@@ -253,19 +257,39 @@ def cell(value: object, style: str = "", *, terminal: bool) -> Any:
     return Text(escape_control(text) if terminal else text, style=style)
 
 
+def time_cell(dt: datetime, now: datetime, *, terminal: bool) -> tuple[Any, Any]:
+    """A time for a table: 'in 4m 10s (14:05)', or 'in 4m 10s' where that does not fit."""
+    return cell(when(dt, now), terminal=terminal), cell(relative(dt, now), terminal=terminal)
+
+
 def fit_table(columns: list[Column], rows: list[list[Any]], width: int,
               header: bool = True) -> list[Any]:
     """The lines (rich Text) of a table at most `width` cells wide when it can
-    be, without trailing spaces."""
+    be, without trailing spaces. A cell may be a pair (full, short): the short
+    forms (a time without its absolute part) are used when, with every
+    droppable column gone, the full ones still do not fit."""
     from rich.text import Text
 
     n = len(columns)
-    cells = [[c if isinstance(c, Text) else Text(str(c)) for c in row] for row in rows]
-    natural = [max([len(columns[i].header) if header else 0] + [r[i].cell_len for r in cells])
-               for i in range(n)]
-    least = [min(natural[i], max(len(columns[i].header), FLEX_MIN)) if columns[i].flex
-             else natural[i] for i in range(n)]
+
+    def as_text(c: Any) -> Any:
+        return c if isinstance(c, Text) else Text(str(c))
+
+    full = [[as_text(c[0] if isinstance(c, tuple) else c) for c in row] for row in rows]
+    short = [[as_text(c[1] if isinstance(c, tuple) else c) for c in row] for row in rows]
     keep = list(range(n))
+
+    flex = [c.flex for c in columns]
+
+    def sizes(cells: list[list[Any]]) -> tuple[list[int], list[int]]:
+        natural = [max([len(columns[i].header) if header else 0] + [r[i].cell_len for r in cells])
+                   for i in range(n)]
+        least = [min(natural[i], max(len(columns[i].header), FLEX_MIN)) if flex[i]
+                 else natural[i] for i in range(n)]
+        return natural, least
+
+    cells = full
+    natural, least = sizes(cells)
 
     def need() -> int:
         return sum(least[i] for i in keep) + GAP * (len(keep) - 1)
@@ -274,9 +298,15 @@ def fit_table(columns: list[Column], rows: list[list[Any]], width: int,
         if need() <= width:
             break
         keep.remove(i)
+    if need() > width:
+        cells = short
+        natural, least = sizes(cells)
+    if need() > width:
+        flex = [c.flex or c.squeeze for c in columns]
+        natural, least = sizes(cells)
     widths = {i: least[i] for i in keep}
     spare = width - need()
-    growing = [i for i in keep if columns[i].flex and widths[i] < natural[i]]
+    growing = [i for i in keep if flex[i] and widths[i] < natural[i]]
     while spare > 0 and growing:
         share = max(1, spare // len(growing))
         for i in list(growing):
@@ -294,7 +324,10 @@ def fit_table(columns: list[Column], rows: list[list[Any]], width: int,
         for k, i in enumerate(keep):
             text = row[i].copy()
             if text.cell_len > widths[i]:
-                text.truncate(widths[i], overflow="ellipsis")
+                if columns[i].keep_end and len(text) == text.cell_len:
+                    text = Text("…") + text[len(text) - widths[i] + 1:]
+                else:
+                    text.truncate(widths[i], overflow="ellipsis")
             pad = widths[i] - text.cell_len
             if columns[i].right:
                 line.append(" " * pad)
