@@ -272,7 +272,9 @@ def run(
 
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
-    live = log_format == "auto" and sys.stdout is not None and sys.stdout.isatty()
+    from jobctl.cli.render import is_terminal
+
+    live = log_format == "auto" and sys.stdout is not None and is_terminal(sys.stdout)
     reporter: Any
     if live:
         reporter = LiveReporter()
