@@ -26,7 +26,7 @@ from jobctl.store import Owner, RunRecord, open_store
 UTC = timezone.utc
 ISO_MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$")
 RUN_KEYS = {"id", "task_id", "status", "trigger", "attempt", "scheduled_for", "started_at",
-            "finished_at", "duration_s", "exit_code", "error"}
+            "finished_at", "duration_s", "exit_code", "signal", "error"}
 PATH_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 CONFIG = """
@@ -349,9 +349,9 @@ def test_run_now_refused_75_while_another_run_now_runs_then_force(
         (busy.id, "slow", "manual", busy.pid)]
     assert ISO_MICRO.match(running[0]["started_at"]), running[0]
 
-    # SIGTERM to run-now stops its task and records it interrupted
+    # SIGTERM to run-now stops its task and records it interrupted (exit 128 + 15)
     other.proc.send_signal(signal.SIGTERM)
-    assert other.proc.wait(15) == 1
+    assert other.proc.wait(15) == 143
     final = next(r for r in runs(state) if r.id == busy.id)
     assert final.status is RunStatus.INTERRUPTED
     assert final.error == "stopped by a signal to jobctl run-now"
@@ -532,7 +532,7 @@ def test_history_json_format_order_and_filters(ctl, clock, config: Path) -> None
         "id": 2, "task_id": "fail", "status": "failed", "trigger": "manual", "attempt": 1,
         "scheduled_for": None, "started_at": "2026-06-15T12:01:00.123456+00:00",
         "finished_at": "2026-06-15T12:01:00.123456+00:00", "duration_s": 0.0,
-        "exit_code": 3, "error": "exit code 3",
+        "exit_code": 3, "signal": None, "error": "exit code 3",
     }
 
     def ids(*args: str) -> list[int]:
@@ -697,8 +697,8 @@ def test_list_and_show_json_last_run(ctl, clock, config: Path) -> None:
     ctl("run-now", "fail")
     rows = {r["id"]: r for r in json.loads(ctl("list", "--json").stdout)}
     last = rows["fail"]["last_run"]
-    assert set(last) == {"id", "status", "started_at"}
-    assert (last["id"], last["status"]) == (2, "failed")
+    assert set(last) == {"id", "status", "started_at", "exit_code", "signal"}
+    assert (last["id"], last["status"], last["exit_code"], last["signal"]) == (2, "failed", 3, None)
     assert datetime.fromisoformat(last["started_at"]) == datetime(2026, 6, 15, 11, 0, 30, tzinfo=UTC)
     assert datetime.fromisoformat(last["started_at"]).utcoffset() is not None
     assert rows["hello"]["last_run"]["id"] == 1 and rows["hello"]["last_run"]["status"] == "success"
@@ -759,7 +759,7 @@ def test_sighup_to_run_now_stops_and_records_its_task(tmp_path: Path, config: Pa
     proc = run_now_proc("slow")
     run = proc.wait_running()
     proc.proc.send_signal(signal.SIGHUP)
-    assert proc.proc.wait(15) == 1
+    assert proc.proc.wait(15) == 129  # 128 + SIGHUP, as a shell reports it
     final = next(r for r in runs(state) if r.id == run.id)
     assert final.status is RunStatus.INTERRUPTED
     assert final.error == "stopped by a signal to jobctl run-now"

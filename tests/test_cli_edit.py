@@ -580,6 +580,21 @@ def test_edit_editor_failure_changes_nothing(cli, tmp_path: Path) -> None:
     assert path.read_bytes() == before and listing(tmp_path) == sorted(names + ["bin"])
 
 
+@pytest.mark.parametrize("how", ["via the shell", "exec"])
+def test_edit_editor_killed_by_a_signal_says_so_and_changes_nothing(cli, tmp_path: Path,
+                                                                   how: str) -> None:
+    path = config_file(tmp_path)
+    before, names = path.read_bytes(), listing(tmp_path)
+    env = editor(tmp_path, 'sed -i "s/every 30s/every 45s/" "$1"\nkill -KILL $$')
+    if how == "exec":  # the editor is the process jobctl waits for: a negative status
+        env["EDITOR"] = f"exec {env['EDITOR']}"
+    result = cli("edit", "-c", str(path), env=env)
+    assert result.exit_code == 2
+    assert "was killed by SIGKILL; nothing was changed" in result.stderr, result.stderr
+    assert "status" not in result.stderr and "Traceback" not in result.output
+    assert path.read_bytes() == before and listing(tmp_path) == sorted(names + ["bin"])
+
+
 def test_edit_without_config_points_at_init(cli, tmp_path: Path) -> None:
     result = cli("edit", env=editor(tmp_path, "true"))
     assert result.exit_code == 2 and "`jobctl init`" in result.stderr

@@ -230,7 +230,7 @@ concurrency = "replace"
     wait_for(lambda: rows(tmp_path, "select count(*) from runs where task_id = 'long'"
                                     " and status = 'running'") == [(2,)], 10, "forced second run")
     forced.send_signal(signal.SIGINT)
-    assert forced.wait(10) == 1
+    assert forced.wait(10) == 130  # Ctrl-C, as a shell reports it
     assert ("long", "interrupted", "manual") in rows(tmp_path)
     replaced = subprocess.Popen([sys.executable, "-m", "jobctl", "run-now", "swap"], cwd=tmp_path,
                                 env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -238,7 +238,8 @@ concurrency = "replace"
     (finish,) = r.wait_event("finish", task_id="swap")
     assert finish["status"] == "interrupted" and "replaced by run" in str(finish["message"])
     replaced.send_signal(signal.SIGTERM)
-    assert replaced.wait(10) == 1
+    # 1: it saw its run replaced first; 143: the SIGTERM came while it was still ending
+    assert replaced.wait(10) in (1, 143)
     assert r.stop(signal.SIGINT) == 0
 
 

@@ -24,8 +24,12 @@ class Services:
     """
 
     def __init__(self, clock: Clock | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, system_zone: str | None = None) -> None:
+                 cwd: Path | None = None, system_zone: str | None = None,
+                 tty: bool | None = None) -> None:
         self.clock = clock
+        # None: ask each stream; True/False: treat every stream as a
+        # terminal or not (see render.is_terminal)
+        self.tty = tty
         self.env = dict(os.environ) if env is None else env
         self.cwd = Path.cwd() if cwd is None else cwd
         self.system_zone = system_zone
@@ -76,10 +80,13 @@ def report_plugin_problems(schedule_set: ScheduleSet) -> None:
 
 
 def services(ctx: typer.Context) -> Services:
+    from jobctl.cli.render import force_terminal
+
     obj = ctx.find_root().obj
     if not isinstance(obj, Services):
         obj = Services()
         ctx.find_root().obj = obj
+    force_terminal(obj.tty)
     return obj
 
 
@@ -103,17 +110,28 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def err(message: str) -> None:
-    """Print one line to stderr, without rich markup surprises."""
-    sys.stderr.write(message.rstrip("\n") + "\n")
+    """Print one line to stderr, without rich markup surprises; on a
+    terminal, control characters in it are shown escaped."""
+    from jobctl.cli.render import shown
+
+    sys.stderr.write(shown(message.rstrip("\n"), sys.stderr) + "\n")
     sys.stderr.flush()
 
 
 def print_json(value: Any) -> None:
     import json
 
+    from jobctl.cli.render import is_terminal
+
     # indented for people; compact (about 3x faster to encode) for pipes
-    indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+    terminal = is_terminal(sys.stdout)
+    text = json.dumps(value, indent=2 if terminal else None, ensure_ascii=False)
+    if terminal:
+        # json escapes C0 controls but not C1 (U+009B is a CSI to some terminals)
+        import re
+
+        text = re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

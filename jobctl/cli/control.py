@@ -21,6 +21,8 @@ from jobctl.cli._common import (
 
 
 def _run_json(record: Any) -> dict[str, Any]:
+    from jobctl.cli.render import exit_fields
+
     def ts(dt: Any) -> str | None:
         return None if dt is None else dt.isoformat(timespec="microseconds")
 
@@ -34,7 +36,7 @@ def _run_json(record: Any) -> dict[str, Any]:
         "started_at": ts(record.started_at),
         "finished_at": ts(record.finished_at),
         "duration_s": record.duration_s,
-        "exit_code": record.exit_code,
+        **exit_fields(record.exit_code),
         "error": record.error,
     }
 
@@ -50,7 +52,8 @@ def run_now(
     """Run a task now, in this terminal, and record it (trigger: manual).
 
     Streams the task's output; exits 0 on success, 1 on failure or timeout,
-    75 if the task is already running and its concurrency is 'forbid'.
+    75 if the task is already running and its concurrency is 'forbid', and
+    128 + the signal's number if stopped by one (130 for Ctrl-C).
     Works whether or not a runner is up, and on disabled tasks too.
 
     Example: jobctl run-now backup
@@ -68,10 +71,11 @@ def run_now(
         raise UnknownTaskError(task_id, schedule_set.ids)
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
-    stops = {"n": 0}
+    stops = {"n": 0, "first": 0}
 
-    def on_signal(_signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
         stops["n"] += 1
+        stops["first"] = stops["first"] or signum
 
     # SIGHUP too: a closed terminal or a dropped ssh session must stop the
     # task and record it, not leave it running unsupervised
@@ -96,9 +100,18 @@ def run_now(
         store.close()
     duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
     summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
-    if record.error:
-        summary += f" ({record.error})"
+    from jobctl.cli.render import signal_name
+
+    notes = [record.error] if record.error else []
+    name = signal_name(record.exit_code)
+    if name and not any(f"killed by {name}" in n for n in notes):
+        notes.append(f"killed by {name}")
+    if notes:
+        summary += f" ({'; '.join(notes)})"
     err(summary)
+    if stops["first"] and record.status is not RunStatus.SUCCESS:
+        # as a shell reports a command a signal stopped: 130 for Ctrl-C
+        raise typer.Exit(128 + stops["first"])
     raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
 
 
@@ -163,7 +176,7 @@ def history(
 
     Example: jobctl history backup --status failed --limit 5
     """
-    from jobctl.cli.render import STATUS_STYLE, short_iso
+    from jobctl.cli.render import STATUS_STYLE
     from jobctl.errors import UnknownTaskError, UsageError
     from jobctl.model import RunStatus
 
@@ -183,10 +196,6 @@ def history(
     if json:
         print_json([_run_json(r) for r in records])
         return
-    from jobctl.cli.render import console
-    from rich.table import Table
-    from rich.text import Text
-
     if not records:
         typer.echo("no runs yet" if wanted is None else f"no {wanted.value} runs")
         if store is None:
@@ -195,18 +204,29 @@ def history(
             path = state_path(state, svc.env, schedule_set.settings)
             err(f"(no state file at {path} yet)")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("RUN", "TASK", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "EXIT", "ERROR"):
-        table.add_column(col, overflow="fold")
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, signal_name, time_cell
+
+    tty = is_terminal(sys.stdout)
+    now = svc.now()
+    columns = [Column("RUN", right=True), Column("TASK", squeeze=True), Column("STATUS"),
+               Column("TRIGGER", drop=5), Column("SCHEDULED", drop=6), Column("STARTED"),
+               Column("DURATION", drop=4, right=True), Column("EXIT", drop=3),
+               Column("ERROR", flex=True, drop=2)]
+    rows = []
     for r in records:
-        table.add_row(
-            str(r.id), Text(r.task_id), Text(r.status.value, style=STATUS_STYLE.get(r.status.value, "")),
-            r.trigger.value, short_iso(r.scheduled_for.astimezone()) if r.scheduled_for else "-",
-            short_iso(r.started_at.astimezone()),
-            f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
-            "-" if r.exit_code is None else str(r.exit_code), Text(r.error or ""),
-        )
-    console().print(table)
+        code = r.exit_code
+        rows.append([cell(v, terminal=tty) for v in (
+            r.id, r.task_id)] + [
+            cell(r.status.value, STATUS_STYLE.get(r.status.value, ""), terminal=tty),
+            cell(r.trigger.value, terminal=tty),
+            time_cell(r.scheduled_for.astimezone(), now, terminal=tty) if r.scheduled_for
+            else cell("-", terminal=tty),
+            time_cell(r.started_at.astimezone(), now, terminal=tty),
+            cell(f"{r.duration_s:.2f}s" if r.duration_s is not None else "-", terminal=tty),
+            cell("-" if code is None else (signal_name(code) or str(code)), terminal=tty),
+            cell(r.error or "", terminal=tty),
+        ])
+    print_table(columns, rows)
 
 
 @command
@@ -214,10 +234,15 @@ def logs(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="Run id (see `jobctl history`).")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing a running run's output until it ends.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="On a terminal too, write the output's bytes as they are (escape sequences included).")] = False,
     config: ConfigOption = None,
     state: StateOption = None,
 ) -> None:
     """Print the captured output (stdout and stderr) of one run.
+
+    On a terminal, control characters other than newline and tab are shown
+    escaped (ESC as \\x1b), so a job's output cannot drive your terminal;
+    --raw passes them through. Piped, the output is the stored bytes.
 
     Example: jobctl logs 42 --follow
     """
@@ -237,7 +262,11 @@ def logs(
         raise UsageError(f"no run with id {run_id}")
     if record.log_path is None or (not Path(record.log_path).exists() and record.status is not RunStatus.RUNNING):
         raise UsageError(f"run {run_id} has no log (status {record.status.value})")
-    out = sys.stdout.buffer
+    from jobctl.cli.render import is_terminal
+
+    out: Any = sys.stdout.buffer
+    if not raw and is_terminal(sys.stdout):
+        out = _EscapingWriter(out)
     path = Path(record.log_path)
     offset = 0
 
@@ -270,7 +299,35 @@ def logs(
             break
         time.sleep(0.2)
         copy()
+    if isinstance(out, _EscapingWriter):
+        out.finish()
     store.close()
+
+
+class _EscapingWriter:
+    """Writes a job's output to a terminal with its control characters
+    escaped; a UTF-8 character split between reads is kept whole."""
+
+    def __init__(self, out: Any) -> None:
+        import codecs
+
+        self.out = out
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def write(self, chunk: bytes) -> None:
+        from jobctl.cli.render import escape_control
+
+        self.out.write(escape_control(self.decoder.decode(chunk)).encode("utf-8"))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def finish(self) -> None:
+        """Write what is left of a character cut off at the end of the log."""
+        from jobctl.cli.render import escape_control
+
+        self.out.write(escape_control(self.decoder.decode(b"", final=True)).encode("utf-8"))
+        self.out.flush()
 
 
 @command
@@ -280,7 +337,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
 
     Example: jobctl status --json
     """
-    from jobctl.cli.render import relative, short_iso
+    from jobctl.cli.render import relative
     from jobctl.lifecycle import lease_alive
     from jobctl.timing import next_fires
 
@@ -311,20 +368,31 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             "next": [{"task_id": t, "at": f.isoformat()} for f, t in fires],
         })
         return
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, shown, time_cell, when
+
+    tty = is_terminal(sys.stdout)
     if runner is not None:
-        typer.echo(f"runner: up, pid {runner['pid']} on {runner['host']}, since "
-                   f"{short_iso(lease.started_at.astimezone())}, heartbeat {runner['heartbeat_age_s']:.1f}s ago")  # type: ignore[union-attr]
+        assert lease is not None
+        typer.echo(shown(f"runner: up, pid {runner['pid']} on {runner['host']}", sys.stdout))
+        typer.echo(f"  since {when(lease.started_at.astimezone(), now)}, "
+                   f"heartbeat {runner['heartbeat_age_s']:.1f}s ago")
     else:
         typer.echo("runner: not running")
     if running:
         typer.echo("running:")
-        for r in running:
-            typer.echo(f"  #{r.id} {r.task_id} ({r.trigger.value}, pid {r.pid}) for "
-                       f"{relative(r.started_at, now).replace(' ago', '')}")
+        print_table(
+            [Column("RUN"), Column("TASK"), Column("TRIGGER", drop=2), Column("PID", drop=1),
+             Column("FOR")],
+            [[cell(f"#{r.id}", terminal=tty), cell(r.task_id, terminal=tty),
+              cell(r.trigger.value, terminal=tty), cell(f"pid {r.pid}", terminal=tty),
+              cell("for " + relative(r.started_at, now).replace(" ago", ""), terminal=tty)]
+             for r in running], header=False, indent=2)
     else:
         typer.echo("running: nothing")
     typer.echo("next:")
-    for fire, task_id in fires:
-        typer.echo(f"  {task_id}  {short_iso(fire)}  ({relative(fire, now)})")
-    if not fires:
+    if fires:
+        print_table([Column("TASK"), Column("WHEN")],
+                    [[cell(task_id, terminal=tty), time_cell(fire, now, terminal=tty)]
+                     for fire, task_id in fires], header=False, indent=2)
+    else:
         typer.echo("  nothing scheduled")

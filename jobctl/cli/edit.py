@@ -194,6 +194,10 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     try:
         while True:
             status = run_editor(editor, copy, svc.env)
+            killed = _killed_by(status)
+            if killed:
+                raise EditError(f"the editor ({editor}) was killed by {killed}; "
+                                f"nothing was changed ({shown} is as it was)")
             if status != 0:
                 raise EditError(f"the editor ({editor}) exited with status {status}; "
                                 f"{shown} was not changed")
@@ -232,6 +236,22 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     finally:
         if not keep:
             copy.unlink(missing_ok=True)
+
+
+def _killed_by(status: int) -> str | None:
+    """The signal that ended the editor: its own (a negative status), or as
+    the shell that started it reports one (128 + its number)."""
+    from jobctl.cli.render import signal_name
+
+    if status > 128:
+        import signal
+
+        try:
+            signal.Signals(status - 128)
+        except ValueError:
+            return None
+        status = 128 - status
+    return signal_name(status)
 
 
 def _confirm(question: str) -> bool:

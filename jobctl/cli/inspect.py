@@ -32,8 +32,11 @@ def _next_runs(task: object, now: datetime, count: int, anchor: datetime | None)
 def _last_run_json(record: Any) -> dict[str, object] | None:
     if record is None:
         return None
+    from jobctl.cli.render import exit_fields
+
     return {"id": record.id, "status": record.status.value,
-            "started_at": record.started_at.isoformat(timespec="microseconds")}
+            "started_at": record.started_at.isoformat(timespec="microseconds"),
+            **exit_fields(record.exit_code)}
 
 
 @command
@@ -74,11 +77,20 @@ def plugins(ctx: typer.Context, config: ConfigOption = None, json: JsonOption = 
     if not rows:
         typer.echo("no plugins (set [jobctl] plugins = [\"plugins/*/plugin.toml\"])")
         return
+    import sys
+
+    from jobctl.cli.render import Column, cell, is_terminal, print_table
+
+    tty = is_terminal(sys.stdout)
+    table = []
     for row in rows:
         state = f"loaded, {row['jobs']} job{'s' if row['jobs'] != 1 else ''}" if row["loaded"] \
             else f"left out ({len(row['problems'])} problem{'s' if len(row['problems']) != 1 else ''})"
-        version = f" {row['version']}" if row["version"] else ""
-        typer.echo(f"{row['id']}{version}  {state}  {row['source']}")
+        table.append([cell(row["id"], terminal=tty), cell(row["version"] or "-", terminal=tty),
+                      cell(state, "" if row["loaded"] else "red", terminal=tty),
+                      cell(row["source"], terminal=tty)])
+    print_table([Column("ID"), Column("VERSION", drop=2), Column("STATUS"),
+                 Column("SOURCE", flex=True, drop=1, keep_end=True)], table)
 
 
 @command
@@ -88,7 +100,7 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
 
     Example: jobctl list --json
     """
-    from jobctl.cli.render import relative, schedule_text, short_iso, task_summary
+    from jobctl.cli.render import schedule_text, task_summary
     from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
@@ -106,36 +118,47 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
             out.append(item)
         print_json(out)
         return
-    from jobctl.cli.render import console
-    from rich.table import Table
+    import sys
+
+    from jobctl.cli.render import Column, cell, is_terminal, print_table, time_cell
+
+    if not rows:
+        typer.echo("no tasks")
+        return
+    tty = is_terminal(sys.stdout)
+    columns = [Column("ID"), Column("NAME", flex=True, drop=2), Column("GROUP", flex=True, drop=6),
+               Column("SCHEDULE", drop=4), Column("TIMEZONE", drop=7),
+               Column("ENABLED", drop=5), Column("NEXT RUN"), Column("LAST RUN", drop=3)]
+    table = []
+    for task, upcoming, last in rows:
+        next_cell: Any
+        if not task.enabled:
+            next_cell = cell("disabled", terminal=tty)
+        elif upcoming is None:
+            next_cell = cell("at runner start" if schedule_text(task) == "@reboot" else "never",
+                             terminal=tty)
+        else:
+            next_cell = time_cell(upcoming, now, terminal=tty)
+        table.append([
+            *(cell(v, terminal=tty) for v in (task.id, task.name, task.group or "",
+                                               schedule_text(task), task.timezone)),
+            cell("yes", terminal=tty) if task.enabled else cell("no", "yellow", terminal=tty),
+            next_cell, _last_text(last, now),
+        ])
+    print_table(columns, table)
+
+
+def _last_text(record: object, now: datetime) -> Any:
     from rich.text import Text
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for title in ("ID", "NAME", "GROUP", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN", "LAST RUN"):
-        table.add_column(title, overflow="fold")
-    for task, upcoming, last in rows:
-        when = "-" if upcoming is None else f"{relative(upcoming, now)} ({short_iso(upcoming)})"
-        if task.enabled and upcoming is None:
-            when = "at runner start" if schedule_text(task) == "@reboot" else "never"
-        table.add_row(
-            *(Text(v) for v in (task.id, task.name, task.group or "", schedule_text(task), task.timezone)),
-            "yes" if task.enabled else "[yellow]no[/]", when, _last_text(last, now),
-        )
-    out = console()
-    if not rows:
-        out.print("no tasks")
-        return
-    out.print(table)
-
-
-def _last_text(record: object, now: datetime) -> str:
     from jobctl.cli.render import STATUS_STYLE, relative
     from jobctl.store import RunRecord
 
     if not isinstance(record, RunRecord):
-        return "-"
-    style = STATUS_STYLE.get(record.status.value, "")
-    return f"[{style}]{record.status.value}[/] {relative(record.started_at, now)}"
+        return Text("-")
+    text = Text(record.status.value, style=STATUS_STYLE.get(record.status.value, ""))
+    text.append(f" {relative(record.started_at, now)}")
+    return text
 
 
 @command
@@ -165,12 +188,15 @@ def show(
     if json:
         print_json(detail)
         return
-    from jobctl.cli.render import console
-    from rich.table import Table
-    from rich.text import Text
+    import sys
 
+    from rich.table import Table
+
+    from jobctl.cli.render import cell, exit_text, is_terminal, print_rich
+
+    tty = is_terminal(sys.stdout)
     table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in detail.items():
         if key in ("next_runs", "next_run", "last_run"):
@@ -187,15 +213,23 @@ def show(
             text = shlex.join(value)
         else:
             text = str(value)
-        table.add_row(key, Text(text))
-    table.add_row("last run", _last_text(last, now) + (f" (run #{last.id})" if last else ""))
+        table.add_row(key, cell(text, terminal=tty))
+    last_text = _last_text(last, now)
+    if last is not None:
+        notes = [f"run #{last.id}"]
+        if last.exit_code is not None and last.exit_code != 0:
+            notes.append(exit_text(last.exit_code))
+        last_text.append(f" ({', '.join(notes)})")
+    table.add_row("last run", last_text)
     if not task.enabled:
         table.add_row("next runs", "none: the task is disabled")
     elif not upcoming:
         table.add_row("next runs", "none")
     for i, fire in enumerate(upcoming):
-        table.add_row("next runs" if i == 0 else "", f"{fire.isoformat()}  ({relative(fire, now)})")
-    console().print(table)
+        text = cell(f"{fire.isoformat()}  ({relative(fire, now)})", terminal=tty)
+        text.no_wrap = True
+        table.add_row("next runs" if i == 0 else "", text)
+    print_rich(table)
 
 
 @command

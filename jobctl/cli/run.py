@@ -20,6 +20,10 @@ def _fields(event: Event) -> dict[str, Any]:
         value = getattr(event, key)
         if value is not None:
             out[key] = round(value, 3) if key == "duration_s" else value
+    if event.exit_code is not None and event.exit_code < 0:
+        from jobctl.cli.render import exit_fields
+
+        out.update(exit_fields(event.exit_code))  # a null exit code, and the signal's name
     if event.trigger is not None:
         out["trigger"] = event.trigger.value
     if event.scheduled_for is not None:
@@ -87,13 +91,19 @@ class PlainReporter:
     def __call__(self, event: Event) -> None:
         f = _fields(event)
         at = event.at.astimezone().isoformat(timespec="milliseconds")
-        # one line per event: a newline in a message (from a program name,
-        # say) is shown escaped
-        message = event.message.replace("\n", "\\n")
+        from jobctl.cli.render import escape_control
+
+        # one line per event, that cannot drive a terminal: a newline or
+        # another control character in a message (from a program name, a
+        # task's error) is shown escaped, in a pipe too
+        def one_line(text: object) -> str:
+            return escape_control(str(text).replace("\n", "\\n"))
+
+        message = one_line(event.message)
         task = f" {event.task_id}" if event.task_id else ""
         run = f" run={event.run_id}" if event.run_id is not None else ""
         if event.kind == "ready":
-            line = f"ready: {event.message}, state {event.data.get('state')}"
+            line = f"ready: {message}, state {one_line(event.data.get('state'))}"
             upcoming: Any = event.data.get("upcoming", [])
             for fire, task_id in upcoming[:5]:
                 line += f"\n{at}   next {task_id} at {fire.astimezone().isoformat()}"
@@ -104,7 +114,9 @@ class PlainReporter:
             line += f" pid={event.data.get('pid')}"
         elif event.kind == "finish":
             line = f"finish{task}{run} status={f['status']} duration={f.get('duration_s', 0):.3f}s"
-            if event.exit_code is not None:
+            if "signal" in f:
+                line += f" signal={f['signal']}"
+            elif event.exit_code is not None:
                 line += f" exit={event.exit_code}"
             if event.message:
                 line += f" ({message})"
@@ -113,7 +125,7 @@ class PlainReporter:
         else:
             line = f"{event.kind}{task}" + (f": {message}" if message else "")
             for problem in event.data.get("problems", []):  # type: ignore[attr-defined]
-                line += f"\n  {problem}"
+                line += f"\n  {one_line(problem)}"
         self.out.write(f"{at} {line}\n")
 
 
@@ -131,6 +143,8 @@ class JsonReporter:
 
 class LiveReporter:
     """A live rich view of upcoming and running tasks and recent results."""
+
+    PROBLEMS_SHOWN = 5
 
     def __init__(self) -> None:
         from collections import deque
@@ -162,25 +176,37 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control"):
-            self.messages.appendleft(
+            lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
                 + (f": {event.message}" if event.message else "")
-            )
+            ]
+            # why a reload was refused: each problem's file:line and message,
+            # as the text log shows them
+            problems = [str(p) for p in event.data.get("problems", [])]  # type: ignore[attr-defined]
+            lines += [f"  {p}" for p in problems[:self.PROBLEMS_SHOWN]]
+            if len(problems) > self.PROBLEMS_SHOWN:
+                lines.append(f"  ... and {len(problems) - self.PROBLEMS_SHOWN} more "
+                             "(`jobctl validate` lists them all)")
+            self.messages.appendleft("\n".join(lines))
 
     def render(self) -> Any:
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        from jobctl.cli.render import STATUS_STYLE, relative
+        from jobctl.cli.render import STATUS_STYLE, escape_control, relative
+
+        def shown(text: object) -> str:
+            return escape_control(str(text))
 
         runner = self.runner
         now = datetime.now().astimezone()
         parts: list[Any] = []
         if runner is None:
             return Text("starting...")
-        head = Text(f"jobctl run: {len(runner.tasks)} tasks, state {runner.store.path}", style="bold")
+        head = Text(shown(f"jobctl run: {len(runner.tasks)} tasks, state {runner.store.path}"),
+                    style="bold")
         if runner.stopping:
             head.append("  (stopping)", style="yellow")
         parts.append(head)
@@ -188,27 +214,27 @@ class LiveReporter:
         for col in ("RUN", "TASK", "TRIGGER", "FOR"):
             running.add_column(col)
         for active in list(runner.active.values()):
-            running.add_row(str(active.run_id), Text(active.task.id), active.trigger.value,
+            running.add_row(str(active.run_id), Text(shown(active.task.id)), active.trigger.value,
                             relative(active.started, now).replace(" ago", ""))
         parts.append(running if runner.active else Text("running: nothing", style="dim"))
         upcoming = Table(title="upcoming", title_justify="left", box=None)
         for col in ("TASK", "WHEN", "AT"):
             upcoming.add_column(col)
         for fire, task_id in ([] if runner.stopping else runner.upcoming(8)):
-            upcoming.add_row(Text(task_id), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"))
+            upcoming.add_row(Text(shown(task_id)), relative(fire, now), fire.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"))
         parts.append(upcoming)
         recent = Table(title="recent", title_justify="left", box=None)
         for col in ("RUN", "TASK", "STATUS", "DURATION", "NOTE"):
             recent.add_column(col)
         for event in list(self.recent):
             status = event.status.value if event.status else ""
-            recent.add_row(str(event.run_id or ""), Text(event.task_id or ""),
+            recent.add_row(str(event.run_id or ""), Text(shown(event.task_id or "")),
                            Text(status, style=STATUS_STYLE.get(status, "")),
                            f"{event.duration_s:.1f}s" if event.duration_s is not None else "",
-                           Text(event.message))
+                           Text(shown(event.message)))
         parts.append(recent)
         for message in list(self.messages):
-            parts.append(Text(message, style="dim"))
+            parts.append(Text(shown(message), style="dim"))
         return Group(*parts)
 
 
@@ -246,7 +272,9 @@ def run(
 
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
-    live = log_format == "auto" and sys.stdout is not None and sys.stdout.isatty()
+    from jobctl.cli.render import is_terminal
+
+    live = log_format == "auto" and sys.stdout is not None and is_terminal(sys.stdout)
     reporter: Any
     if live:
         reporter = LiveReporter()
