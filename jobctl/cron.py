@@ -36,6 +36,7 @@ from jobctl.errors import BadExpressionError, ScheduleSearchError
 UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_SECOND = timedelta(seconds=1)
 DAY = 86400
 PROBE = 2 * DAY
 # every parseable expression fires within one 400-year Gregorian cycle
@@ -272,83 +273,106 @@ def parse_cron_fields(text: str) -> tuple[str, CronPattern]:
 
 
 class ZoneTimeline:
-    """A zone's UTC offsets over time, learned a UTC year at a time.
+    """A zone's UTC offsets over time, learned lazily a UTC year at a time.
 
-    `transitions(year)` lists (instant, offset before, offset after) for the
-    changes at instants in (start of year, start of next year]; an instant is
-    the first real second the new offset applies to.
+    The timeline covers real instants [lo, hi): it knows the offset at `lo`
+    and every change at an instant in (lo, hi]; an instant is the first real
+    second the new offset applies to. `around(real, limit)` extends the cover
+    as far as the question needs.
     """
 
-    __slots__ = ("tz", "_years")
+    __slots__ = ("tz", "_lo", "_hi", "_lo_offset", "_instants", "_changes")
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self._years: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}
+        self._lo = self._hi = self._lo_offset = 0
+        self._instants: list[int] = []
+        self._changes: list[tuple[int, int, int]] = []
 
-    def offset(self, real: int) -> int:
-        """The UTC offset, in seconds, at a real instant (clamped to the
-        instants datetime can show in every zone)."""
+    def probe(self, real: int) -> int:
+        """The UTC offset, in seconds, that zoneinfo gives at a real instant
+        (clamped to the instants datetime can show in every zone)."""
         real = min(max(real, _MIN_REAL), _MAX_REAL)
         off = (_EPOCH + timedelta(seconds=real)).astimezone(self.tz).utcoffset()
         assert off is not None
         return off.days * DAY + off.seconds
 
-    def _year(self, year: int) -> tuple[list[int], list[tuple[int, int, int]]]:
-        found = self._years.get(year)
-        if found is None:
-            start = _year_start(year)
-            end = _year_start(year + 1) if year < 9999 else _MAX_REAL
-            changes: list[tuple[int, int, int]] = []
-            probe, before = start, self.offset(start)
-            while probe < end:
-                nxt = min(probe + PROBE, end)
-                after = self.offset(nxt)
-                if after != before:
-                    lo, hi = probe, nxt  # offset(lo) == before != offset(hi)
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        if self.offset(mid) == before:
-                            lo = mid
-                        else:
-                            hi = mid
-                    changes.append((hi, before, after))
-                probe, before = nxt, after
-            found = ([c[0] for c in changes], changes)
-            self._years[year] = found
-        return found
+    def _scan(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(instant, offset before, offset after) of each change in (start, end]."""
+        changes: list[tuple[int, int, int]] = []
+        probe, before = start, self.probe(start)
+        while probe < end:
+            nxt = min(probe + PROBE, end)
+            after = self.probe(nxt)
+            if after != before:
+                lo, hi = probe, nxt  # probe(lo) == before != probe(hi)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if self.probe(mid) == before:
+                        lo = mid
+                    else:
+                        hi = mid
+                changes.append((hi, before, after))
+            probe, before = nxt, after
+        return changes
 
-    def next_change(self, real: int, limit: int) -> tuple[int, int, int] | None:
-        """The first transition at an instant > `real` and <= `limit`."""
-        year = _year_of(real)
-        while year <= 9999 and _year_start(year) < limit:
-            instants, changes = self._year(year)
-            i = bisect_right(instants, real)
-            if i < len(changes):
-                change = changes[i]
-                return change if change[0] <= limit else None
-            year += 1
-        return None
+    def _cover(self, real: int, upto: int) -> None:
+        """Extend the cover, in whole UTC years, to include [real, upto]."""
+        if not self._changes and self._lo == self._hi:
+            lo = _year_start(_year_of(real))
+            self._lo = self._hi = lo
+            self._lo_offset = self.probe(lo)
+        if real < self._lo:
+            lo = _year_start(_year_of(real))
+            earlier = self._scan(lo, self._lo)
+            self._changes[:0] = earlier
+            self._instants[:0] = [c[0] for c in earlier]
+            self._lo, self._lo_offset = lo, self.probe(lo)
+        while self._hi <= upto and self._hi < _MAX_REAL:
+            year = _year_of(self._hi)
+            hi = _year_start(year + 1) if year < 9999 else _MAX_REAL
+            later = self._scan(self._hi, hi)
+            self._changes.extend(later)
+            self._instants.extend(c[0] for c in later)
+            self._hi = hi
 
-    def last_change(self, real: int) -> tuple[int, int, int] | None:
-        """The latest transition at an instant <= `real` in this UTC year or
-        the one before (older ones cannot affect which wall times repeat)."""
-        year = _year_of(real)
-        for y in (year, year - 1):
-            if y < 1:
-                break
-            instants, changes = self._year(y)
-            i = bisect_right(instants, real)
-            if i:
-                return changes[i - 1]
-        return None
+    def offset(self, real: int) -> int:
+        """The UTC offset, in seconds, at a real instant."""
+        self._cover(real, real)
+        i = bisect_right(self._instants, real)
+        return self._changes[i - 1][2] if i else self._lo_offset
+
+    def around(self, real: int, limit: int) -> tuple[int, tuple[int, int, int] | None, tuple[int, int, int] | None]:
+        """(offset at `real`, the last change at or before it, the first
+        change after it and at or before `limit`)."""
+        self._cover(real, real)
+        instants = self._instants
+        i = bisect_right(instants, real)
+        while i == len(instants) and self._hi <= limit and self._hi < _MAX_REAL:
+            self._cover(real, self._hi)  # one more year
+        changes = self._changes
+        last = changes[i - 1] if i else None
+        nxt = changes[i] if i < len(changes) and changes[i][0] <= limit else None
+        return (last[2] if last is not None else self._lo_offset), last, nxt
+
+    def changes(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """The changes at instants in (start, end]."""
+        self._cover(start, end)
+        return self._changes[bisect_right(self._instants, start):bisect_right(self._instants, end)]
+
+
+_YEAR_STARTS: dict[int, int] = {}
 
 
 def _year_start(year: int) -> int:
-    return (date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * DAY
+    found = _YEAR_STARTS.get(year)
+    if found is None:
+        found = _YEAR_STARTS[year] = (date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * DAY
+    return found
 
 
 def _year_of(real: int) -> int:
-    return date.fromordinal(real // DAY + _EPOCH_ORDINAL).year
+    return date.fromordinal(min(max(real // DAY + _EPOCH_ORDINAL, 1), 3652059)).year
 
 
 @lru_cache(maxsize=2048)
@@ -368,32 +392,28 @@ def next_fire_real(pattern: CronPattern, zone: ZoneTimeline, after: int, *,
     Raises ScheduleSearchError if the search stops advancing, which would be
     a bug (in this module or the zone data), never a spin.
     """
-    start = after + 1
-    if start < _MIN_REAL:
-        start = _MIN_REAL
+    start = max(after + 1, _MIN_REAL)
     end = min(start + HORIZON, _MAX_REAL)
     fixed = pattern.fixed
+    stretch = start
     # for a fixed-time task: wall times below this one already ran (a repeat)
     seen_until: int | None = None
-    if fixed:
-        previous = zone.last_change(start)
-        if previous is not None:
-            instant, before, after_off = previous
+    for _ in range(_MAX_STRETCHES):
+        if stretch >= end:
+            return None
+        off, last, _ = zone.around(stretch, stretch)
+        if fixed and stretch == start and last is not None:
+            instant, before, after_off = last
             if before > after_off:
                 seen_until = instant + before
             elif instant == start and pattern.next_wall(instant + before, instant + after_off) is not None:
                 return start  # a time in the gap that ends exactly at `start`
-    stretch = start
-    for _ in range(_MAX_STRETCHES):
-        if stretch >= end:
-            return None
-        off = zone.offset(stretch)
         wall = stretch + off
         if seen_until is not None and wall < seen_until:
             wall = seen_until  # the first occurrence already ran these
         # the first match were the offset to stay; valid if no change comes first
         found = pattern.next_wall(wall, end + off)
-        change = zone.next_change(stretch, end if found is None else found - off)
+        _, _, change = zone.around(stretch, end if found is None else found - off)
         if change is None:
             return None if found is None else found - off
         instant, before, after_off = change
@@ -413,7 +433,7 @@ def next_fire_real(pattern: CronPattern, zone: ZoneTimeline, after: int, *,
 def next_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime | None:
     """The first fire strictly after aware `after`, in `tz`; None if none
     before the end of datetime's range."""
-    seconds = (after - _EPOCH) // timedelta(seconds=1)  # floor, also before 1970
+    seconds = (after - _EPOCH) // _SECOND  # floor, also before 1970
     real = next_fire_real(compile_expression(expr), timeline(tz), seconds, expr=expr)
     if real is None:
         return None

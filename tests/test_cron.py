@@ -60,18 +60,22 @@ def test_no_zone_changes_its_offset_twice_within_the_probe_step() -> None:
 
 @pytest.mark.parametrize("year", [1916, 1945, 1979, 1993, 2011, 2014, 2022, 2026, 2037])
 def test_timeline_finds_every_change_of_every_zone(year: int) -> None:
-    start = datetime(year, 1, 1, tzinfo=UTC).timestamp()
-    end = datetime(year + 1, 1, 1, tzinfo=UTC).timestamp()
+    start = int(datetime(year, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp())
     for name in ALL_ZONES:
         expected = [c for c in _pure_changes(name) if start < c[0] <= end]
-        got = cron.ZoneTimeline(ZoneInfo(name))._year(year)[1]
-        assert got == expected, name
+        timeline = cron.ZoneTimeline(ZoneInfo(name))
+        assert timeline.changes(start, end) == expected, name
+        # and the offset between changes is the one zoneinfo gives
+        for instant, before, after in expected:
+            assert timeline.offset(instant - 1) == before and timeline.offset(instant) == after
 
 
 def test_timeline_after_2037_follows_the_zone_rule() -> None:
     """Past the file's table zoneinfo applies the POSIX rule; so does the timeline."""
     timeline = cron.ZoneTimeline(ZoneInfo("America/New_York"))
-    got = timeline._year(2100)[1]
+    start = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
+    got = timeline.changes(start, start + 366 * 86400)
     assert [datetime.fromtimestamp(t, UTC) for t, _b, _a in got] == [
         datetime(2100, 3, 14, 7, tzinfo=UTC), datetime(2100, 11, 7, 6, tzinfo=UTC)]
     assert [(b, a) for _t, b, a in got] == [(-5 * 3600, -4 * 3600), (-4 * 3600, -5 * 3600)]
@@ -158,8 +162,8 @@ class TestEdges:
 class _StuckTimeline(cron.ZoneTimeline):
     """A timeline whose next change never moves forward (broken zone data)."""
 
-    def next_change(self, real: int, limit: int) -> tuple[int, int, int] | None:
-        return (real, 0, 0)
+    def around(self, real: int, limit: int) -> tuple[int, None, tuple[int, int, int]]:
+        return 0, None, (real, 0, 0)
 
 
 def test_a_search_that_cannot_progress_raises_instead_of_spinning() -> None:
