@@ -39,9 +39,11 @@ class Services:
 
     def zone(self) -> str:
         if self.system_zone is None:
-            from jobctl.clock import system_zone_name
+            from jobctl.clock import system_zone
 
-            self.system_zone = system_zone_name()
+            self.system_zone, note = system_zone()
+            if note:
+                err(note)
         return self.system_zone
 
     def load(self, config: Path | None) -> ScheduleSet:
