@@ -119,8 +119,14 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+# commands that change nothing, so an invalid config's summary does not
+# reassure that "nothing was changed"
+READ_ONLY = frozenset({"validate", "list_tasks", "show", "next_fires", "plugins", "history",
+                       "logs", "status"})
+
+
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(read_only: bool = False) -> Iterator[None]:
     """Turn a JobctlError into its message on stderr and its exit status."""
     from jobctl.errors import ConfigError, JobctlError
 
@@ -129,7 +135,7 @@ def translate_errors() -> Iterator[None]:
     except ConfigError as e:
         for problem in e.problems:
             err(str(problem))
-        err(f"{e} (nothing was changed)")
+        err(str(e) if read_only else f"{e} (nothing was changed)")
         raise typer.Exit(e.exit_code) from None
     except JobctlError as e:
         err(f"error: {e}")
@@ -142,7 +148,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with translate_errors():
+        with translate_errors(read_only=fn.__name__ in READ_ONLY):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -174,8 +174,13 @@ def history(
         try:
             wanted = RunStatus(status)
         except ValueError:
-            allowed = ", ".join(s.value for s in RunStatus)
-            raise UsageError(f"--status: unknown status '{status}'; expected one of: {allowed}") from None
+            import difflib
+
+            values = [s.value for s in RunStatus]
+            close = difflib.get_close_matches(status.lower(), values, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"--status: unknown status '{status}'{hint}; expected one of: "
+                             f"{', '.join(values)}") from None
     store = open_state(svc, schedule_set, state, create=False)
     records = store.history(task_id, limit=limit, status=wanted) if store else []
     if task_id is not None and schedule_set.get(task_id) is None and not records:
@@ -281,7 +286,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     Example: jobctl status --json
     """
     from jobctl.cli.render import relative, short_iso
-    from jobctl.lifecycle import lease_alive
+    from jobctl.lifecycle import HEARTBEAT_LATE_AFTER, lease_alive
     from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
@@ -299,6 +304,11 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             "pid": lease.pid, "host": lease.host, "since": lease.started_at.isoformat(timespec="microseconds"),
             "heartbeat_age_s": round((now - lease.heartbeat_at).total_seconds(), 3),
         }
+        runner["responding"] = runner["heartbeat_age_s"] < HEARTBEAT_LATE_AFTER
+        if not runner["responding"]:
+            err(f"warning: the runner's last heartbeat was {runner['heartbeat_age_s']:.0f}s ago "
+                f"(it beats every 5s): it is stopped (SIGSTOP?) or hung, and fires nothing "
+                f"until it resumes")
     if json:
         print_json({
             "runner": runner,
@@ -312,7 +322,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
         })
         return
     if runner is not None:
-        typer.echo(f"runner: up, pid {runner['pid']} on {runner['host']}, since "
+        state_word = "up" if runner["responding"] else "not responding"
+        typer.echo(f"runner: {state_word}, pid {runner['pid']} on {runner['host']}, since "
                    f"{short_iso(lease.started_at.astimezone())}, heartbeat {runner['heartbeat_age_s']:.1f}s ago")  # type: ignore[union-attr]
     else:
         typer.echo("runner: not running")
