@@ -101,3 +101,33 @@ def test_ctrl_c_while_importing_exits_130_without_a_traceback(
     assert proc.returncode == 130, (out, errors)
     assert "Traceback" not in errors, errors
     assert "KeyboardInterrupt" not in errors, errors
+
+
+def _full_app(*args: str) -> subprocess.CompletedProcess[str]:
+    """The whole app, as typer runs it untrimmed."""
+    return subprocess.run([sys.executable, "-c", "from jobctl.cli import app; app(prog_name='jobctl')",
+                           *args], capture_output=True, text=True, env=_env(COLUMNS="100"))
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["-h"], ["lst"], ["--version"], ["list", "--help"],
+                                  ["--help", "list"], ["list", "--bogus"]])
+def test_the_trimmed_app_says_what_the_whole_app_says(args: list[str]) -> None:
+    proc = subprocess.run([JOBCTL, *args], capture_output=True, text=True, env=_env(COLUMNS="100"))
+    full = _full_app(*args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (full.returncode, full.stdout, full.stderr)
+
+
+def test_top_level_help_builds_no_command_options_and_imports_no_core() -> None:
+    from jobctl.cli import _app_for, _outline
+
+    outline = _app_for(["--help"])
+    assert [c.name for c in outline.registered_commands] == [c.name for c in app.registered_commands]
+    assert all(c.callback is _outline for c in outline.registered_commands)
+    assert [c.name for c in _app_for(["list", "--json"]).registered_commands] == ["list"]
+    assert _app_for(["--help"]).registered_callback is app.registered_callback
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "jobctl", "--help"],
+                          capture_output=True, text=True, env=_env())
+    assert proc.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+    assert not {m for m in imported if m.startswith(("rich", "jobctl.")) and not m.startswith("jobctl.cli")}
+    assert not {"tzlocal", "sqlite3", "tomllib", "rtoml", "tomlkit", "zoneinfo"} & imported
