@@ -323,6 +323,21 @@ class KeyLines:
         return Origin(table.path, table.line + text.count("\n", start, at)) if at >= 0 else table
 
 
+    def top_level(self, key: str) -> Origin:
+        """Where top-level `key` is first written: a `[key]`, `[key.sub]` or
+        `[[key]]` header, or `key = ...`/`key.sub = ...` before the first
+        header; the file without a line if neither is found."""
+        name = _name_re(key)
+        pattern = _line_starts(rf"\[\[?{name}[\].]|{name}[=.]", in_table=True)
+        text = self._text()
+        header = _line_starts(rf"\[\[?{name}[\].]")
+        for candidate in (pattern, header):  # a key before any header, else a header
+            at = self._hit(candidate, 0)
+            if at >= 0:
+                return Origin(self.path, text.count("\n", 0, at) + 1)
+        return Origin(self.path)
+
+
 def _describe(value: object) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
              list: "an array", dict: "a table"}
@@ -664,7 +679,11 @@ def read_task(
             try:
                 values[key] = convert(raw)
             except _Invalid as e:
-                error(key, str(e))
+                if key == "command" and isinstance(raw, list):
+                    error(key, f"{e}; a program and its arguments as a list go in "
+                               "'argv' (argv = [...], run without a shell)")
+                else:
+                    error(key, str(e))
         elif key == "timezone":
             try:
                 zone_name = _zone(raw)
@@ -708,6 +727,24 @@ def read_task(
                       origin=origin, **values)
 
 
+# tomllib's words for a string that never closes: at the end of the file
+# (multi-line strings), or at the end of its line (one-line strings)
+_UNTERMINATED = ("Unterminated string", """Expected "'''\"""", "Illegal character '\\n'")
+
+
+def _unterminated_string(text: str) -> tuple[int, int] | None:
+    """(line, column) of the first quote outside comments and whole strings."""
+    for m in re.finditer(rf"{_SKIP}|(?P<open>[\"'])", text):
+        if m.lastgroup == "open":
+            start = m.start()
+            line_start = text.rfind("\n", 0, start) + 1
+            # an unterminated triple quote's first two quotes match as ""
+            while start > line_start and text[start - 1] == m.group():
+                start -= 1
+            return text.count("\n", 0, start) + 1, start - line_start + 1
+    return None
+
+
 def _not_utf8(path: Path, e: UnicodeDecodeError) -> Problem:
     """The problem for a file that is not UTF-8, at the bad byte's line and column."""
     data = e.object
@@ -740,6 +777,13 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
         line = int(m.group(1)) if m else 0
         message = _TOML_LINE_RE.sub("", message).strip()
         col = f" (column {m.group(2)})" if m else ""
+        if message.startswith(_UNTERMINATED):
+            # tomllib says where the file or the line ended; the user needs
+            # where the string opened
+            opened = _unterminated_string(text)
+            if opened is not None and (not m or opened[0] == line):
+                line, column = opened
+                message, col = "Unterminated string", f" (it opens at column {column})"
         problems.append(Problem(Origin(path, line), f"TOML syntax error: {message}{col}"))
         return ConfigData(path, Settings(timezone=system_zone), problems=problems)
 
@@ -747,7 +791,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     lines = KeyLines(path)  # reads it again if there are problems
     for key in doc:
         if key not in TOP_KEYS:
-            problems.append(Problem(origin, _unknown_key(key, TOP_KEYS)))
+            problems.append(Problem(lines.top_level(key), _unknown_key(key, TOP_KEYS)))
     settings = (
         read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines)
         if "jobctl" in doc else Settings(timezone=system_zone)

@@ -41,9 +41,12 @@ DAY = 86400
 PROBE = 2 * DAY
 # every parseable expression fires within one 400-year Gregorian cycle
 HORIZON = 400 * 366 * DAY
-# the last whole second datetime can hold, with a day to spare for offsets
+# the range datetime can hold: searches end at its last second; zoneinfo is
+# asked about instants a day inside it, where every offset still fits
 _MIN_REAL = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).total_seconds())
-_MAX_REAL = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds())
+_MAX_REAL = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
+_MAX_PROBE = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds())
+_MAX_WALL = _MAX_REAL
 # a bound no correct search comes near (one stretch per transition, at most a
 # few per year); past it the search stops with ScheduleSearchError
 _MAX_STRETCHES = 8 * 400 + 64
@@ -206,7 +209,7 @@ class CronPattern:
     def next_wall(self, wall: int, limit: int) -> int | None:
         """The first matching wall minute at or after `wall`, before `limit`."""
         wall = -(-wall // 60) * 60
-        if wall >= limit:
+        if wall >= limit or wall > _MAX_WALL:
             return None
         days, second = divmod(wall, DAY)
         minute = second // 60
@@ -292,7 +295,7 @@ class ZoneTimeline:
     def probe(self, real: int) -> int:
         """The UTC offset, in seconds, that zoneinfo gives at a real instant
         (clamped to the instants datetime can show in every zone)."""
-        real = min(max(real, _MIN_REAL), _MAX_REAL)
+        real = min(max(real, _MIN_REAL), _MAX_PROBE)
         off = (_EPOCH + timedelta(seconds=real)).astimezone(self.tz).utcoffset()
         assert off is not None
         return off.days * DAY + off.seconds

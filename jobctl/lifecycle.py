@@ -22,6 +22,10 @@ from jobctl.store import Lease, Owner, RunRecord, SqliteStore
 # A lease whose holder we cannot check (another host) counts as alive while
 # its heartbeat is younger than this.
 LEASE_STALE_AFTER = 30.0
+# The runner beats every 5 s (runner.HEARTBEAT_EVERY); a heartbeat older than
+# this says the runner is stopped (SIGSTOP, a debugger) or hung: `status`
+# warns, as it fires nothing meanwhile.
+HEARTBEAT_LATE_AFTER = 15.0
 
 
 def self_owner() -> Owner:

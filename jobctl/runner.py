@@ -192,7 +192,7 @@ class Runner:
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
         self.next_heartbeat = self.clock.monotonic() + HEARTBEAT_EVERY
-        self.report(Event("ready", now, message=f"{len(self.tasks)} tasks",
+        self.report(Event("ready", now, message=f"{len(self.tasks)} task{'' if len(self.tasks) == 1 else 's'}",
                           data={"tasks": len(self.tasks), "state": str(self.store.path),
                                 "upcoming": self.upcoming(10), "anchor": self.anchor}))
         # @reboot's slot is the exact start (the anchor is cut to the whole

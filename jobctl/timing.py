@@ -110,6 +110,17 @@ def parse_schedule(text: str) -> Schedule:
                 f"'30s', 'every 5m', '1h30m' ({e})",
             ) from None
         return IntervalSchedule(text=stripped, seconds=seconds)
+    if lowered.startswith("@") and lowered.lstrip("@ ").startswith("every"):
+        # supercronic's and Go cron's `@every 5m`
+        unprefixed = stripped.lstrip("@ ")
+        try:
+            parse_schedule(unprefixed)
+        except BadExpressionError:
+            pass
+        else:
+            raise BadExpressionError(
+                text, f"unknown shortcut '{stripped}'; an interval is written without '@': "
+                      f"did you mean '{unprefixed}'?")
     return parse_cron(stripped)
 
 

@@ -565,6 +565,9 @@ def test_history_bad_status_and_unknown_task_exit_2(ctl, config: Path, state: Pa
     assert result.exit_code == 2
     assert "unknown status 'done'" in result.stderr
     assert "running, success, failed, timeout, skipped, interrupted" in result.stderr
+    result = ctl("history", "--status", "sucess")
+    assert result.exit_code == 2
+    assert "unknown status 'sucess' (did you mean 'success'?)" in result.stderr
     result = ctl("history", "nosuch")
     assert result.exit_code == 2 and "no task with id 'nosuch'" in result.stderr
     assert ctl("history", "--limit", "0").exit_code == 2
@@ -729,9 +732,22 @@ def test_status_json_runner_lease(ctl, clock, config: Path, state: Path) -> None
         store.close()
     runner = json.loads(ctl("status", "--json").stdout)["runner"]
     assert runner == {"pid": os.getpid(), "host": procinfo.host_name(),
-                      "since": since.isoformat(timespec="microseconds"), "heartbeat_age_s": 1.5}
+                      "since": since.isoformat(timespec="microseconds"), "heartbeat_age_s": 1.5,
+                      "responding": True}
     assert ISO_MICRO.match(runner["since"])
-    assert ctl("status").stdout.startswith(f"runner: up, pid {os.getpid()} on ")
+    result = ctl("status")
+    assert result.stdout.startswith(f"runner: up, pid {os.getpid()} on ") and result.stderr == ""
+    # alive but silent for three beats: stopped (SIGSTOP) or hung, not up
+    clock.advance(15)
+    result = ctl("status", "--json")
+    assert json.loads(result.stdout)["runner"]["responding"] is False
+    result = ctl("status")
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"runner: not responding, pid {os.getpid()} on ")
+    assert "heartbeat 16.5s ago" in result.stdout.splitlines()[1]
+    assert result.stderr == ("warning: the runner's last heartbeat was 16s ago (it beats every "
+                             "5s): it is stopped (SIGSTOP?) or hung, and fires nothing until it "
+                             "resumes\n")
 
 
 def test_out_of_range_numbers_and_a_folder_as_state(ctl, cli, tmp_path: Path, config: Path,

@@ -663,3 +663,29 @@ def test_an_edit_that_leaves_a_plugin_out_is_refused(cli, tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "fires as often as every 10m; the limit is every 1h" in result.stderr
     assert config.read_bytes() == before
+
+
+def test_add_cites_the_options_it_was_given_not_lines_it_never_wrote(cli, tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    before, names = path.read_bytes(), listing(tmp_path)
+    result = cli("add", "new", "--schedule", "@every 5m", "--timezone", "Mars/Base",
+                 "--timeout", "5x", "-c", str(path), "--", "pg_dump", "app")
+    refused(result, path, before, names)
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"{path}: --schedule: unknown shortcut '@every 5m'; an interval is written "
+                        "without '@': did you mean 'every 5m'?")
+    assert lines[1] == f"{path}: --timezone: unknown time zone 'Mars/Base'"
+    assert lines[2].startswith(f"{path}: --timeout: '5x' is not a duration")
+    assert lines[3:] == ["3 errors in config (nothing was changed)"]
+
+
+def test_add_to_an_invalid_file_cites_the_files_own_lines(cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobctl.toml"
+    path.write_text('[[tasks]]\nid = "old"\nschedule = "0 25 * * *"\ncommand = "x"\n')
+    result = cli("add", "new", "--schedule", "@dialy", "--command", "x", "-c", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"{path}:3: tasks[0] (old).schedule: bad hour field '25': 25 is out of range 0-23",
+        f"{path}: --schedule: unknown shortcut '@dialy'; known: @yearly, @annually, @monthly, "
+        "@weekly, @daily, @midnight, @hourly, @reboot",
+    ]

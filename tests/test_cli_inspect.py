@@ -233,3 +233,25 @@ def test_next_on_an_invalid_task_reports_the_config_errors(cli, tmp_path: Path) 
     result = cli("next", "@hourly", "-n", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == ["2026-06-15T13:00:00+00:00"]
+
+
+def test_validate_of_an_invalid_config_does_not_say_nothing_was_changed(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, '[[tasks]]\nid = "a"\nschedule = "0 25 * * *"\ncommand = "true"\n')
+    for command in ("validate", "list", "show"):
+        result = cli(command, *(["a"] if command == "show" else []))
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == "1 error in config", command
+
+
+def test_show_prints_durations_as_written(cli, tmp_path: Path) -> None:
+    write_config(tmp_path, '[[tasks]]\nid = "a"\nschedule = "@daily"\ncommand = "true"\n'
+                           'timeout = "1h30m"\n\n[[tasks]]\nid = "b"\nschedule = "@daily"\n'
+                           'command = "true"\ntimeout = 30\n')
+    rows = {}
+    for task in ("a", "b"):
+        result = cli("show", task)
+        assert result.exit_code == 0, result.output
+        rows[task] = next(line.split()[1] for line in result.stdout.splitlines()
+                          if line.startswith("timeout"))
+    assert rows == {"a": "1h30m", "b": "30s"}
+    assert json.loads(cli("show", "b", "--json").stdout)["timeout"] == 30

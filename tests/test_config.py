@@ -513,3 +513,70 @@ def test_an_unknown_id_in_the_wrong_case_is_suggested(cli, tmp_path: Path) -> No
     result = cli("show", "BACKUP")
     assert result.exit_code == 2
     assert result.stderr == "error: no task with id 'BACKUP' (did you mean 'backup'?)\n"
+
+
+def test_unknown_top_level_table_or_key_gets_its_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        retries = 3
+        [[tasks]]
+        id = "a"
+        schedule = "@daily"
+        command = "true"
+        # [jobs] in a comment is not it
+        note = '''
+        [jobs]'''
+
+        [ "jobs" . extra]
+        x = 1
+    """)
+    assert problems_of(path) == [
+        f"{path}:1: unknown key 'retries'; allowed: jobctl, tasks",
+        f"{path}:7: tasks[0] (a).note: unknown key 'note'; allowed: id, name, group, description, "
+        "schedule, at, timezone, command, argv, cwd, env, timeout, concurrency, catch_up, enabled, "
+        "priority, scope",
+        f"{path}:10: unknown key 'jobs'; did you mean 'jobctl'?",
+    ]
+
+
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('[[tasks]]\nid = "a"\nname = """abc\n\nschedule = "@daily"\ncommand = "true"\n', 3, 8),
+    ("[[tasks]]\nid = 'a' # it's\nname = '''abc\n\nschedule = '@daily'\n", 3, 8),
+    ('[[tasks]]\nid = "a"\nschedule = "@daily"\ncommand = "true\n\n[[tasks]]\nid = "b"\n', 4, 11),
+    ('[[tasks]]\nid = "a"\ncommand = "true"\nname = "it\'s', 4, 8),
+])
+def test_unterminated_string_cites_the_line_it_opens_on(tmp_path: Path, text: str, line: int,
+                                                        column: int) -> None:
+    path = tmp_path / "jobctl.toml"
+    path.write_text(text)
+    assert problems_of(path) == [
+        f"{path}:{line}: TOML syntax error: Unterminated string (it opens at column {column})"]
+
+
+def test_command_as_an_array_points_at_argv(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "@daily"
+        command = ["pg_dump", "app"]
+    """)
+    assert problems_of(path) == [
+        f"{path}:4: tasks[0] (a).command: expected a string, got an array; a program and its "
+        "arguments as a list go in 'argv' (argv = [...], run without a shell)"]
+
+
+def test_at_every_interval_suggests_every(tmp_path: Path) -> None:
+    path = write_config(tmp_path, """
+        [[tasks]]
+        id = "a"
+        schedule = "@every 5m"
+        command = "true"
+
+        [[tasks]]
+        id = "b"
+        schedule = "@every banana"
+        command = "true"
+    """)
+    first, second = problems_of(path)
+    assert first == (f"{path}:3: tasks[0] (a).schedule: unknown shortcut '@every 5m'; an interval "
+                     "is written without '@': did you mean 'every 5m'?")
+    assert "unknown shortcut '@every banana'; known: @yearly" in second

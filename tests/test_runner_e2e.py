@@ -508,3 +508,37 @@ def test_text_events_stay_one_line_each() -> None:
     text = out.getvalue()
     assert text.count("\n") == 1
     assert "(cannot start 'no\\nsuch prog': no such file or directory)" in text
+
+
+def test_status_of_a_stopped_runner_says_it_is_not_responding(tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    from datetime import timedelta, timezone
+
+    from typer.testing import CliRunner
+
+    from conftest import FakeClock
+    from jobctl.cli import app
+    from jobctl.cli._common import Services
+
+    config = write_config(tmp_path, SETTINGS.format(grace="1s")
+                          + '[[tasks]]\nid = "t"\nschedule = "@daily"\ncommand = "true"\n')
+    r = RunnerProcess(tmp_path)
+    runners.append(r)
+    assert r.wait_event("ready")[0]["message"] == "1 task"
+
+    def status(after: float) -> object:
+        clock = FakeClock(datetime.now(timezone.utc) + timedelta(seconds=after))
+        services = Services(clock=clock, env={}, cwd=tmp_path, system_zone="UTC")
+        return CliRunner().invoke(app, ["status", "-c", str(config)], obj=services)
+
+    r.proc.send_signal(signal.SIGSTOP)
+    try:
+        # a SIGSTOPped runner's process is alive, but its heartbeat ages; seen 20 s later:
+        result = status(20)
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+        assert result.stdout.startswith(f"runner: not responding, pid {r.proc.pid} ")  # type: ignore[attr-defined]
+        assert result.stderr.startswith("warning: the runner's last heartbeat was 2")  # type: ignore[attr-defined]
+    finally:
+        r.proc.send_signal(signal.SIGCONT)
+    result = status(0)
+    assert result.stdout.startswith(f"runner: up, pid {r.proc.pid} ")  # type: ignore[attr-defined]
+    assert r.stop() == 0

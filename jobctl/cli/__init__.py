@@ -6,21 +6,46 @@ Commands import the core lazily so `jobctl --help` stays as fast as typer.
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated, Any
+
 import typer
 
 from jobctl.cli import control, edit, inspect, run
 
-app = typer.Typer(
+_SETTINGS: dict[str, Any] = dict(
     name="jobctl",
     help="A cron-like job scheduler: TOML tasks, a foreground runner, SQLite run history.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion/--show-completion: typer builds them from a
+    # placeholder function when the app is called (about 0.3 ms, no imports)
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain help: typer's rich help imports rich.markdown and pygments, which
     # more than doubles `jobctl --help` start-up (see README, design notes).
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app = typer.Typer(**_SETTINGS)
+
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from jobctl import __version__
+
+        sys.stdout.write(f"jobctl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print jobctl's version and exit.")] = False,
+) -> None:
+    """A cron-like job scheduler: TOML tasks, a foreground runner, SQLite run history."""
+
 
 app.command("validate")(inspect.validate)
 app.command("list")(inspect.list_tasks)
@@ -42,4 +67,37 @@ app.command("set")(edit.set_keys)
 
 
 def main() -> None:
-    app(prog_name="jobctl")
+    _app_for(sys.argv[1:])(prog_name="jobctl")
+
+
+# no annotations to evaluate: typer reads them for each command it builds
+_outline = lambda: None  # noqa: E731
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """`app`, trimmed to what this invocation needs.
+
+    typer builds every registered command's options from its signature
+    (typing.get_type_hints, inspect.signature) each time it runs: about 2 ms
+    a command. So `jobctl CMD ...` gets an app with CMD alone, and anything
+    else (`--help`, no arguments, `--version`, a mistyped command) one whose
+    commands are outlines: the same names and help, no options. Shell
+    completion gets the whole app."""
+    import os
+
+    if "_JOBCTL_COMPLETE" in os.environ:
+        return app
+    chosen = [info for info in app.registered_commands if args and info.name == args[0]]
+    if not chosen:
+        import copy
+        import inspect as pyinspect
+
+        for info in app.registered_commands:
+            outline = copy.copy(info)
+            outline.help = info.help if info.help is not None else pyinspect.getdoc(info.callback)
+            outline.callback = _outline
+            chosen.append(outline)
+    trimmed = typer.Typer(**_SETTINGS)
+    trimmed.registered_callback = app.registered_callback
+    trimmed.registered_commands = chosen
+    return trimmed

@@ -43,9 +43,11 @@ class Services:
 
     def zone(self) -> str:
         if self.system_zone is None:
-            from jobctl.clock import system_zone_name
+            from jobctl.clock import system_zone
 
-            self.system_zone = system_zone_name()
+            self.system_zone, note = system_zone()
+            if note:
+                err(note)
         return self.system_zone
 
     def load(self, config: Path | None) -> ScheduleSet:
@@ -135,8 +137,14 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+# commands that change nothing, so an invalid config's summary does not
+# reassure that "nothing was changed"
+READ_ONLY = frozenset({"validate", "list_tasks", "show", "next_fires", "plugins", "history",
+                       "logs", "status"})
+
+
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(read_only: bool = False) -> Iterator[None]:
     """Turn a JobctlError into its message on stderr and its exit status."""
     from jobctl.errors import ConfigError, JobctlError
 
@@ -145,7 +153,7 @@ def translate_errors() -> Iterator[None]:
     except ConfigError as e:
         for problem in e.problems:
             err(str(problem))
-        err(f"{e} (nothing was changed)")
+        err(str(e) if read_only else f"{e} (nothing was changed)")
         raise typer.Exit(e.exit_code) from None
     except JobctlError as e:
         err(f"error: {e}")
@@ -158,7 +166,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with translate_errors():
+        with translate_errors(read_only=fn.__name__ in READ_ONLY):
             return fn(*args, **kwargs)
 
     return wrapper

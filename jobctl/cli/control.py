@@ -187,8 +187,13 @@ def history(
         try:
             wanted = RunStatus(status)
         except ValueError:
-            allowed = ", ".join(s.value for s in RunStatus)
-            raise UsageError(f"--status: unknown status '{status}'; expected one of: {allowed}") from None
+            import difflib
+
+            values = [s.value for s in RunStatus]
+            close = difflib.get_close_matches(status.lower(), values, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"--status: unknown status '{status}'{hint}; expected one of: "
+                             f"{', '.join(values)}") from None
     store = open_state(svc, schedule_set, state, create=False)
     records = store.history(task_id, limit=limit, status=wanted) if store else []
     if task_id is not None and schedule_set.get(task_id) is None and not records:
@@ -338,7 +343,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     Example: jobctl status --json
     """
     from jobctl.cli.render import relative
-    from jobctl.lifecycle import lease_alive
+    from jobctl.lifecycle import HEARTBEAT_LATE_AFTER, lease_alive
     from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
@@ -356,6 +361,11 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             "pid": lease.pid, "host": lease.host, "since": lease.started_at.isoformat(timespec="microseconds"),
             "heartbeat_age_s": round((now - lease.heartbeat_at).total_seconds(), 3),
         }
+        runner["responding"] = runner["heartbeat_age_s"] < HEARTBEAT_LATE_AFTER
+        if not runner["responding"]:
+            err(f"warning: the runner's last heartbeat was {runner['heartbeat_age_s']:.0f}s ago "
+                f"(it beats every 5s): it is stopped (SIGSTOP?) or hung, and fires nothing "
+                f"until it resumes")
     if json:
         print_json({
             "runner": runner,
@@ -373,7 +383,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     tty = is_terminal(sys.stdout)
     if runner is not None:
         assert lease is not None
-        typer.echo(shown(f"runner: up, pid {runner['pid']} on {runner['host']}", sys.stdout))
+        state_word = "up" if runner["responding"] else "not responding"
+        typer.echo(shown(f"runner: {state_word}, pid {runner['pid']} on {runner['host']}", sys.stdout))
         typer.echo(f"  since {when(lease.started_at.astimezone(), now)}, "
                    f"heartbeat {runner['heartbeat_age_s']:.1f}s ago")
     else:

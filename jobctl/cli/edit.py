@@ -306,7 +306,7 @@ def add(
     Example: jobctl add backup --schedule '30 2 * * *' -- pg_dump -Fc app
     """
     from jobctl.editing import add_task
-    from jobctl.errors import UsageError
+    from jobctl.errors import ConfigError, UsageError
 
     if (schedule is None) == (at is None):
         raise UsageError("give exactly one of --schedule and --at")
@@ -342,8 +342,26 @@ def add(
     if disabled:
         table["enabled"] = False
     snapshot = _read(services(ctx), config)
-    snapshot.save(services(ctx), add_task(snapshot.text, table))
+    try:
+        snapshot.save(services(ctx), add_task(snapshot.text, table))
+    except ConfigError as e:
+        raise ConfigError([_as_option(p, snapshot.text) for p in e.problems]) from None
     typer.echo(f"added {task_id} to {snapshot.path}")
+
+
+_ADD_OPTIONS = {"id": "ID", "argv": "-- PROGRAM", "enabled": "--disabled"}
+
+
+def _as_option(problem: Problem, text: str) -> Problem:
+    """A problem of the table `add` appended, told by the option that made it:
+    its line exists only in the text that was not written."""
+    if problem.origin.line <= text.count("\n") + (not text.endswith("\n")):
+        return problem  # a line of the file as it is
+    from jobctl.model import Origin, Problem
+
+    key = problem.where.rpartition(").")[2] if ")." in problem.where else ""
+    option = _ADD_OPTIONS.get(key, f"--{key}") if key else "add"
+    return Problem(Origin(problem.origin.path), problem.message, option, problem.severity)
 
 
 @command

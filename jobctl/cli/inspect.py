@@ -205,6 +205,10 @@ def show(
             text = "-"
         elif isinstance(value, bool):
             text = "yes" if value else "no"
+        elif key == "timeout":
+            from jobctl.timing import format_duration
+
+            text = format_duration(value)  # as the config writes it: 30s, 1h30m
         elif isinstance(value, dict):
             text = " ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, list):
