@@ -122,8 +122,11 @@ def record_spawn_failure(store: SqliteStore, launch: Launch, run_id: int, error:
     """A claimed run whose process could not start: say why in its log, and
     record it `failed`."""
     try:
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        launch.log_path.write_text(f"[jobctl: {error}]\n")
+        from jobctl.perms import make_private_dirs, open_private
+
+        make_private_dirs(launch.log_path.parent)
+        with open(open_private(launch.log_path, os.O_WRONLY | os.O_TRUNC), "w") as f:
+            f.write(f"[jobctl: {error}]\n")
     except OSError:
         pass
     store.finish(run_id, RunStatus.FAILED, now, error=str(error))

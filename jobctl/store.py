@@ -664,10 +664,17 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     if not path.exists():
         if not create:
             return None
+        from jobctl.perms import create_private_file, make_private_dirs
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # private: the history names every command and where its output is
+            make_private_dirs(path.parent)
         except OSError as e:
             raise StoreError(path, f"cannot create its folder: {e.strerror or e}") from None
+        try:
+            create_private_file(path)
+        except OSError:
+            pass  # SQLite says why below
     try:
         conn = _connect(path)
         # read the version and the tables in one snapshot: another process
