@@ -134,3 +134,143 @@ argv = ["/nonexistent/jobctl-test-program"]
     # and nothing else jobctl left beside them is readable by others
     for path in state.parent.rglob("*"):
         assert mode(path) & 0o077 == 0, (path, oct(mode(path)))
+
+
+# -- trust: a config or manifest another user could change is refused --------------
+
+TRUST_CONFIG = """
+[jobctl]
+state = "state.db"
+plugins = ["plugins/*/plugin.toml"]
+
+[[tasks]]
+id = "hello"
+schedule = "@daily"
+command = "echo hi"
+"""
+
+MANIFEST = """
+[plugin]
+id = "backups"
+
+[[jobs]]
+key = "nightly"
+schedule = "30 2 * * *"
+argv = ["true"]
+"""
+
+NOBODY = 65534
+
+
+def trust_setup(tmp_path: Path) -> tuple[Path, Path]:
+    config = write_config(tmp_path, TRUST_CONFIG)
+    manifest = tmp_path / "plugins" / "backups" / "plugin.toml"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(MANIFEST)
+    for p in (tmp_path / "plugins", manifest.parent):
+        p.chmod(0o755)
+    manifest.chmod(0o644)
+    config.chmod(0o644)
+    return config, manifest
+
+
+LOADING = [("list",), ("validate",), ("show", "hello"), ("next", "hello"), ("run-now", "hello"),
+           ("history",), ("status",), ("plugins",), ("disable", "hello"),
+           ("set", "hello", "timeout=5m"), ("edit",)]
+
+
+def refused(result: object, path: Path, what: str, fix: str) -> None:
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: refusing {what} {path}: "), err
+    assert err.rstrip().endswith(f"fix: {fix}"), err
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("args", LOADING, ids=lambda a: a[0])
+def test_a_world_writable_config_is_refused_wherever_it_is_loaded(cli, tmp_path: Path, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    config, _ = trust_setup(tmp_path)
+    config.chmod(0o666)
+    before = config.read_bytes()
+    result = cli(*args, env={"EDITOR": "false", "PATH": os.environ["PATH"]})
+    refused(result, config, "config", f"chmod go-w {config}")
+    assert "writable by group and others (mode 0666)" in result.stderr
+    assert config.read_bytes() == before and mode(config) == 0o666
+    assert not (tmp_path / "state.db").exists()  # nothing written
+    assert list(tmp_path.glob(".jobctl*")) == []  # no temporary copy left behind
+
+
+def test_the_runner_refuses_a_world_writable_config(tmp_path: Path) -> None:
+    config, _ = trust_setup(tmp_path)
+    config.chmod(0o666)
+    result = jobctl("run", cwd=tmp_path)  # a subprocess: a runner that starts would not return
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"error: refusing config {config}: it is writable by group and others "
+                             "(mode 0666), so whoever can change it runs commands as you; "
+                             f"fix: chmod go-w {config}\n")
+    assert not (tmp_path / "state.db").exists()
+
+
+@pytest.mark.parametrize(("bits", "who"), [(0o664, "its group"), (0o646, "others")])
+def test_a_group_or_other_writable_config_is_refused(cli, tmp_path: Path, bits: int, who: str) -> None:  # type: ignore[no-untyped-def]
+    config, _ = trust_setup(tmp_path)
+    config.chmod(bits)
+    result = cli("validate")
+    refused(result, config, "config", f"chmod go-w {config}")
+    assert f"writable by {who} (mode {bits:04o})" in result.stderr
+
+
+def test_a_config_owned_by_another_user_is_refused_one_owned_by_root_is_not(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert os.geteuid() == 0, "these tests simulate another user by chown, which needs root"
+    config, _ = trust_setup(tmp_path)
+    os.chown(config, NOBODY, NOBODY)
+    result = cli("list")
+    refused(result, config, "config", f"chown root {config}")
+    assert f"owned by nobody (uid {NOBODY}), not by you (root (uid 0)) or root" in result.stderr
+    os.chown(config, 0, 0)
+    assert cli("list").exit_code == 0
+
+
+def test_an_unsafe_plugin_manifest_refuses_the_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, manifest = trust_setup(tmp_path)
+    ok = cli("validate")
+    assert ok.exit_code == 0, ok.output
+    manifest.chmod(0o666)
+    refused(cli("validate"), manifest, "plugin manifest", f"chmod go-w {manifest}")
+    manifest.chmod(0o644)
+    os.chown(manifest, NOBODY, NOBODY)
+    result = cli("run-now", "backups:nightly")
+    refused(result, manifest, "plugin manifest", f"chown root {manifest}")
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_a_plugin_folder_others_could_change_refuses_the_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, manifest = trust_setup(tmp_path)
+    folder = manifest.parent
+    folder.chmod(0o777)
+    result = cli("list")
+    refused(result, manifest, "plugin manifest", f"chmod go-w {folder}")
+    assert f"its folder {folder} is writable by group and others (mode 0777, no sticky bit)" in result.stderr
+    folder.chmod(0o1777)  # sticky, as /tmp: others cannot replace our file
+    assert cli("list").exit_code == 0
+    folder.chmod(0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    refused(cli("list"), manifest, "plugin manifest", f"chown root {folder}")
+
+
+def test_set_and_add_keep_the_config_mode_and_init_never_makes_it_writable_by_others(
+        cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, _ = trust_setup(tmp_path)
+    config.chmod(0o640)
+    result = cli("set", "hello", "timeout=5m")
+    assert result.exit_code == 0, result.output
+    result = cli("add", "other", "--schedule", "@daily", "--", "true")
+    assert result.exit_code == 0, result.output
+    assert mode(config) == 0o640
+    fresh = tmp_path / "fresh" / "jobctl.toml"
+    made = jobctl("init", str(fresh), cwd=tmp_path, umask=0o000)
+    assert made.returncode == 0, made.stderr
+    assert mode(fresh) == 0o644
+    checked = jobctl("validate", "-c", str(fresh), cwd=tmp_path, umask=0o000)
+    assert checked.returncode == 0, checked.stderr
