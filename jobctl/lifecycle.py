@@ -149,6 +149,15 @@ def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable
     return proc
 
 
+def with_log_error(error: str | None, proc: RunningProcess) -> str | None:
+    """A run's error with, after it, why its log is incomplete (a full
+    disk, say), if it is: the status stays what the process earned, but the
+    record says the log is missing output."""
+    if proc.log_error:
+        return f"{error}; {proc.log_error}" if error else proc.log_error
+    return error
+
+
 def describe_exit(code: int) -> tuple[RunStatus, str | None]:
     if code == 0:
         return RunStatus.SUCCESS, None
@@ -242,7 +251,7 @@ def run_now(
             status, error = end
         else:
             status, error = describe_exit(code)
-        store.finish(run_id, status, now(), exit_code=code, error=error)
+        store.finish(run_id, status, now(), exit_code=code, error=with_log_error(error, proc))
     for log in store.prune(task.id, settings.history_limit):
         try:
             Path(log).unlink()

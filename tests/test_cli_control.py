@@ -230,6 +230,30 @@ def test_run_now_success_streams_output_and_writes_log(ctl, config: Path, state:
     assert run.pid is not None and run.log_path == str(log)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_run_now_whose_log_fills_the_disk_says_so_as_the_runner_does(
+        ctl, config: Path, state: Path) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk does: the run
+    keeps the status it earned, and its record (and the summary) say the log
+    is incomplete, in the runner's words."""
+    logs = state.parent / "logs"
+    logs.mkdir(parents=True)
+    (logs / "1.log").symlink_to("/dev/full")
+    result = ctl("run-now", "hello")
+    assert result.exit_code == 0, result.output
+    (run,) = runs(state)
+    why = f"log {logs}/1.log incomplete: no space left on device"
+    assert run.status is RunStatus.SUCCESS and run.exit_code == 0 and run.error == why
+    assert result.stderr.startswith("run #1 hello: success in ") and f"({why})" in result.stderr
+    result = ctl("run-now", "fail")  # a failure keeps its own reason first
+    assert result.exit_code == 1
+    (_, failed) = runs(state)[::-1]
+    assert failed.error == "exit code 3"  # its log (2.log) was written in full
+    (logs / "3.log").symlink_to("/dev/full")
+    ctl("run-now", "fail")
+    assert runs(state)[0].error == f"exit code 3; log {logs}/3.log incomplete: no space left on device"
+
+
 def test_run_now_env_names_the_run(ctl, config: Path) -> None:
     ctl("run-now", "hello")
     result = ctl("run-now", "hello")
