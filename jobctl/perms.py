@@ -115,8 +115,8 @@ def check_trusted(path: Path, kind: str, *, folder: bool = False) -> None:
         raise UntrustedFileError(kind, path, f"it is writable by {writers} (mode {mode:04o})",
                                  f"chmod go-w {path}")
     if st.st_uid not in (me, 0):
-        raise UntrustedFileError(kind, path, f"it is owned by {_who(st.st_uid)}, not by you "
-                                 f"({_who(me)}) or root", f"chown {_who_name(me)} {path}")
+        raise UntrustedFileError(kind, path, f"it is owned by {_who(st.st_uid)}, {_not_you(me)}",
+                                 f"chown {_who_name(me)} {path}")
     if not folder:
         return
     parent = path.absolute().parent
@@ -131,8 +131,12 @@ def check_trusted(path: Path, kind: str, *, folder: bool = False) -> None:
                                  f"(mode {dmode:04o}, no sticky bit)", f"chmod go-w {parent}")
     if dst.st_uid not in (me, 0):
         raise UntrustedFileError(kind, path, f"its folder {parent} is owned by "
-                                 f"{_who(dst.st_uid)}, not by you ({_who(me)}) or root",
+                                 f"{_who(dst.st_uid)}, {_not_you(me)}",
                                  f"chown {_who_name(me)} {parent}")
+
+
+def _not_you(me: int) -> str:
+    return "not by root" if me == 0 else f"not by you ({_who(me)}) or root"
 
 
 def _who_name(uid: int) -> str:

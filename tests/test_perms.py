@@ -227,7 +227,7 @@ def test_a_config_owned_by_another_user_is_refused_one_owned_by_root_is_not(cli,
     os.chown(config, NOBODY, NOBODY)
     result = cli("list")
     refused(result, config, "config", f"chown root {config}")
-    assert f"owned by nobody (uid {NOBODY}), not by you (root (uid 0)) or root" in result.stderr
+    assert f"it is owned by nobody (uid {NOBODY}), not by root, so" in result.stderr
     os.chown(config, 0, 0)
     assert cli("list").exit_code == 0
 
