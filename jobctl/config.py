@@ -755,7 +755,14 @@ def _not_utf8(path: Path, e: UnicodeDecodeError) -> Problem:
 
 
 def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
-    """Read and convert a config file; never raises for what the file says."""
+    """Read and convert a config file; never raises for what the file says.
+
+    UntrustedFileError if someone other than this user (or root) could
+    change the file: whoever can write it runs commands as us.
+    """
+    from jobctl.perms import check_trusted
+
+    check_trusted(path, "config")
     problems: list[Problem] = []
     origin = Origin(path)
     try:

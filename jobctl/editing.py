@@ -45,6 +45,7 @@ from tomlkit.items import Item, Table
 from jobctl.config import toml_loads
 from jobctl.errors import ConfigError, JobctlError, UnknownTaskError
 from jobctl.model import Origin, Problem, ScheduleSet
+from jobctl.perms import check_trusted
 
 ABSENT = "absent"
 """The fingerprint of a file that does not exist."""
@@ -647,7 +648,9 @@ def atomic_write(path: Path, data: str | bytes, *, expect: str | None = None,
                     os.fchown(f.fileno(), old.st_uid, old.st_gid)
                 except OSError:
                     pass  # not ours to give away: keep our own
-            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old else 0o666 & ~_umask())
+            # a new file is never group- or world-writable, whatever the
+            # umask: jobctl would refuse to load it (see jobctl.perms)
+            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old else 0o644 & ~_umask())
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
@@ -736,6 +739,7 @@ def save_config(path: Path, text: str, *, expect: str | None, system_zone: str,
         refuse_new_plugin_problems(target, schedule_set, system_zone=system_zone, now=now)
         warnings.extend(moved(p, tmp, path) for p in schedule_set.warnings)
 
+    check_trusted(target, "config")
     refuse_read_only(path)
     atomic_write(target, text, expect=expect, check=check)
     return warnings

@@ -122,9 +122,13 @@ class LogSink:
         keeps a file-system round trip off the path between a fire and its
         process start)."""
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from jobctl.perms import make_private_dirs, open_private
+
+            make_private_dirs(self.path.parent)
             # w+b: on overflow the bytes past the head are read back into memory.
-            self._file = open(self.path, "w+b")
+            # 0600: a run's output is its owner's business
+            fd = open_private(self.path, os.O_RDWR | os.O_TRUNC)
+            self._file = open(fd, "w+b")
 
     def write(self, data: bytes) -> None:
         if self._closed:

@@ -126,8 +126,11 @@ def record_spawn_failure(store: SqliteStore, launch: Launch, run_id: int, error:
     """A claimed run whose process could not start: say why in its log, and
     record it `failed`."""
     try:
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        launch.log_path.write_text(f"[jobctl: {error}]\n")
+        from jobctl.perms import make_private_dirs, open_private
+
+        make_private_dirs(launch.log_path.parent)
+        with open(open_private(launch.log_path, os.O_WRONLY | os.O_TRUNC), "w") as f:
+            f.write(f"[jobctl: {error}]\n")
     except OSError:
         pass
     store.finish(run_id, RunStatus.FAILED, now, error=str(error))
@@ -148,6 +151,15 @@ def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable
         proc.close()
         return None
     return proc
+
+
+def with_log_error(error: str | None, proc: RunningProcess) -> str | None:
+    """A run's error with, after it, why its log is incomplete (a full
+    disk, say), if it is: the status stays what the process earned, but the
+    record says the log is missing output."""
+    if proc.log_error:
+        return f"{error}; {proc.log_error}" if error else proc.log_error
+    return error
 
 
 def describe_exit(code: int) -> tuple[RunStatus, str | None]:
@@ -243,7 +255,7 @@ def run_now(
             status, error = end
         else:
             status, error = describe_exit(code)
-        store.finish(run_id, status, now(), exit_code=code, error=error)
+        store.finish(run_id, status, now(), exit_code=code, error=with_log_error(error, proc))
     for log in store.prune(task.id, settings.history_limit):
         try:
             Path(log).unlink()

@@ -282,7 +282,12 @@ def discover(settings: Settings, base_dir: Path, now: datetime) -> tuple[list[Ta
     reports: list[PluginReport] = []
     loaded: list[tuple[int, int, list[Task]]] = []
     owners: dict[str, str] = {}
+    from jobctl.perms import check_trusted
+
     for order, path in enumerate(find_manifests(settings, base_dir)):
+        # a manifest names commands to run and a folder to import from: one
+        # that another user could change (or replace) refuses the whole config
+        check_trusted(path, "plugin manifest", folder=True)
         report, tasks = load_manifest(path, settings, now)
         if report.id != "?" and report.id in owners:
             problem = Problem(Origin(path), f"plugin id '{report.id}' is already declared by "

@@ -582,8 +582,7 @@ class Runner:
                     self.group_kills.append((active.proc.pgid, active.kill_at))
             else:
                 status, error = lifecycle.describe_exit(code)
-            if active.proc.log_error:
-                error = f"{error}; {active.proc.log_error}" if error else active.proc.log_error
+            error = lifecycle.with_log_error(error, active.proc)
             self._record_finish(_Ended(active, status, error, code, self.clock.now()))
         if self.unrecorded and self.clock.monotonic() >= self.next_record_retry:
             # the state file could not take them (a full disk, a long lock):

@@ -263,6 +263,9 @@ class SqliteStore:
     def _translate(self, e: sqlite3.Error) -> StoreError:
         if "locked" in str(e) or "busy" in str(e):
             return StoreBusyError(self.path)
+        if "readonly" in str(e):
+            # opened for reading only (SQLite falls back without a word)
+            return StoreError(self.path, _read_only_reason(self.path) or str(e))
         return StoreError(self.path, str(e))
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:  # type: ignore[type-arg]
@@ -661,13 +664,26 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     path = path.expanduser()
     if path.is_dir():
         raise StoreError(path, "is a folder, not a state file; give a file path with --state")
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        if not create:
+            return None  # no state file can be there
+        raise StoreError(path, f"{blocker} is a file, not a folder; give a state path "
+                         "whose folders are folders")
     if not path.exists():
         if not create:
             return None
+        from jobctl.perms import create_private_file, make_private_dirs
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # private: the history names every command and where its output is
+            make_private_dirs(path.parent)
         except OSError as e:
             raise StoreError(path, f"cannot create its folder: {e.strerror or e}") from None
+        try:
+            create_private_file(path)
+        except OSError:
+            pass  # SQLite says why below
     try:
         conn = _connect(path)
         # read the version and the tables in one snapshot: another process
@@ -701,11 +717,47 @@ def open_store(path: Path, *, create: bool) -> SqliteStore | None:
     except sqlite3.DatabaseError as e:
         if "locked" in str(e) or "busy" in str(e):
             raise StoreBusyError(path) from None
-        if not create and "unable to open" in str(e):
-            # a read-only folder or mount: reading needs no write access
-            return _open_read_only(path, e)
+        if "unable to open" in str(e) or "readonly" in str(e):
+            if not create:
+                # a read-only file, folder or mount: reading needs no write access
+                return _open_read_only(path, e)
+            read_only = _read_only_reason(path)
+            if read_only is not None:
+                raise StoreError(path, read_only) from None
         raise StoreError(path, f"not a usable SQLite database ({e})") from None
     return SqliteStore(path, conn)
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` if it is not a folder."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+        if parent.is_symlink():
+            return None  # dangling: let mkdir say so
+    return None
+
+
+def _read_only_reason(path: Path) -> str | None:
+    """Why jobctl cannot write the state file, if that is why SQLite failed:
+    it writes the file and, beside it, its -wal and -shm files."""
+    folder = path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        return ("is read-only for this user; only commands that just read "
+                "(list, show, history, status, logs) work on it")
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        return (f"its folder {folder} is read-only (jobctl writes the state file and its -wal "
+                "and -shm files there); make it writable, or choose another path with --state")
+    for f in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if f.exists() and not os.access(f, os.W_OK):
+            return (f"{f.name} beside it is read-only for this user; only commands that just "
+                    "read (list, show, history, status, logs) work on it")
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"its folder {folder} is on a read-only file system"
+    except OSError:
+        pass
+    return None
 
 
 def _open_read_only(path: Path, error: sqlite3.DatabaseError) -> SqliteStore:
@@ -716,7 +768,7 @@ def _open_read_only(path: Path, error: sqlite3.DatabaseError) -> SqliteStore:
         raise StoreError(path, "cannot be read (permission denied)")
     for query in ("mode=ro", "immutable=1"):
         try:
-            conn = sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, isolation_level=None,
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?{query}", uri=True, isolation_level=None,
                                    timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             version = conn.execute("pragma user_version").fetchone()[0]
             if _is_foreign(conn):

@@ -230,6 +230,30 @@ def test_run_now_success_streams_output_and_writes_log(ctl, config: Path, state:
     assert run.pid is not None and run.log_path == str(log)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_run_now_whose_log_fills_the_disk_says_so_as_the_runner_does(
+        ctl, config: Path, state: Path) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk does: the run
+    keeps the status it earned, and its record (and the summary) say the log
+    is incomplete, in the runner's words."""
+    logs = state.parent / "logs"
+    logs.mkdir(parents=True)
+    (logs / "1.log").symlink_to("/dev/full")
+    result = ctl("run-now", "hello")
+    assert result.exit_code == 0, result.output
+    (run,) = runs(state)
+    why = f"log {logs}/1.log incomplete: no space left on device"
+    assert run.status is RunStatus.SUCCESS and run.exit_code == 0 and run.error == why
+    assert result.stderr.startswith("run #1 hello: success in ") and f"({why})" in result.stderr
+    result = ctl("run-now", "fail")  # a failure keeps its own reason first
+    assert result.exit_code == 1
+    (_, failed) = runs(state)[::-1]
+    assert failed.error == "exit code 3"  # its log (2.log) was written in full
+    (logs / "3.log").symlink_to("/dev/full")
+    ctl("run-now", "fail")
+    assert runs(state)[0].error == f"exit code 3; log {logs}/3.log incomplete: no space left on device"
+
+
 def test_run_now_env_names_the_run(ctl, config: Path) -> None:
     ctl("run-now", "hello")
     result = ctl("run-now", "hello")
@@ -824,3 +848,104 @@ def test_a_run_started_but_not_yet_recorded_by_a_killed_runner_is_found_and_stop
             p.signal_group(signal.SIGKILL)
             p.wait(5)
             p.close()
+
+
+# -- a state file or folder this user cannot write ------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder under the system temp dir that another user can reach
+    (pytest's tmp_path sits in a root-only 0700 folder)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="jobctl-shared-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The jobctl console script as another user (uid/gid 65534). Fails, not
+    skips, where that cannot be done: the test would prove nothing."""
+    import shutil
+
+    assert os.geteuid() == 0, "simulating another user needs root"
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run jobctl as another user"
+    script = Path(sys.executable).parent / "jobctl"
+    assert script.exists(), script
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCTL_", "XDG_"))}
+    env["HOME"] = str(cwd)
+    return subprocess.run([setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY),
+                           "--clear-groups", str(script), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_state_file_this_user_can_read_but_not_write_still_shows_what_is_there(
+        shared_dir: Path) -> None:
+    config = write_config(shared_dir, CONFIG)
+    state = shared_dir / "state" / "state.db"
+    made = subprocess.run([sys.executable, "-m", "jobctl", "run-now", "hello", "-c", str(config),
+                           "--state", str(state)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    # as an admin sharing it would: root-owned, readable by all, not writable
+    for p in (state.parent, state.parent / "logs"):
+        p.chmod(0o755)
+    state.chmod(0o644)
+    (state.parent / "logs" / "1.log").chmod(0o644)
+    before = state.read_bytes()
+    common = ("-c", str(config), "--state", str(state))
+    for args in (("list",), ("history",), ("status",), ("logs", "1"), ("show", "hello")):
+        result = as_nobody(*args, *common, cwd=shared_dir)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "not a usable" not in result.stderr
+    assert "success" in as_nobody("history", *common, cwd=shared_dir).stdout
+    assert as_nobody("logs", "1", *common, cwd=shared_dir).stdout == "out\nerr\nhello 1 manual\n"
+    result = as_nobody("disable", "hello", *common, cwd=shared_dir)
+    assert result.returncode == 2
+    assert result.stderr == (f"error: state file {state}: is read-only for this user; only commands "
+                             "that just read (list, show, history, status, logs) work on it\n")
+    assert state.read_bytes() == before
+
+
+def test_a_read_only_state_folder_is_named_not_called_corrupt(shared_dir: Path) -> None:
+    config = write_config(shared_dir, CONFIG)
+    folder = shared_dir / "state"
+    folder.mkdir()
+    state = folder / "state.db"
+    common = ("-c", str(config), "--state", str(state))
+    os.chown(folder, NOBODY, NOBODY)
+    made = as_nobody("run-now", "hello", *common, cwd=shared_dir)
+    assert made.returncode == 0, made.stderr
+    folder.chmod(0o555)
+    why = (f"error: state file {state}: its folder {folder} is read-only (jobctl writes the state "
+           "file and its -wal and -shm files there); make it writable, or choose another path "
+           "with --state\n")
+    for args in (("disable", "hello"), ("run",)):
+        result = as_nobody(*args, *common, cwd=shared_dir)
+        assert (result.returncode, result.stderr) == (2, why), args
+    assert as_nobody("history", *common, cwd=shared_dir).returncode == 0
+    empty = shared_dir / "empty"
+    empty.mkdir(mode=0o555)
+    os.chown(empty, NOBODY, NOBODY)
+    result = as_nobody("run-now", "hello", "-c", str(config), "--state", str(empty / "s.db"),
+                       cwd=shared_dir)
+    assert result.returncode == 2 and f"its folder {empty} is read-only" in result.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_a_state_path_under_a_regular_file_says_so(ctl, config: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    bad = config / "state.db"
+    for args in (("disable", "hello"), ("run-now", "hello")):
+        result = cli(*args, "--state", str(bad))
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (f"error: state file {bad}: {config} is a file, not a folder; "
+                                 "give a state path whose folders are folders\n")
+    result = cli("history", "--state", str(bad))
+    assert result.exit_code == 0 and "no runs yet" in result.stdout

@@ -174,7 +174,10 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     except OSError as e:
         raise UsageError(f"cannot read {shown}: {e.strerror or e}") from None
     digest = fingerprint_bytes(original)
-    refuse_read_only(shown)  # before any editing is done in vain
+    from jobctl.perms import check_trusted
+
+    check_trusted(path, "config")  # before any editing is done in vain
+    refuse_read_only(shown)
     # the copy lives beside the file: relative paths in it mean the same, and
     # it is on the same file system as the file it replaces
     try:
