@@ -159,34 +159,46 @@ def split_expression(text: str) -> list[str]:
 
 
 class CronPattern:
-    """A parsed expression: the field sets plus what a search needs, precomputed.
+    """A parsed expression: the field values plus what a search needs.
 
     `fixed` is the DST mode: minute and hour hold neither `*` nor `/`.
+    Day fields are bit masks (bit n set: value n matches), kept small because
+    a runner holds one pattern per distinct expression.
     """
 
-    __slots__ = ("minutes", "hours", "doms", "months", "dows", "day_and", "fixed",
+    __slots__ = ("minutes", "hours", "dom_mask", "month_mask", "dow_mask", "day_and", "fixed",
                  "times", "_month_days")
 
-    def __init__(self, parts: list[str]) -> None:
-        sets = []
-        for part, (_name, lo, hi, names) in zip(parts, FIELDS):
-            sets.append(parse_field(part, lo, hi, names))
-        self.minutes, self.hours, self.doms, self.months, dows = (frozenset(s) for s in sets)
-        self.dows = frozenset(d % 7 for d in dows)  # 7 is Sunday too
+    def __init__(self, sets: list[set[int]], day_and: bool, fixed: bool) -> None:
+        minutes, hours, doms, months, dows = sets
+        self.minutes = tuple(sorted(minutes))
+        self.hours = tuple(sorted(hours))
+        self.dom_mask = _mask(doms)
+        self.month_mask = _mask(months)
+        self.dow_mask = _mask(d % 7 for d in dows)  # 7 is Sunday too
         # cronie: if either day field starts with '*', both must match (AND)
-        self.day_and = parts[2].startswith("*") or parts[4].startswith("*")
-        self.fixed = not any(c in f for f in parts[:2] for c in "*/")
+        self.day_and = day_and
+        self.fixed = fixed
         # matching minutes of the day, ascending
-        self.times = [h * 60 + m for h in sorted(self.hours) for m in sorted(self.minutes)]
-        self._month_days: dict[int, list[int]] = {}
+        self.times = tuple(h * 60 + m for h in self.hours for m in self.minutes)
+        self._month_days: dict[int, tuple[int, ...]] | None = None
 
-    def days_in(self, year: int, month: int) -> list[int]:
+    @classmethod
+    def parse(cls, parts: list[str]) -> CronPattern:
+        """The pattern of five valid fields (FieldError if one is not)."""
+        sets = [parse_field(part, lo, hi, names) for part, (_n, lo, hi, names) in zip(parts, FIELDS)]
+        return cls(sets, *_modes(parts))
+
+    def days_in(self, year: int, month: int) -> tuple[int, ...]:
         """Matching days of a month, ascending (cached per month)."""
+        cache = self._month_days
+        if cache is None:
+            cache = self._month_days = {}
         key = year * 12 + month
-        days = self._month_days.get(key)
+        days = cache.get(key)
         if days is None:
-            if month not in self.months:
-                days = []
+            if not (self.month_mask >> month) & 1:
+                days = ()
             else:
                 if month == 12:
                     length = 31
@@ -194,16 +206,16 @@ class CronPattern:
                     length = (date(year, month + 1, 1) - date(year, month, 1)).days
                 # weekday of the 1st, cron numbering (Sunday = 0)
                 first = date(year, month, 1).toordinal() % 7
-                doms, dows = self.doms, self.dows
+                doms, dows = self.dom_mask, self.dow_mask
                 if self.day_and:
-                    days = [d for d in range(1, length + 1)
-                            if d in doms and (first + d - 1) % 7 in dows]
+                    days = tuple(d for d in range(1, length + 1)
+                                 if (doms >> d) & 1 and (dows >> ((first + d - 1) % 7)) & 1)
                 else:
-                    days = [d for d in range(1, length + 1)
-                            if d in doms or (first + d - 1) % 7 in dows]
-            if len(self._month_days) > 4096:
-                self._month_days.clear()
-            self._month_days[key] = days
+                    days = tuple(d for d in range(1, length + 1)
+                                 if (doms >> d) & 1 or (dows >> ((first + d - 1) % 7)) & 1)
+            if len(cache) > 256:
+                cache.clear()
+            cache[key] = days
         return days
 
     def next_wall(self, wall: int, limit: int) -> int | None:
@@ -242,10 +254,40 @@ class CronPattern:
                 return None
 
 
-@lru_cache(maxsize=65536)
+def _mask(values: object) -> int:
+    mask = 0
+    for v in values:  # type: ignore[attr-defined]
+        mask |= 1 << v
+    return mask
+
+
+def _modes(parts: list[str]) -> tuple[bool, bool]:
+    """(day_and, fixed) of five fields."""
+    return (parts[2].startswith("*") or parts[4].startswith("*"),
+            not any(c in f for f in parts[:2] for c in "*/"))
+
+
+_PATTERNS: dict[str, CronPattern] = {}
+_PATTERNS_MAX = 1 << 17
+
+
 def compile_expression(expr: str) -> CronPattern:
-    """The pattern of a validated 5-field expression (cached)."""
-    return CronPattern(expr.upper().split())
+    """The pattern of a validated 5-field expression (cached: parsed once,
+    when it is validated)."""
+    pattern = _PATTERNS.get(expr)
+    if pattern is None:
+        pattern = _remember(expr, CronPattern.parse(expr.upper().split()))
+    return pattern
+
+
+def _remember(expr: str, pattern: CronPattern) -> CronPattern:
+    if len(_PATTERNS) >= _PATTERNS_MAX:
+        _PATTERNS.clear()
+    _PATTERNS[expr] = pattern
+    return pattern
+
+
+compile_expression.cache_clear = _PATTERNS.clear  # type: ignore[attr-defined]
 
 
 def parse_cron_fields(text: str) -> tuple[str, CronPattern]:
@@ -269,7 +311,10 @@ def parse_cron_fields(text: str) -> tuple[str, CronPattern]:
                 text, f"bad day-of-month field '{dom_text}': no day {min(sets[2])} in {months}, so it never fires"
             )
     expr = " ".join(parts).upper()
-    return expr, compile_expression(expr)
+    pattern = _PATTERNS.get(expr)
+    if pattern is None:
+        pattern = _remember(expr, CronPattern(sets, *_modes(parts)))
+    return expr, pattern
 
 
 # -- zones --------------------------------------------------------------------

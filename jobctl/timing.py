@@ -86,7 +86,7 @@ def parse_cron(text: str) -> CronSchedule:
     return CronSchedule(text=text, expr=expr, fixed_time=pattern.fixed)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def parse_schedule(text: str) -> Schedule:
     """Read a `schedule` value: cron, @shortcut, @reboot or an interval.
 
