@@ -47,6 +47,7 @@ _MIN_REAL = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_REAL = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_PROBE = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_WALL = _MAX_REAL
+_MAX_ORDINAL = date(9999, 12, 31).toordinal()
 # a bound no correct search comes near (one stretch per transition, at most a
 # few per year); past it the search stops with ScheduleSearchError
 _MAX_STRETCHES = 8 * 400 + 64
@@ -167,7 +168,7 @@ class CronPattern:
     """
 
     __slots__ = ("minutes", "hours", "dom_mask", "month_mask", "dow_mask", "day_and", "fixed",
-                 "times", "_month_days")
+                 "times")
 
     def __init__(self, sets: list[set[int]], day_and: bool, fixed: bool) -> None:
         minutes, hours, doms, months, dows = sets
@@ -181,42 +182,12 @@ class CronPattern:
         self.fixed = fixed
         # matching minutes of the day, ascending
         self.times = tuple(h * 60 + m for h in self.hours for m in self.minutes)
-        self._month_days: dict[int, tuple[int, ...]] | None = None
 
     @classmethod
     def parse(cls, parts: list[str]) -> CronPattern:
         """The pattern of five valid fields (FieldError if one is not)."""
         sets = [parse_field(part, lo, hi, names) for part, (_n, lo, hi, names) in zip(parts, FIELDS)]
         return cls(sets, *_modes(parts))
-
-    def days_in(self, year: int, month: int) -> tuple[int, ...]:
-        """Matching days of a month, ascending (cached per month)."""
-        cache = self._month_days
-        if cache is None:
-            cache = self._month_days = {}
-        key = year * 12 + month
-        days = cache.get(key)
-        if days is None:
-            if not (self.month_mask >> month) & 1:
-                days = ()
-            else:
-                if month == 12:
-                    length = 31
-                else:
-                    length = (date(year, month + 1, 1) - date(year, month, 1)).days
-                # weekday of the 1st, cron numbering (Sunday = 0)
-                first = date(year, month, 1).toordinal() % 7
-                doms, dows = self.dom_mask, self.dow_mask
-                if self.day_and:
-                    days = tuple(d for d in range(1, length + 1)
-                                 if (doms >> d) & 1 and (dows >> ((first + d - 1) % 7)) & 1)
-                else:
-                    days = tuple(d for d in range(1, length + 1)
-                                 if (doms >> d) & 1 or (dows >> ((first + d - 1) % 7)) & 1)
-            if len(cache) > 256:
-                cache.clear()
-            cache[key] = days
-        return days
 
     def next_wall(self, wall: int, limit: int) -> int | None:
         """The first matching wall minute at or after `wall`, before `limit`."""
@@ -226,32 +197,35 @@ class CronPattern:
         days, second = divmod(wall, DAY)
         minute = second // 60
         times = self.times
-        current = date.fromordinal(days + _EPOCH_ORDINAL)
-        year, month, day = current.year, current.month, current.day
-        while True:
-            matching = self.days_in(year, month)
-            i = bisect_left(matching, day)
-            while i < len(matching):
-                d = matching[i]
-                if d != day:
-                    minute = 0
-                j = bisect_left(times, minute)
-                if j < len(times):
-                    ordinal = date(year, month, d).toordinal() - _EPOCH_ORDINAL
-                    found = ordinal * DAY + times[j] * 60
+        last_time = times[-1]
+        month_mask, dom_mask, dow_mask, day_and = self.month_mask, self.dom_mask, self.dow_mask, self.day_and
+        ordinal = days + _EPOCH_ORDINAL
+        last = min((limit - 1) // DAY + _EPOCH_ORDINAL, _MAX_ORDINAL)
+        while ordinal <= last:
+            if minute <= last_time:
+                current = date.fromordinal(ordinal)
+                month = current.month
+                if not (month_mask >> month) & 1:
+                    # the first day of the next month that matches
+                    year = current.year
+                    while True:
+                        month += 1
+                        if month == 13:
+                            month, year = 1, year + 1
+                            if year > 9999:
+                                return None
+                        if (month_mask >> month) & 1:
+                            break
+                    ordinal, minute = date(year, month, 1).toordinal(), 0
+                    continue
+                dom = (dom_mask >> current.day) & 1
+                dow = (dow_mask >> (ordinal % 7)) & 1  # ordinal 7 is a Sunday
+                if (dom and dow) if day_and else (dom or dow):
+                    found = (ordinal - _EPOCH_ORDINAL) * DAY + times[bisect_left(times, minute)] * 60
                     return found if found < limit else None
-                i += 1
-                minute = 0
-                day = d + 1
-            # the next month
-            minute, day = 0, 1
-            month += 1
-            if month == 13:
-                month, year = 1, year + 1
-                if year > 9999:
-                    return None
-            if (date(year, month, 1).toordinal() - _EPOCH_ORDINAL) * DAY >= limit:
-                return None
+            ordinal += 1
+            minute = 0
+        return None
 
 
 def _mask(values: object) -> int:
