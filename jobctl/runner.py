@@ -186,8 +186,10 @@ class Runner:
         lease = self.store.lease()
         if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
             raise LeaseHeldError(lease, self.store.path)
+        # the compare-and-swap decides between runners that start at once:
+        # a loser raises LeaseHeldError here, before it has done anything
+        lease = self.store.take_lease(self.owner, now, replacing=lease)
         lifecycle.recover_orphans(self.store, now)
-        lease = self.store.take_lease(self.owner, now, holder_alive=False)
         self.anchor = lease.anchor
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)

@@ -286,13 +286,21 @@ class SqliteStore:
         r = rows[0]
         return Lease(r[0], r[1], r[2] or "", r[3], from_text(r[4]), from_text(r[5]), from_text(r[6]))  # type: ignore[arg-type]
 
-    def take_lease(self, owner: Owner, now: datetime, holder_alive: bool | None = None) -> Lease:
-        """Write `owner` as the runner. The caller has checked that any current
-        holder is dead (`holder_alive` False); if the row changed meanwhile,
-        LeaseHeldError."""
+    def take_lease(self, owner: Owner, now: datetime, *, replacing: Lease | None = None) -> Lease:
+        """Make `owner` the runner of this state file: a compare-and-swap.
+
+        In one `BEGIN IMMEDIATE` transaction the lease row is read and written
+        only if it is still what the caller judged free: no row, a row already
+        held by `owner`, or exactly `replacing` (a holder the caller found
+        dead, unchanged since: same holder, same heartbeat). Any other row
+        means another runner took the lease since the caller looked, or is
+        alive: a lost race raises LeaseHeldError naming that holder, and
+        nothing is written. Of any number of runners starting at once on one
+        file, exactly one gets the lease.
+        """
         with self._write() as c:
             current = self.lease()
-            if current is not None and holder_alive is not False and current.owner != owner:
+            if current is not None and current.owner != owner and current != replacing:
                 raise LeaseHeldError(current, self.path)
             c.execute("delete from lease")
             c.execute(

@@ -723,7 +723,7 @@ def test_status_json_runner_lease(ctl, clock, config: Path, state: Path) -> None
         # a live holder (this process) is
         me = Owner(os.getpid(), procinfo.host_name(), procinfo.boot_id(),
                    procinfo.process_start(os.getpid()))
-        store.take_lease(me, since, holder_alive=False)
+        store.take_lease(me, since, replacing=store.lease())
         store.heartbeat(me, clock.now() - timedelta(seconds=1.5))
     finally:
         store.close()

@@ -507,3 +507,91 @@ def test_text_events_stay_one_line_each() -> None:
     text = out.getvalue()
     assert text.count("\n") == 1
     assert "(cannot start 'no\\nsuch prog': no such file or directory)" in text
+
+
+def _start_runners_together(tmp_path: Path, count: int) -> list[tuple[subprocess.Popen[str], Path]]:
+    """`count` `jobctl run` processes (the console script) released at once:
+    each waits on one fifo before it execs, so they race for the lease."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    script = Path(sys.executable).with_name("jobctl")
+    started = []
+    for i in range(count):
+        out = tmp_path / f"runner{i}.out"
+        proc = subprocess.Popen(
+            ["sh", "-c", f'read _ < "{gate}"; exec "$0" run --log-format json', str(script)],
+            cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT, text=True,
+        )
+        started.append((proc, out))
+    # opening the write end waits for every reader; closing it releases them all
+    fd = os.open(gate, os.O_WRONLY)
+    wait_for(lambda: all(Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(b"sh")
+                         for p, _ in started), 5, "all gated")
+    os.close(fd)
+    return started
+
+
+@pytest.mark.parametrize("attempt", range(2))
+@pytest.mark.parametrize("state", ["fresh", "stale-lease"])
+def test_simultaneous_runners_one_wins_the_rest_exit_75(tmp_path: Path, state: str,
+                                                        attempt: int) -> None:
+    """8 runners started at one instant on one state file: one takes the lease
+    (a fresh file, or one whose holder died), the others exit 75 naming it,
+    before they record or start anything."""
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "boot"
+schedule = "@reboot"
+argv = ["sleep", "30"]
+
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    if state == "stale-lease":
+        from jobctl import procinfo
+        from jobctl.store import Owner, open_store
+
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        store = open_store(tmp_path / "state.db", create=True)
+        assert store is not None
+        store.take_lease(Owner(gone.pid, procinfo.host_name(), procinfo.boot_id(), "1"),
+                         datetime(2026, 6, 15, 11, 0).astimezone())
+        store.close()
+    started = _start_runners_together(tmp_path, 8)
+    try:
+        # every loser exits 75 at once; exactly one runner is left
+        wait_for(lambda: sum(p.poll() is not None for p, _ in started) >= 7, 30, "7 losers to exit")
+        live = [(p, out) for p, out in started if p.poll() is None]
+        assert len(live) == 1, [(p.returncode, out.read_text()) for p, out in started]
+        winner, winner_out = live[0]
+        wait_for(lambda: '"event": "ready"' in winner_out.read_text(), 15, "ready")
+        host = os.uname().nodename
+        for p, out in started:
+            if p is winner:
+                continue
+            text = out.read_text()
+            assert p.returncode == 75, text
+            assert "\"event\": \"ready\"" not in text and "Traceback" not in text, text
+            assert f"a runner is already running on {tmp_path / 'state.db'} " \
+                   f"(pid {winner.pid} on host {host}" in text, text
+        # the winner keeps running and does the work: one @reboot run, no skips,
+        # nothing recorded by a loser
+        wait_for(lambda: rows(tmp_path, "select 1 from runs where task_id = 'tick'"), 15, "a tick")
+        time.sleep(0.1)
+        assert winner.poll() is None, winner_out.read_text()
+        assert "lost the runner lease" not in winner_out.read_text()
+        runs = rows(tmp_path, "select task_id, status, owner_pid from runs order by id")
+        assert [r for r in runs if r[0] == "boot"] == [("boot", "running", winner.pid)]
+        assert {r[2] for r in runs} == {winner.pid}
+        assert "skipped" not in {r[1] for r in runs}
+        assert rows(tmp_path, "select pid from lease") == [(winner.pid,)]
+        winner.send_signal(signal.SIGTERM)
+        assert winner.wait(20) == 0
+    finally:
+        for p, _ in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
