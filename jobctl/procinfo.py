@@ -129,6 +129,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def zombie_children(parent: int) -> list[int]:
+    """Pids of `parent`'s children that have exited and wait to be reaped
+    (state Z in /proc); [] without /proc."""
+    if not _proc_mounted():
+        return []
+    ppid_field = _STATE + 1
+    want = str(parent).encode()
+    found = []
+    for entry in os.scandir(_PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (_PROC / entry.name / "stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rpartition(b")")[2].split()
+        if len(fields) > ppid_field and fields[_STATE] == b"Z" and fields[ppid_field] == want:
+            found.append(int(entry.name))
+    return found
+
+
 def find_run_leaders(task_id: str, run_id: int) -> list[int]:
     """Live group leaders whose environment names this run
     (JOBCTL_TASK_ID and JOBCTL_RUN_ID, set by jobctl for every run).

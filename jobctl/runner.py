@@ -601,6 +601,12 @@ class Runner:
             oldest = next(iter(self.lingering))
             self.lingering.pop(oldest).close()
 
+    def child_pids(self) -> set[int]:
+        """The pids of this runner's own run processes that it has not
+        reaped yet (their exit statuses are the runs' outcomes)."""
+        # a lingering pipe's process is reaped already: its pid may be anyone's now
+        return {a.proc.pid for a in self.active.values()}
+
     def pump_lingering(self, run_id: int) -> bool:
         """Read a lingering pipe; close it at EOF. False once it is gone."""
         proc = self.lingering.get(run_id)

@@ -24,6 +24,7 @@ from jobctl.executor import (
     SpawnError,
     build_argv,
     build_env,
+    reap_orphans,
     spawn,
     spawn_detached,
     stop_group,
@@ -629,3 +630,26 @@ def test_without_setsid_in_posix_spawn_popen_takes_over(
     proc.close()
     assert (tmp_path / "p.log").read_text() == "via popen\n"
     assert executor._spawn_ok is False
+
+
+def test_reap_orphans_takes_only_children_it_was_not_told_about(tmp_path: Path) -> None:
+    """What a runner as PID 1 calls: an untracked exited child is reaped; a
+    run's process, exited too, keeps its status for its own poll()."""
+    run = spawn(Launch(argv=sh("exit 7"), env=dict(os.environ), cwd=None,
+                       log_path=tmp_path / "run.log", max_log_bytes=1024))
+    stray = spawn_detached(["sh", "-c", "exit 3"], dict(os.environ))
+    try:
+        def both_exited() -> bool:
+            return procinfo.process_start(run.pid) is None and procinfo.process_start(stray) is None
+        deadline = time.monotonic() + 10
+        while not both_exited():
+            assert time.monotonic() < deadline, "children did not exit"
+            time.sleep(0.01)
+        zombies = set(procinfo.zombie_children(os.getpid()))
+        assert zombies >= {run.pid, stray}
+        # other tests' unreaped children are left alone too
+        assert reap_orphans(zombies - {stray}) == [stray]
+        assert set(procinfo.zombie_children(os.getpid())) == zombies - {stray}
+        assert run.wait(5) == 7
+    finally:
+        run.close()

@@ -595,3 +595,100 @@ argv = ["true"]
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def _zombie_children(ppid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_bytes().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == ppid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_as_pid_1_the_runner_reaps_orphans_but_never_its_own_runs(tmp_path: Path) -> None:
+    """`jobctl run` as PID 1 of a new pid namespace (a container without an
+    init): what tasks leave behind is reparented to it and must be reaped;
+    its runs' own exit statuses must still be recorded as they were. Needs
+    root (CI runs as root): if unshare is refused, this fails."""
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "orphans"
+schedule = "every 1s"
+command = "sleep 0.2 & exec true"
+
+[[tasks]]
+id = "seven"
+schedule = "every 1s"
+command = "sleep 0.1 & exit 7"
+""")
+    script = Path(sys.executable).with_name("jobctl")
+    out = tmp_path / "runner.out"
+    ns = subprocess.Popen(["unshare", "--fork", "--pid", "--mount-proc", str(script), "run",
+                           "--log-format", "json"],
+                          cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT)
+    try:
+        def runner_pid() -> int | None:
+            assert ns.poll() is None, f"unshare exited {ns.returncode}: {out.read_text()}"
+            children = Path(f"/proc/{ns.pid}/task/{ns.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+
+        pid = wait_for(runner_pid, 15, "the runner in its namespace")
+        assert isinstance(pid, int)
+        # the runner is PID 1 there
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert [line.split()[-1] for line in status.splitlines()
+                if line.startswith("NSpid:")] == ["1"], status
+
+        def finished(task: str) -> int:
+            return sum(1 for line in out.read_text().splitlines()
+                       if '"event": "finish"' in line and f'"task_id": "{task}"' in line)
+
+        most = 0
+
+        def fired_enough() -> bool:
+            nonlocal most
+            assert ns.poll() is None, out.read_text()
+            most = max(most, len(_zombie_children(pid)))
+            return finished("orphans") >= 5 and finished("seven") >= 5
+
+        wait_for(fired_enough, 30, "5 fires of each task")
+        # every orphan is reaped soon after it exits: none piles up
+        wait_for(lambda: not _zombie_children(pid), 5, "no <defunct> process left")
+        assert most <= 2, f"{most} <defunct> processes at once"
+        pid_ns = os.readlink(f"/proc/{pid}/ns/pid")
+        in_ns = [e.name for e in os.scandir("/proc") if e.name.isdigit()
+                 and _readlink(f"/proc/{e.name}/ns/pid") == pid_ns]
+        defunct = [p for p in in_ns if _state(p) == "Z"]
+        assert len(defunct) <= 1, defunct  # at most one exiting this very moment
+        os.kill(pid, signal.SIGTERM)
+        assert ns.wait(20) == 0, out.read_text()
+    finally:
+        if ns.poll() is None:
+            ns.kill()
+            ns.wait()
+    # the runs' own exit statuses were not taken by the reaping
+    runs = rows(tmp_path, "select task_id, status, exit_code from runs"
+                          " where status != 'interrupted' order by id")
+    assert {r for r in runs if r[0] == "seven"} == {("seven", "failed", 7)}
+    assert {r for r in runs if r[0] == "orphans"} == {("orphans", "success", 0)}
+    history = jobctl("history", "seven", cwd=tmp_path)
+    assert history.returncode == 0 and "exit code 7" in history.stdout, history.stdout
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _state(pid: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return None
