@@ -72,10 +72,12 @@ def build_env(
     trigger: str,
     attempt: int = 1,
     extra: Mapping[str, str] | None = None,
+    state_id: str = "",
 ) -> dict[str, str]:
     """The environment of a run: `base`, then the task's env, then `extra`
     (what a plugin worker needs), then JOBCTL_TASK_ID, _RUN_ID,
-    _SCHEDULED_FOR, _TRIGGER and _ATTEMPT.
+    _SCHEDULED_FOR, _TRIGGER, _ATTEMPT and _STATE_ID (the state file's id;
+    left out when empty, even if `base` has one).
 
     jobctl's own variables come last so a task's env cannot spoof which run it is.
     """
@@ -88,6 +90,10 @@ def build_env(
     env["JOBCTL_SCHEDULED_FOR"] = scheduled_for
     env["JOBCTL_TRIGGER"] = trigger
     env["JOBCTL_ATTEMPT"] = str(attempt)
+    if state_id:
+        env["JOBCTL_STATE_ID"] = state_id
+    else:
+        env.pop("JOBCTL_STATE_ID", None)
     return env
 
 

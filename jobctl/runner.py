@@ -485,7 +485,8 @@ class Runner:
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
                 trigger=trigger, base_env=self.env, started=now, lazy_log=True,
-                state_path=self.store.path, config_path=self.set.path)
+                state_path=self.store.path, config_path=self.set.path,
+                state_id=self.store.state_id)
             out.append(_Start(task, trigger, slot, claim, launch))
         return out
 

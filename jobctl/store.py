@@ -8,6 +8,7 @@ busy timeout makes writers queue instead of failing with "database is locked".
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,6 +79,13 @@ MIGRATIONS: list[list[str]] = [
             until text
         )""",
         "create index if not exists paused_task on paused (task_id)",
+    ],
+    [
+        # a random id for this state file, given to each run as JOBCTL_STATE_ID:
+        # run ids start at 1 in every state file, so finding a dead runner's
+        # processes by their environment must also match the file
+        "insert or ignore into meta (key, value)"
+        " values ('state_id', random() & 9223372036854775807)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -329,6 +337,13 @@ class SqliteStore:
             c.execute("delete from lease where pid = ? and host = ?", (owner.pid, owner.host))
 
     # -- control ---------------------------------------------------------------
+
+    @functools.cached_property
+    def state_id(self) -> str:
+        """This state file's random id (16 hex digits), made once when it was
+        created or migrated; "" for an old file opened read-only."""
+        rows = self._query("select value from meta where key = 'state_id'")
+        return f"{int(rows[0][0]):016x}" if rows else ""
 
     def control_version(self) -> int:
         rows = self._query("select value from meta where key = 'control_version'")

@@ -155,6 +155,14 @@ def test_build_env_layers_and_jobctl_vars_win() -> None:
                     scheduled_for="x", trigger="schedule", attempt=2,
                     extra={"JOBCTL_CALLABLE": "mod:fn", "JOBCTL_ATTEMPT": "spoof"})
     assert env["JOBCTL_CALLABLE"] == "mod:fn" and env["JOBCTL_ATTEMPT"] == "2"
+    # the state file's id: set over any spoof; never inherited from a jobctl
+    # that started this one (a run that calls jobctl)
+    env = build_env({"JOBCTL_STATE_ID": "parent"}, {"JOBCTL_STATE_ID": "spoof"}, task_id="t",
+                    run_id=1, scheduled_for="x", trigger="schedule", state_id="00ab")
+    assert env["JOBCTL_STATE_ID"] == "00ab"
+    env = build_env({"JOBCTL_STATE_ID": "parent"}, {}, task_id="t", run_id=1,
+                    scheduled_for="x", trigger="schedule")
+    assert "JOBCTL_STATE_ID" not in env
 
 
 def test_spawn_detached_starts_in_its_own_session_without_waiting(tmp_path: Path) -> None:

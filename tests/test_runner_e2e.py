@@ -692,3 +692,49 @@ def _state(pid: str) -> str | None:
         return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0].decode()
     except (OSError, IndexError):
         return None
+
+
+def test_recovering_a_killed_runner_leaves_another_state_files_same_run_alone(
+        tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    """Two jobctl instances side by side: same task id, separate state files,
+    so both have a run #1. One runner is SIGKILLed in the window where it has
+    started its run but not yet written the run's pid (simulated by clearing
+    the pid, as a kill between spawn and record leaves it): recovery finds
+    the run by its environment, and must stop only that state file's
+    process. The other instance's run #1 goes on and is recorded success."""
+    task = ('[[tasks]]\nid = "job"\nschedule = "@reboot"\n'
+            'command = "while [ ! -e release ]; do sleep 0.05; done"\n')
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+        write_config(d, SETTINGS.format(grace="5s") + task)
+    a, b = RunnerProcess(dirs[0]), RunnerProcess(dirs[1])
+    runners += [a, b]
+    for r in (a, b):
+        r.wait_event("start", task_id="job")
+    [(a_run, a_pid)] = rows(dirs[0], "select id, pid from runs")
+    [(b_run, b_pid)] = rows(dirs[1], "select id, pid from runs")
+    assert a_run == b_run == 1 and a_pid and b_pid
+    a_env = Path(f"/proc/{a_pid}/environ").read_bytes().split(b"\0")
+    b_env = Path(f"/proc/{b_pid}/environ").read_bytes().split(b"\0")
+    assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+    conn = sqlite3.connect(dirs[0] / "state.db")
+    with conn:
+        conn.execute("update runs set pid = null, proc_start = null where id = 1")
+    conn.close()
+    # a read-only command on a's state file recovers a's run
+    history = jobctl("history", "--json", cwd=dirs[0])
+    assert history.returncode == 0, history.stderr
+    assert [(r["id"], r["status"]) for r in json.loads(history.stdout)] == [(1, "interrupted")]
+    assert not _alive(a_pid)
+    # b's run #1 is untouched: its process lives on, and ends as it would
+    assert _alive(b_pid)
+    assert rows(dirs[1], "select status from runs where id = 1") == [("running",)]
+    (dirs[1] / "release").touch()
+    b.wait_event("finish", task_id="job")
+    assert rows(dirs[1], "select status, exit_code from runs where id = 1") == [("success", 0)]
+    assert b.stop() == 0
+    # what told them apart: each run carries its own state file's id
+    a_ids = [v for v in a_env if v.startswith(b"JOBCTL_STATE_ID=")]
+    b_ids = [v for v in b_env if v.startswith(b"JOBCTL_STATE_ID=")]
+    assert len(a_ids) == len(b_ids) == 1 and a_ids != b_ids

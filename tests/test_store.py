@@ -735,3 +735,38 @@ def test_a_skip_claimed_ahead_of_its_instant_is_stamped_at_the_instant(store: Sq
     assert claim.outcome == "skipped"
     record = store.get_run(claim.run_id)
     assert record is not None and record.started_at == record.finished_at == slot
+
+
+def test_each_state_file_gets_its_own_id_and_old_files_are_migrated(tmp_path: Path) -> None:
+    from jobctl.store import MIGRATIONS, SCHEMA_VERSION
+
+    # a state file written by the jobctl before state ids (schema 2), with a run
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    for steps in MIGRATIONS[:2]:
+        for sql in steps:
+            conn.execute(sql)
+    conn.execute("insert into runs (task_id, trigger, status, started_at, host, owner_pid)"
+                 " values ('backup', 'schedule', 'success', '2026-06-15T12:00:00.000000+00:00',"
+                 " 'h', 1)")
+    conn.execute("pragma user_version = 2")
+    conn.commit()
+    conn.close()
+    ids = []
+    for path in (old, tmp_path / "a.db", tmp_path / "b.db"):
+        store = open_store(path, create=True)
+        assert store is not None
+        try:
+            ids.append(store.state_id)
+        finally:
+            store.close()
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == 3
+    store = open_store(old, create=False)
+    assert store is not None
+    try:
+        assert store.state_id == ids[0]  # made once, kept
+        assert [(r.task_id, r.status) for r in store.history()] == [("backup", RunStatus.SUCCESS)]
+        assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()
