@@ -511,23 +511,32 @@ def test_text_events_stay_one_line_each() -> None:
 
 def _start_runners_together(tmp_path: Path, count: int) -> list[tuple[subprocess.Popen[str], Path]]:
     """`count` `jobctl run` processes (the console script) released at once:
-    each waits on one fifo before it execs, so they race for the lease."""
+    each waits reading one fifo before it execs, so they race for the lease."""
     gate = tmp_path / "gate"
     os.mkfifo(gate)
+    # held open read-write, the fifo lets every reader in without blocking;
+    # closing it, once all of them are in, gives them all EOF at once
+    hold = os.open(gate, os.O_RDWR)
     script = Path(sys.executable).with_name("jobctl")
     started = []
-    for i in range(count):
-        out = tmp_path / f"runner{i}.out"
-        proc = subprocess.Popen(
-            ["sh", "-c", f'read _ < "{gate}"; exec "$0" run --log-format json', str(script)],
-            cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT, text=True,
-        )
-        started.append((proc, out))
-    # opening the write end waits for every reader; closing it releases them all
-    fd = os.open(gate, os.O_WRONLY)
-    wait_for(lambda: all(Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(b"sh")
-                         for p, _ in started), 5, "all gated")
-    os.close(fd)
+    try:
+        for i in range(count):
+            out = tmp_path / f"runner{i}.out"
+            proc = subprocess.Popen(
+                ["sh", "-c", f'read _ < "{gate}"; exec "$0" run --log-format json', str(script)],
+                cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT, text=True,
+            )
+            started.append((proc, out))
+
+        def gated(pid: int) -> bool:
+            try:
+                return os.readlink(f"/proc/{pid}/fd/0") == str(gate)
+            except OSError:
+                return False
+
+        wait_for(lambda: all(gated(p.pid) for p, _ in started), 10, "every runner at the gate")
+    finally:
+        os.close(hold)
     return started
 
 
