@@ -668,12 +668,13 @@ command = "sleep 0.1 & exit 7"
         wait_for(fired_enough, 30, "5 fires of each task")
         # every orphan is reaped soon after it exits: none piles up
         wait_for(lambda: not _zombie_children(pid), 5, "no <defunct> process left")
-        assert most <= 2, f"{most} <defunct> processes at once"
+        # (without reaping, 5 fires of each leave 10 behind)
+        assert most <= 4, f"{most} <defunct> processes at once"
         pid_ns = os.readlink(f"/proc/{pid}/ns/pid")
         in_ns = [e.name for e in os.scandir("/proc") if e.name.isdigit()
                  and _readlink(f"/proc/{e.name}/ns/pid") == pid_ns]
         defunct = [p for p in in_ns if _state(p) == "Z"]
-        assert len(defunct) <= 1, defunct  # at most one exiting this very moment
+        assert len(defunct) <= 2, defunct  # at most those exiting this very moment
         os.kill(pid, signal.SIGTERM)
         assert ns.wait(20) == 0, out.read_text()
     finally:
