@@ -637,9 +637,12 @@ command = "sleep 0.1 & exit 7"
 """)
     script = Path(sys.executable).with_name("jobctl")
     out = tmp_path / "runner.out"
-    ns = subprocess.Popen(["unshare", "--fork", "--pid", "--mount-proc", str(script), "run",
-                           "--log-format", "json"],
+    # --kill-child: if the test kills unshare, the runner (and so its
+    # namespace) goes too
+    ns = subprocess.Popen(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc",
+                           str(script), "run", "--log-format", "json"],
                           cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT)
+    pid: object = None
     try:
         def runner_pid() -> int | None:
             assert ns.poll() is None, f"unshare exited {ns.returncode}: {out.read_text()}"
@@ -679,6 +682,8 @@ command = "sleep 0.1 & exit 7"
         assert ns.wait(20) == 0, out.read_text()
     finally:
         if ns.poll() is None:
+            if isinstance(pid, int):
+                os.kill(pid, signal.SIGKILL)
             ns.kill()
             ns.wait()
     # the runs' own exit statuses were not taken by the reaping
@@ -713,7 +718,9 @@ def test_recovering_a_killed_runner_leaves_another_state_files_same_run_alone(
     the run by its environment, and must stop only that state file's
     process. The other instance's run #1 goes on and is recorded success."""
     task = ('[[tasks]]\nid = "job"\nschedule = "@reboot"\n'
-            'command = "while [ ! -e release ]; do sleep 0.05; done"\n')
+            # waits for its release file (at most 60 s, should the test fail)
+            'command = "i=0; while [ ! -e release ] && [ $i -lt 1200 ]; do sleep 0.05;'
+            ' i=$((i + 1)); done"\n')
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
         d.mkdir()
