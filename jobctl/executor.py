@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,10 +72,12 @@ def build_env(
     trigger: str,
     attempt: int = 1,
     extra: Mapping[str, str] | None = None,
+    state_id: str = "",
 ) -> dict[str, str]:
     """The environment of a run: `base`, then the task's env, then `extra`
     (what a plugin worker needs), then JOBCTL_TASK_ID, _RUN_ID,
-    _SCHEDULED_FOR, _TRIGGER and _ATTEMPT.
+    _SCHEDULED_FOR, _TRIGGER, _ATTEMPT and _STATE_ID (the state file's id;
+    left out when empty, even if `base` has one).
 
     jobctl's own variables come last so a task's env cannot spoof which run it is.
     """
@@ -88,6 +90,10 @@ def build_env(
     env["JOBCTL_SCHEDULED_FOR"] = scheduled_for
     env["JOBCTL_TRIGGER"] = trigger
     env["JOBCTL_ATTEMPT"] = str(attempt)
+    if state_id:
+        env["JOBCTL_STATE_ID"] = state_id
+    else:
+        env.pop("JOBCTL_STATE_ID", None)
     return env
 
 
@@ -594,6 +600,38 @@ def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> int:
         raise SpawnError(f"cannot start '{argv[0]}': {exc}") from exc
     _detached.append(popen)
     return popen.pid
+
+
+def reap_orphans(own: Collection[int]) -> list[int]:
+    """Reap this process's exited children that are not in `own`; return
+    their pids.
+
+    For a runner that is PID 1 (a container without an init): processes
+    that a task left behind are reparented to it when their parent exits,
+    and nobody else will reap them. `own` holds the pids of the runner's own
+    run processes, which are never touched here: their exit statuses belong
+    to `RunningProcess.poll`. A cheap peek (waitid with WNOWAIT) comes
+    first, so /proc is only scanned while some child has exited.
+    """
+    try:
+        peek = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return []  # no children at all
+    if peek is None:
+        return []
+    reaped = []
+    for pid in procinfo.zombie_children(os.getpid()):
+        if pid in own:
+            continue
+        # a zombie keeps its pid until its parent (us) reaps it: this pid
+        # cannot have become someone else meanwhile
+        try:
+            got, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if got == pid:
+            reaped.append(pid)
+    return reaped
 
 
 def stop_group(

@@ -47,9 +47,11 @@ def lease_alive(lease: Lease, now: datetime) -> bool:
     return owner_alive(lease.owner)
 
 
-def kill_orphan_group(run: RunRecord, grace: float = 2.0) -> None:
+def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:
     """Stop a dead owner's child group, but only if it is provably the same
-    process (same boot, same start time): a recycled pid is left alone."""
+    process (same boot, same start time): a recycled pid is left alone. A run
+    whose pid was never recorded is found by its environment, which must
+    name this run of this state file (`state_id`, see `SqliteStore.state_id`)."""
     if run.host != procinfo.host_name():
         return
     if run.pid is None:
@@ -57,7 +59,7 @@ def kill_orphan_group(run: RunRecord, grace: float = 2.0) -> None:
         # batch are written after the batch): find it by its environment
         if run.owner.boot_id and run.owner.boot_id != procinfo.boot_id():
             return
-        for leader in procinfo.find_run_leaders(run.task_id, run.id):
+        for leader in procinfo.find_run_leaders(run.task_id, run.id, state_id):
             _stop_group(leader, grace)
         return
     if not procinfo.is_same_process(run.pid, run.proc_start, run.boot_id or None):
@@ -85,7 +87,7 @@ def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
     for run in store.running():
         if owner_alive(run.owner):
             continue
-        kill_orphan_group(run)
+        kill_orphan_group(run, state_id=store.state_id)
         what = "runner" if run.trigger is not Trigger.MANUAL else "jobctl run-now"
         changed += store.mark_interrupted(
             [run.id], now, f"{what} (pid {run.owner.pid}) stopped or died while it ran"
@@ -96,7 +98,8 @@ def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
 def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
                scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
                started: datetime, echo: object = None, lazy_log: bool = False,
-               state_path: Path | None = None, config_path: Path | None = None) -> Launch:
+               state_path: Path | None = None, config_path: Path | None = None,
+               state_id: str = "") -> Launch:
     """How to start one run. A task with a `callable` runs in a plugin worker
     (`python -m jobctl.worker`), told what to run, and where the state file
     and config are, through its environment."""
@@ -112,7 +115,8 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
     return Launch(
         argv=argv,
         env=build_env(base_env, task.env, task_id=task.id, run_id=run_id,
-                      scheduled_for=slot, trigger=trigger.value, extra=extra),
+                      scheduled_for=slot, trigger=trigger.value, extra=extra,
+                      state_id=state_id),
         cwd=task.cwd,
         log_path=log_path,
         max_log_bytes=settings.max_log_bytes,
@@ -222,11 +226,11 @@ def run_now(
     assert claim.run_id is not None
     run_id = claim.run_id
     for old in claim.replaced:
-        kill_orphan_group(old, settings.kill_grace)  # the same stop, for another process's run
+        kill_orphan_group(old, settings.kill_grace, state_id=store.state_id)  # the same stop, for another process's run
     launch = launch_for(task, settings, run_id=run_id, log_path=store.log_dir / f"{run_id}.log",
                         scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
                         started=now(), echo=echo, state_path=store.path,
-                        config_path=config_path)
+                        config_path=config_path, state_id=store.state_id)
     proc = start_process(store, launch, run_id, now)
     if proc is not None:
         deadline = monotonic() + task.timeout if task.timeout else None

@@ -6,6 +6,7 @@ scheduling; this drives it.
 
 from __future__ import annotations
 
+import os
 import selectors
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError
+from jobctl.executor import reap_orphans
 from jobctl.model import ScheduleSet
 from jobctl.runner import CONTROL_POLL, ConfigLoader, Reporter, Runner, reload_error_event
 
@@ -46,6 +48,9 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                              (signal.SIGHUP, on_hup), (signal.SIGCHLD, lambda *_: None))
     }
     registered: dict[int, int] = {}
+    # As PID 1 (a container without an init) the runner inherits every
+    # process a task leaves behind: it reaps those, never its own runs.
+    init = os.getpid() == 1
     # a signal during a big batch stops it between two spawns
     runner.stop_requested = lambda: flags["stop"] > 0
     try:
@@ -67,6 +72,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                 if new_set is not None:
                     runner.reload(new_set, now)
             runner.tick(now)
+            if init:
+                reap_orphans(runner.child_pids())
             if runner.stopping:
                 runner.shutdown_step(runner.clock.monotonic())
                 # done once no run is left, nor a group still owed its SIGKILL

@@ -129,9 +129,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def find_run_leaders(task_id: str, run_id: int) -> list[int]:
-    """Live group leaders whose environment names this run
-    (JOBCTL_TASK_ID and JOBCTL_RUN_ID, set by jobctl for every run).
+def zombie_children(parent: int) -> list[int]:
+    """Pids of `parent`'s children that have exited and wait to be reaped
+    (state Z in /proc); [] without /proc."""
+    if not _proc_mounted():
+        return []
+    ppid_field = _STATE + 1
+    want = str(parent).encode()
+    found = []
+    for entry in os.scandir(_PROC):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (_PROC / entry.name / "stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rpartition(b")")[2].split()
+        if len(fields) > ppid_field and fields[_STATE] == b"Z" and fields[ppid_field] == want:
+            found.append(int(entry.name))
+    return found
+
+
+def find_run_leaders(task_id: str, run_id: int, state_id: str) -> list[int]:
+    """Live group leaders whose environment names this run of this state
+    file (JOBCTL_TASK_ID, JOBCTL_RUN_ID and JOBCTL_STATE_ID, set by jobctl
+    for every run). Run ids start at 1 in every state file: without the
+    state id, recovering one file's runs could stop another jobctl's. An
+    empty `state_id` (a state file from before ids) matches only processes
+    that have none.
 
     How a dead runner's run is found when its pid was never recorded: a
     runner killed while it started a batch has spawned processes whose pids
@@ -139,15 +164,19 @@ def find_run_leaders(task_id: str, run_id: int) -> list[int]:
     """
     if not _proc_mounted():
         return []
-    wanted = (f"JOBCTL_TASK_ID={task_id}\0".encode(), f"JOBCTL_RUN_ID={run_id}\0".encode())
+    wanted = [f"\0JOBCTL_TASK_ID={task_id}\0".encode(), f"\0JOBCTL_RUN_ID={run_id}\0".encode()]
+    if state_id:
+        wanted.append(f"\0JOBCTL_STATE_ID={state_id}\0".encode())
     pgrp_field = _STATE + 2
     found = []
     for entry in os.scandir(_PROC):
         if not entry.name.isdigit():
             continue
         try:
-            environ = (_PROC / entry.name / "environ").read_bytes() + b"\0"
+            environ = b"\0" + (_PROC / entry.name / "environ").read_bytes() + b"\0"
             if not all(w in environ for w in wanted):
+                continue
+            if not state_id and b"\0JOBCTL_STATE_ID=" in environ:
                 continue
             fields = (_PROC / entry.name / "stat").read_bytes().rpartition(b")")[2].split()
         except OSError:

@@ -186,8 +186,10 @@ class Runner:
         lease = self.store.lease()
         if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
             raise LeaseHeldError(lease, self.store.path)
+        # the compare-and-swap decides between runners that start at once:
+        # a loser raises LeaseHeldError here, before it has done anything
+        lease = self.store.take_lease(self.owner, now, replacing=lease)
         lifecycle.recover_orphans(self.store, now)
-        lease = self.store.take_lease(self.owner, now, holder_alive=False)
         self.anchor = lease.anchor
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
@@ -488,7 +490,8 @@ class Runner:
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
                 trigger=trigger, base_env=self.env, started=now, lazy_log=True,
-                state_path=self.store.path, config_path=self.set.path)
+                state_path=self.store.path, config_path=self.set.path,
+                state_id=self.store.state_id)
             out.append(_Start(task, trigger, slot, claim, launch))
         return out
 
@@ -602,6 +605,12 @@ class Runner:
         while len(self.lingering) > LINGER_MAX:
             oldest = next(iter(self.lingering))
             self.lingering.pop(oldest).close()
+
+    def child_pids(self) -> set[int]:
+        """The pids of this runner's own run processes that it has not
+        reaped yet (their exit statuses are the runs' outcomes)."""
+        # a lingering pipe's process is reaped already: its pid may be anyone's now
+        return {a.proc.pid for a in self.active.values()}
 
     def pump_lingering(self, run_id: int) -> bool:
         """Read a lingering pipe; close it at EOF. False once it is gone."""

@@ -8,6 +8,7 @@ busy timeout makes writers queue instead of failing with "database is locked".
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,6 +79,13 @@ MIGRATIONS: list[list[str]] = [
             until text
         )""",
         "create index if not exists paused_task on paused (task_id)",
+    ],
+    [
+        # a random id for this state file, given to each run as JOBCTL_STATE_ID:
+        # run ids start at 1 in every state file, so finding a dead runner's
+        # processes by their environment must also match the file
+        "insert or ignore into meta (key, value)"
+        " values ('state_id', random() & 9223372036854775807)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -289,13 +297,21 @@ class SqliteStore:
         r = rows[0]
         return Lease(r[0], r[1], r[2] or "", r[3], from_text(r[4]), from_text(r[5]), from_text(r[6]))  # type: ignore[arg-type]
 
-    def take_lease(self, owner: Owner, now: datetime, holder_alive: bool | None = None) -> Lease:
-        """Write `owner` as the runner. The caller has checked that any current
-        holder is dead (`holder_alive` False); if the row changed meanwhile,
-        LeaseHeldError."""
+    def take_lease(self, owner: Owner, now: datetime, *, replacing: Lease | None = None) -> Lease:
+        """Make `owner` the runner of this state file: a compare-and-swap.
+
+        In one `BEGIN IMMEDIATE` transaction the lease row is read and written
+        only if it is still what the caller judged free: no row, a row already
+        held by `owner`, or exactly `replacing` (a holder the caller found
+        dead, unchanged since: same holder, same heartbeat). Any other row
+        means another runner took the lease since the caller looked, or is
+        alive: a lost race raises LeaseHeldError naming that holder, and
+        nothing is written. Of any number of runners starting at once on one
+        file, exactly one gets the lease.
+        """
         with self._write() as c:
             current = self.lease()
-            if current is not None and holder_alive is not False and current.owner != owner:
+            if current is not None and current.owner != owner and current != replacing:
                 raise LeaseHeldError(current, self.path)
             c.execute("delete from lease")
             c.execute(
@@ -324,6 +340,13 @@ class SqliteStore:
             c.execute("delete from lease where pid = ? and host = ?", (owner.pid, owner.host))
 
     # -- control ---------------------------------------------------------------
+
+    @functools.cached_property
+    def state_id(self) -> str:
+        """This state file's random id (16 hex digits), made once when it was
+        created or migrated; "" for an old file opened read-only."""
+        rows = self._query("select value from meta where key = 'state_id'")
+        return f"{int(rows[0][0]):016x}" if rows else ""
 
     def control_version(self) -> int:
         rows = self._query("select value from meta where key = 'control_version'")

@@ -750,7 +750,7 @@ def test_status_json_runner_lease(ctl, clock, config: Path, state: Path) -> None
         # a live holder (this process) is
         me = Owner(os.getpid(), procinfo.host_name(), procinfo.boot_id(),
                    procinfo.process_start(os.getpid()))
-        store.take_lease(me, since, holder_alive=False)
+        store.take_lease(me, since, replacing=store.lease())
         store.heartbeat(me, clock.now() - timedelta(seconds=1.5))
     finally:
         store.close()
@@ -823,17 +823,26 @@ def test_a_run_started_but_not_yet_recorded_by_a_killed_runner_is_found_and_stop
                               scheduled_for=datetime(2026, 6, 15, 11, 0, tzinfo=UTC),
                               concurrency=Concurrency.FORBID, force=False, owner=dead,
                               now=datetime(2026, 6, 15, 11, 0, tzinfo=UTC)) for t in ("slow", "hello")]
+        state_id = store.state_id
     finally:
         store.close()
+    assert len(state_id) == 16
     # only the first one got as far as its process
     run_id = claims[0].run_id
     proc = spawn(Launch(argv=["sleep", "30"], env=build_env(
-        os.environ, {}, task_id="slow", run_id=run_id, scheduled_for="x", trigger="schedule"),
+        os.environ, {}, task_id="slow", run_id=run_id, scheduled_for="x", trigger="schedule",
+        state_id=state_id),
         cwd=None, log_path=tmp_path / "x.log", max_log_bytes=1024))
     # an unrelated process with another run's id is left alone
     other = spawn(Launch(argv=["sleep", "30"], env=build_env(
-        os.environ, {}, task_id="slow", run_id=run_id + 100, scheduled_for="x", trigger="schedule"),
+        os.environ, {}, task_id="slow", run_id=run_id + 100, scheduled_for="x", trigger="schedule",
+        state_id=state_id),
         cwd=None, log_path=tmp_path / "y.log", max_log_bytes=1024))
+    # and so is the same run of another state file (run ids start at 1 in each)
+    stranger = spawn(Launch(argv=["sleep", "30"], env=build_env(
+        os.environ, {}, task_id="slow", run_id=run_id, scheduled_for="x", trigger="schedule",
+        state_id="0123456789abcdef"),
+        cwd=None, log_path=tmp_path / "z.log", max_log_bytes=1024))
     try:
         assert [r.pid for r in runs(state)] == [None, None]
         result = ctl("history", "--json")
@@ -843,8 +852,9 @@ def test_a_run_started_but_not_yet_recorded_by_a_killed_runner_is_found_and_stop
         assert proc.wait(5) is not None
         assert live_members(proc.pgid) == []
         assert other.poll() is None
+        assert stranger.poll() is None
     finally:
-        for p in (proc, other):
+        for p in (proc, other, stranger):
             p.signal_group(signal.SIGKILL)
             p.wait(5)
             p.close()

@@ -24,6 +24,7 @@ from jobctl.executor import (
     SpawnError,
     build_argv,
     build_env,
+    reap_orphans,
     spawn,
     spawn_detached,
     stop_group,
@@ -154,6 +155,14 @@ def test_build_env_layers_and_jobctl_vars_win() -> None:
                     scheduled_for="x", trigger="schedule", attempt=2,
                     extra={"JOBCTL_CALLABLE": "mod:fn", "JOBCTL_ATTEMPT": "spoof"})
     assert env["JOBCTL_CALLABLE"] == "mod:fn" and env["JOBCTL_ATTEMPT"] == "2"
+    # the state file's id: set over any spoof; never inherited from a jobctl
+    # that started this one (a run that calls jobctl)
+    env = build_env({"JOBCTL_STATE_ID": "parent"}, {"JOBCTL_STATE_ID": "spoof"}, task_id="t",
+                    run_id=1, scheduled_for="x", trigger="schedule", state_id="00ab")
+    assert env["JOBCTL_STATE_ID"] == "00ab"
+    env = build_env({"JOBCTL_STATE_ID": "parent"}, {}, task_id="t", run_id=1,
+                    scheduled_for="x", trigger="schedule")
+    assert "JOBCTL_STATE_ID" not in env
 
 
 def test_spawn_detached_starts_in_its_own_session_without_waiting(tmp_path: Path) -> None:
@@ -629,3 +638,26 @@ def test_without_setsid_in_posix_spawn_popen_takes_over(
     proc.close()
     assert (tmp_path / "p.log").read_text() == "via popen\n"
     assert executor._spawn_ok is False
+
+
+def test_reap_orphans_takes_only_children_it_was_not_told_about(tmp_path: Path) -> None:
+    """What a runner as PID 1 calls: an untracked exited child is reaped; a
+    run's process, exited too, keeps its status for its own poll()."""
+    run = spawn(Launch(argv=sh("exit 7"), env=dict(os.environ), cwd=None,
+                       log_path=tmp_path / "run.log", max_log_bytes=1024))
+    stray = spawn_detached(["sh", "-c", "exit 3"], dict(os.environ))
+    try:
+        def both_exited() -> bool:
+            return procinfo.process_start(run.pid) is None and procinfo.process_start(stray) is None
+        deadline = time.monotonic() + 10
+        while not both_exited():
+            assert time.monotonic() < deadline, "children did not exit"
+            time.sleep(0.01)
+        zombies = set(procinfo.zombie_children(os.getpid()))
+        assert zombies >= {run.pid, stray}
+        # other tests' unreaped children are left alone too
+        assert reap_orphans(zombies - {stray}) == [stray]
+        assert set(procinfo.zombie_children(os.getpid())) == zombies - {stray}
+        assert run.wait(5) == 7
+    finally:
+        run.close()

@@ -542,3 +542,251 @@ def test_status_of_a_stopped_runner_says_it_is_not_responding(tmp_path: Path, ru
     result = status(0)
     assert result.stdout.startswith(f"runner: up, pid {r.proc.pid} ")  # type: ignore[attr-defined]
     assert r.stop() == 0
+
+
+def _start_runners_together(tmp_path: Path, count: int) -> list[tuple[subprocess.Popen[str], Path]]:
+    """`count` `jobctl run` processes (the console script) released at once:
+    each waits reading one fifo before it execs, so they race for the lease."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # held open read-write, the fifo lets every reader in without blocking;
+    # closing it, once all of them are in, gives them all EOF at once
+    hold = os.open(gate, os.O_RDWR)
+    script = Path(sys.executable).with_name("jobctl")
+    started = []
+    try:
+        for i in range(count):
+            out = tmp_path / f"runner{i}.out"
+            proc = subprocess.Popen(
+                ["sh", "-c", f'read _ < "{gate}"; exec "$0" run --log-format json', str(script)],
+                cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT, text=True,
+            )
+            started.append((proc, out))
+
+        def gated(pid: int) -> bool:
+            try:
+                return os.readlink(f"/proc/{pid}/fd/0") == str(gate)
+            except OSError:
+                return False
+
+        wait_for(lambda: all(gated(p.pid) for p, _ in started), 10, "every runner at the gate")
+    finally:
+        os.close(hold)
+    return started
+
+
+@pytest.mark.parametrize("attempt", range(2))
+@pytest.mark.parametrize("state", ["fresh", "stale-lease"])
+def test_simultaneous_runners_one_wins_the_rest_exit_75(tmp_path: Path, state: str,
+                                                        attempt: int) -> None:
+    """8 runners started at one instant on one state file: one takes the lease
+    (a fresh file, or one whose holder died), the others exit 75 naming it,
+    before they record or start anything."""
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "boot"
+schedule = "@reboot"
+argv = ["sleep", "30"]
+
+[[tasks]]
+id = "tick"
+schedule = "every 1s"
+argv = ["true"]
+""")
+    if state == "stale-lease":
+        from jobctl import procinfo
+        from jobctl.store import Owner, open_store
+
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        store = open_store(tmp_path / "state.db", create=True)
+        assert store is not None
+        store.take_lease(Owner(gone.pid, procinfo.host_name(), procinfo.boot_id(), "1"),
+                         datetime(2026, 6, 15, 11, 0).astimezone())
+        store.close()
+    started = _start_runners_together(tmp_path, 8)
+    try:
+        # every loser exits 75 at once; exactly one runner is left
+        wait_for(lambda: sum(p.poll() is not None for p, _ in started) >= 7, 30, "7 losers to exit")
+        live = [(p, out) for p, out in started if p.poll() is None]
+        assert len(live) == 1, [(p.returncode, out.read_text()) for p, out in started]
+        winner, winner_out = live[0]
+        wait_for(lambda: '"event": "ready"' in winner_out.read_text(), 15, "ready")
+        host = os.uname().nodename
+        for p, out in started:
+            if p is winner:
+                continue
+            text = out.read_text()
+            assert p.returncode == 75, text
+            assert "\"event\": \"ready\"" not in text and "Traceback" not in text, text
+            assert f"a runner is already running on {tmp_path / 'state.db'} " \
+                   f"(pid {winner.pid} on host {host}" in text, text
+        # the winner keeps running and does the work: one @reboot run, no skips,
+        # nothing recorded by a loser
+        wait_for(lambda: rows(tmp_path, "select 1 from runs where task_id = 'tick'"), 15, "a tick")
+        time.sleep(0.1)
+        assert winner.poll() is None, winner_out.read_text()
+        assert "lost the runner lease" not in winner_out.read_text()
+        runs = rows(tmp_path, "select task_id, status, owner_pid from runs order by id")
+        assert [r for r in runs if r[0] == "boot"] == [("boot", "running", winner.pid)]
+        assert {r[2] for r in runs} == {winner.pid}
+        assert "skipped" not in {r[1] for r in runs}
+        assert rows(tmp_path, "select pid from lease") == [(winner.pid,)]
+        winner.send_signal(signal.SIGTERM)
+        assert winner.wait(20) == 0
+    finally:
+        for p, _ in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _zombie_children(ppid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_bytes().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == ppid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_as_pid_1_the_runner_reaps_orphans_but_never_its_own_runs(tmp_path: Path) -> None:
+    """`jobctl run` as PID 1 of a new pid namespace (a container without an
+    init): what tasks leave behind is reparented to it and must be reaped;
+    its runs' own exit statuses must still be recorded as they were. Needs
+    root (CI runs as root): if unshare is refused, this fails."""
+    write_config(tmp_path, SETTINGS.format(grace="1s") + """
+[[tasks]]
+id = "orphans"
+schedule = "every 1s"
+command = "sleep 0.2 & exec true"
+
+[[tasks]]
+id = "seven"
+schedule = "every 1s"
+command = "sleep 0.1 & exit 7"
+""")
+    script = Path(sys.executable).with_name("jobctl")
+    out = tmp_path / "runner.out"
+    # --kill-child: if the test kills unshare, the runner (and so its
+    # namespace) goes too
+    ns = subprocess.Popen(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc",
+                           str(script), "run", "--log-format", "json"],
+                          cwd=tmp_path, env=env(), stdout=out.open("w"), stderr=subprocess.STDOUT)
+    pid: object = None
+    try:
+        def runner_pid() -> int | None:
+            assert ns.poll() is None, f"unshare exited {ns.returncode}: {out.read_text()}"
+            children = Path(f"/proc/{ns.pid}/task/{ns.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+
+        pid = wait_for(runner_pid, 15, "the runner in its namespace")
+        assert isinstance(pid, int)
+        # the runner is PID 1 there
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert [line.split()[-1] for line in status.splitlines()
+                if line.startswith("NSpid:")] == ["1"], status
+
+        def finished(task: str) -> int:
+            return sum(1 for line in out.read_text().splitlines()
+                       if '"event": "finish"' in line and f'"task_id": "{task}"' in line)
+
+        most = 0
+
+        def fired_enough() -> bool:
+            nonlocal most
+            assert ns.poll() is None, out.read_text()
+            most = max(most, len(_zombie_children(pid)))
+            return finished("orphans") >= 5 and finished("seven") >= 5
+
+        wait_for(fired_enough, 30, "5 fires of each task")
+        # every orphan is reaped soon after it exits: none piles up
+        wait_for(lambda: not _zombie_children(pid), 5, "no <defunct> process left")
+        # (without reaping, 5 fires of each leave 10 behind)
+        assert most <= 4, f"{most} <defunct> processes at once"
+        pid_ns = os.readlink(f"/proc/{pid}/ns/pid")
+        in_ns = [e.name for e in os.scandir("/proc") if e.name.isdigit()
+                 and _readlink(f"/proc/{e.name}/ns/pid") == pid_ns]
+        defunct = [p for p in in_ns if _state(p) == "Z"]
+        assert len(defunct) <= 2, defunct  # at most those exiting this very moment
+        os.kill(pid, signal.SIGTERM)
+        assert ns.wait(20) == 0, out.read_text()
+    finally:
+        if ns.poll() is None:
+            if isinstance(pid, int):
+                os.kill(pid, signal.SIGKILL)
+            ns.kill()
+            ns.wait()
+    # the runs' own exit statuses were not taken by the reaping
+    runs = rows(tmp_path, "select task_id, status, exit_code from runs"
+                          " where status != 'interrupted' order by id")
+    assert {r for r in runs if r[0] == "seven"} == {("seven", "failed", 7)}
+    assert {r for r in runs if r[0] == "orphans"} == {("orphans", "success", 0)}
+    history = jobctl("history", "seven", cwd=tmp_path)
+    assert history.returncode == 0 and "exit code 7" in history.stdout, history.stdout
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _state(pid: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def test_recovering_a_killed_runner_leaves_another_state_files_same_run_alone(
+        tmp_path: Path, runners: list) -> None:  # type: ignore[type-arg]
+    """Two jobctl instances side by side: same task id, separate state files,
+    so both have a run #1. One runner is SIGKILLed in the window where it has
+    started its run but not yet written the run's pid (simulated by clearing
+    the pid, as a kill between spawn and record leaves it): recovery finds
+    the run by its environment, and must stop only that state file's
+    process. The other instance's run #1 goes on and is recorded success."""
+    task = ('[[tasks]]\nid = "job"\nschedule = "@reboot"\n'
+            # waits for its release file (at most 60 s, should the test fail)
+            'command = "i=0; while [ ! -e release ] && [ $i -lt 1200 ]; do sleep 0.05;'
+            ' i=$((i + 1)); done"\n')
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+        write_config(d, SETTINGS.format(grace="5s") + task)
+    a, b = RunnerProcess(dirs[0]), RunnerProcess(dirs[1])
+    runners += [a, b]
+    for r in (a, b):
+        r.wait_event("start", task_id="job")
+    [(a_run, a_pid)] = rows(dirs[0], "select id, pid from runs")
+    [(b_run, b_pid)] = rows(dirs[1], "select id, pid from runs")
+    assert a_run == b_run == 1 and a_pid and b_pid
+    a_env = Path(f"/proc/{a_pid}/environ").read_bytes().split(b"\0")
+    b_env = Path(f"/proc/{b_pid}/environ").read_bytes().split(b"\0")
+    assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+    conn = sqlite3.connect(dirs[0] / "state.db")
+    with conn:
+        conn.execute("update runs set pid = null, proc_start = null where id = 1")
+    conn.close()
+    # a read-only command on a's state file recovers a's run
+    history = jobctl("history", "--json", cwd=dirs[0])
+    assert history.returncode == 0, history.stderr
+    assert [(r["id"], r["status"]) for r in json.loads(history.stdout)] == [(1, "interrupted")]
+    assert not _alive(a_pid)
+    # b's run #1 is untouched: its process lives on, and ends as it would
+    assert _alive(b_pid)
+    assert rows(dirs[1], "select status from runs where id = 1") == [("running",)]
+    (dirs[1] / "release").touch()
+    b.wait_event("finish", task_id="job")
+    assert rows(dirs[1], "select status, exit_code from runs where id = 1") == [("success", 0)]
+    assert b.stop() == 0
+    # what told them apart: each run carries its own state file's id
+    a_ids = [v for v in a_env if v.startswith(b"JOBCTL_STATE_ID=")]
+    b_ids = [v for v in b_env if v.startswith(b"JOBCTL_STATE_ID=")]
+    assert len(a_ids) == len(b_ids) == 1 and a_ids != b_ids

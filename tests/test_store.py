@@ -499,25 +499,46 @@ def test_lease_take_heartbeat_release(store: SqliteStore) -> None:
 
 def test_lease_held_by_another_runner(store: SqliteStore) -> None:
     store.take_lease(ME, T0)
-    for alive in (None, True):
-        with pytest.raises(LeaseHeldError) as info:
-            store.take_lease(OTHER, T0 + timedelta(minutes=1), holder_alive=alive)
-        assert info.value.lease.pid == 4242
-        message = str(info.value)
-        assert "pid 4242" in message and "host-a" in message and str(store.path) in message
-        assert info.value.exit_code == 75
+    with pytest.raises(LeaseHeldError) as info:
+        store.take_lease(OTHER, T0 + timedelta(minutes=1))
+    assert info.value.lease.pid == 4242
+    message = str(info.value)
+    assert "pid 4242" in message and "host-a" in message and str(store.path) in message
+    assert info.value.exit_code == 75
     assert store.lease().owner == ME  # type: ignore[union-attr]
     # the same owner may take it again (e.g. after a restart of its loop)
     assert store.take_lease(ME, T0 + timedelta(minutes=2)).anchor == T0 + timedelta(minutes=2)
-    # a holder known to be dead is replaced
+    # a holder the caller found dead is replaced, if the row is still that holder's
     later = T0 + timedelta(minutes=3)
-    taken = store.take_lease(OTHER, later, holder_alive=False)
+    taken = store.take_lease(OTHER, later, replacing=store.lease())
     assert taken.owner == OTHER and taken.anchor == later
     assert store.heartbeat(ME, later) is False
     # intervals count from the whole second the runner started at
     odd = T0 + timedelta(minutes=4, microseconds=654321)
     taken = store.take_lease(OTHER, odd)
     assert taken.started_at == odd and taken.anchor == T0 + timedelta(minutes=4)
+
+
+def test_lease_compare_and_swap_loses_to_whoever_changed_the_row(store: SqliteStore) -> None:
+    third = Owner(5151, "host-c", "boot-3", "999")
+    # two runners both saw no lease; the first to write wins
+    store.take_lease(ME, T0, replacing=None)
+    with pytest.raises(LeaseHeldError) as info:
+        store.take_lease(OTHER, T0, replacing=None)
+    assert info.value.lease.owner == ME
+    # two runners both found ME dead: one replaces it, the other now sees a
+    # different row (OTHER's) and loses, naming OTHER
+    dead = store.lease()
+    assert store.take_lease(OTHER, T0 + timedelta(minutes=1), replacing=dead).owner == OTHER
+    with pytest.raises(LeaseHeldError) as info:
+        store.take_lease(third, T0 + timedelta(minutes=1), replacing=dead)
+    assert info.value.lease.owner == OTHER
+    # a holder that heartbeat since the caller looked is alive: not replaced
+    seen = store.lease()
+    assert store.heartbeat(OTHER, T0 + timedelta(minutes=2))
+    with pytest.raises(LeaseHeldError):
+        store.take_lease(third, T0 + timedelta(minutes=2), replacing=seen)
+    assert store.lease().owner == OTHER  # type: ignore[union-attr]
 
 
 # -- many processes at once ----------------------------------------------------
@@ -714,3 +735,38 @@ def test_a_skip_claimed_ahead_of_its_instant_is_stamped_at_the_instant(store: Sq
     assert claim.outcome == "skipped"
     record = store.get_run(claim.run_id)
     assert record is not None and record.started_at == record.finished_at == slot
+
+
+def test_each_state_file_gets_its_own_id_and_old_files_are_migrated(tmp_path: Path) -> None:
+    from jobctl.store import MIGRATIONS, SCHEMA_VERSION
+
+    # a state file written by the jobctl before state ids (schema 2), with a run
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    for steps in MIGRATIONS[:2]:
+        for sql in steps:
+            conn.execute(sql)
+    conn.execute("insert into runs (task_id, trigger, status, started_at, host, owner_pid)"
+                 " values ('backup', 'schedule', 'success', '2026-06-15T12:00:00.000000+00:00',"
+                 " 'h', 1)")
+    conn.execute("pragma user_version = 2")
+    conn.commit()
+    conn.close()
+    ids = []
+    for path in (old, tmp_path / "a.db", tmp_path / "b.db"):
+        store = open_store(path, create=True)
+        assert store is not None
+        try:
+            ids.append(store.state_id)
+        finally:
+            store.close()
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == 3
+    store = open_store(old, create=False)
+    assert store is not None
+    try:
+        assert store.state_id == ids[0]  # made once, kept
+        assert [(r.task_id, r.status) for r in store.history()] == [("backup", RunStatus.SUCCESS)]
+        assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()

@@ -148,7 +148,7 @@ def test_success_sees_payload_and_ctx_and_its_output_lands_in_the_log(
     assert lines[3].endswith(" INFO demo:hello: logged hello")
     # the worker's own variables are gone before plugin code runs
     assert lines[4] == ("env JOBCTL_ATTEMPT,JOBCTL_RUN_ID,JOBCTL_SCHEDULED_FOR,"
-                        "JOBCTL_TASK_ID,JOBCTL_TRIGGER")
+                        "JOBCTL_STATE_ID,JOBCTL_TASK_ID,JOBCTL_TRIGGER")
 
 
 def test_an_exception_fails_the_run_with_its_traceback_in_the_log(
