@@ -15,7 +15,11 @@ Sub-benchmarks (run all, or name some):
 
 Usage:
     pip install '.[bench]'
-    python bench/cron_bench.py [nextfire] [runner] [--quick] [--json]
+    python bench/cron_bench.py [nextfire] [runner] [--quick] [--json] [--baseline DIR]
+
+With --baseline DIR (a checkout of an older commit, e.g. made by
+`git worktree add /tmp/base e7a8cbb`), the runner bench also measures that
+jobctl, through PYTHONPATH, in the same run.
 
 Ratios, not absolute times, are what to compare: all libraries are measured in
 the same run, on a shared machine.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -133,7 +138,51 @@ def bench_nextfire(quick: bool) -> dict[str, Any]:
             "cases": len(local), "differ_first_2000": differ}
 
 
-def bench_runner(work: Path, quick: bool) -> dict[str, Any]:
+def _measure(work: Path, config: Path, n: int, reps: int, label: str,
+             env: dict[str, str] | None) -> dict[str, Any]:
+    """Time to ready and peak RSS of `jobctl run`, and `jobctl list --json`,
+    alternating nothing: one jobctl (this checkout, or `env`'s PYTHONPATH)."""
+    ready, rss, list_times = [], [], []
+    for rep in range(reps + 1):  # the first of each is an untimed warm-up
+        state = work / f"{label}-state-{rep}" / "state.db"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        rb.progress(f"{label}: runner with {n} tasks, run {rep}")
+        argv = rb.jobctl_argv("run", "--log-format", "json", "-c", str(config), "--state", str(state))
+        r = _start_until_ready(argv, f"{label} run ({n} varied tasks)", work / "stderr.txt", env)
+        if rep and r["ok"]:
+            ready.append(r["ready_s"])
+            rss.append(r["vmhwm"] / MiB)
+        t0 = time.perf_counter()
+        out = subprocess.run(rb.jobctl_argv("list", "--json", "-c", str(config), "--state",
+                                            str(work / f"{label}-state-list.db")),
+                             capture_output=True, check=True, env=env)
+        if rep:
+            list_times.append(time.perf_counter() - t0)
+        assert len(json.loads(out.stdout)) == n
+    return {"ready_s_median": round(statistics.median(ready), 3) if ready else None,
+            "ready_s_runs": [round(x, 3) for x in ready],
+            "vmhwm_mib_max": round(max(rss), 1) if rss else None,
+            "list_json_s_median": round(statistics.median(list_times), 3),
+            "list_json_s_runs": [round(x, 3) for x in list_times]}
+
+
+def _start_until_ready(argv: list[str], label: str, err: Path, env: dict[str, str] | None) -> dict[str, Any]:
+    if env is None:
+        return rb.start_until_ready(argv, label, err)
+    import os
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return rb.start_until_ready(argv, label, err)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def bench_runner(work: Path, quick: bool, baseline: Path | None) -> dict[str, Any]:
+    import os
+
     n = 10_000 if quick else 100_000
     tasks = varied_tasks(n)
     config = work / "varied.toml"
@@ -141,34 +190,26 @@ def bench_runner(work: Path, quick: bool) -> dict[str, Any]:
                              for i, (e, z) in enumerate(tasks)])
     distinct = len(set(tasks))
     reps = 1 if quick else 3
-    ready, rss = [], []
-    for rep in range(reps + 1):  # the first is an untimed warm-up
-        state = work / f"state-{rep}" / "state.db"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        rb.progress(f"runner with {n} tasks, run {rep}")
-        r = rb.start_until_ready(rb.jobctl_argv("run", "--log-format", "json", "-c", str(config),
-                                                "--state", str(state)),
-                                 f"jobctl run ({n} varied tasks)", work / "stderr.txt")
-        if rep and r["ok"]:
-            ready.append(r["ready_s"])
-            rss.append(r["vmhwm"] / MiB)
-    list_times = []
-    for rep in range(reps + 1):
-        t0 = time.perf_counter()
-        out = subprocess.run(rb.jobctl_argv("list", "--json", "-c", str(config), "--state",
-                                            str(work / "state-list.db")),
-                             capture_output=True, check=True)
-        if rep:
-            list_times.append(time.perf_counter() - t0)
-    assert len(json.loads(out.stdout)) == n
-    res = {"tasks": n, "distinct_pairs": distinct,
-           "ready_s_median": round(statistics.median(ready), 3) if ready else None,
-           "vmhwm_mib_max": round(max(rss), 1) if rss else None,
-           "list_json_s_median": round(statistics.median(list_times), 3)}
+    res: dict[str, Any] = {"tasks": n, "distinct_pairs": distinct}
+    res["jobctl"] = _measure(work, config, n, reps, "jobctl", None)
+    if baseline is not None:
+        env = {**os.environ, "PYTHONPATH": str(baseline.resolve())}
+        res["baseline"] = _measure(work, config, n, reps, "baseline", env)
+        res["baseline_path"] = str(baseline)
     rb.say(f"== runner: {n} tasks, {distinct} distinct expression-and-zone pairs ==")
-    rb.say(f"  jobctl run: ready in {res['ready_s_median']} s (median of {len(ready)}), "
-           f"peak RSS {res['vmhwm_mib_max']} MiB   targets: < 2 s, < 200 MiB")
-    rb.say(f"  jobctl list --json: {res['list_json_s_median']} s   target: < 2.5 s")
+    rb.say(f"  {'':<10} {'ready s':>8} {'peak RSS MiB':>13} {'list --json s':>14}")
+    for label in ("jobctl", "baseline"):
+        if label in res:
+            r = res[label]
+            rb.say(f"  {label:<10} {r['ready_s_median']:>8} {r['vmhwm_mib_max']:>13} "
+                   f"{r['list_json_s_median']:>14}")
+    if "baseline" in res:
+        a, b = res["jobctl"], res["baseline"]
+        rb.say(f"  ratio      {a['ready_s_median'] / b['ready_s_median']:>7.2f}x "
+               f"{a['vmhwm_mib_max'] / b['vmhwm_mib_max']:>12.2f}x "
+               f"{a['list_json_s_median'] / b['list_json_s_median']:>13.2f}x")
+    rb.say("  targets: ready < 2 s, peak RSS < 200 MiB, list --json < 2.5 s (the issue's machine:"
+           " 3.2 s and 4.2 s before)")
     rb.say()
     return res
 
@@ -178,18 +219,26 @@ def main() -> int:
     parser.add_argument("benches", nargs="*", choices=[[], "nextfire", "runner"], default=[])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout of an older jobctl (e.g. `git worktree add /tmp/base REV`): "
+                             "the runner bench measures it too, by PYTHONPATH, in the same run")
     args = parser.parse_args()
     chosen = args.benches or ["nextfire", "runner"]
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
     if args.json:
         rb.OUT = sys.stderr
     rb.say(f"python {sys.version.split()[0]}; jobctl {rb.version_of('jobctl')} ({rb.git_describe()}), "
            f"cronsim {rb.version_of('cronsim')}, croniter {rb.version_of('croniter')}")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="jobctl-cron-bench-") as tmp:
+        # `python -m jobctl` finds a jobctl/ in the working folder first: run
+        # from elsewhere, so that each measures the jobctl it should
+        os.chdir(tmp)
         if "nextfire" in chosen:
             results["nextfire"] = bench_nextfire(args.quick)
         if "runner" in chosen:
-            results["runner"] = bench_runner(Path(tmp), args.quick)
+            results["runner"] = bench_runner(Path(tmp), args.quick, args.baseline)
     if args.json:
         print(json.dumps(results, indent=2))
     return 2 if rb.PROBLEMS.items else 0

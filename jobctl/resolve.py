@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,18 @@ def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
     Raises ConfigError listing every problem (warnings included) if any
     error was found; warnings alone ride along in `ScheduleSet.warnings`.
     """
+    # a big config is a burst of long-lived, acyclic objects: the cyclic
+    # collector would rescan them over and over while they are built
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _resolve(path, system_zone, now)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _resolve(path: Path, system_zone: str, now: datetime) -> ScheduleSet:
     data = read_config(path, system_zone, now)
     problems = sorted(data.problems, key=lambda p: p.origin.line)
     if any(p.severity == "error" for p in problems):
