@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -101,6 +102,15 @@ def group_alive(pgid: int) -> bool:
     # killpg(0) also succeeds while only zombies are left, which can last a
     # while in a container whose init reaps slowly: look for a live member.
     pgrp_field = _STATE + 2  # fields after comm: state, ppid, pgrp
+    want = str(pgid).encode()
+    return any(len(fields) > pgrp_field and fields[pgrp_field] == want
+               and fields[_STATE] not in (b"Z", b"X")
+               for _pid, fields in _proc_stats())
+
+
+def _proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) for each
+    process that can be read."""
     for entry in os.scandir(_PROC):
         if not entry.name.isdigit():
             continue
@@ -108,11 +118,7 @@ def group_alive(pgid: int) -> bool:
             stat = (_PROC / entry.name / "stat").read_bytes()
         except OSError:
             continue
-        fields = stat.rpartition(b")")[2].split()
-        if len(fields) > pgrp_field and fields[pgrp_field] == str(pgid).encode() \
-                and fields[_STATE] not in (b"Z", b"X"):
-            return True
-    return False
+        yield int(entry.name), stat.rpartition(b")")[2].split()
 
 
 def _proc_mounted() -> bool:
@@ -136,18 +142,8 @@ def zombie_children(parent: int) -> list[int]:
         return []
     ppid_field = _STATE + 1
     want = str(parent).encode()
-    found = []
-    for entry in os.scandir(_PROC):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (_PROC / entry.name / "stat").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rpartition(b")")[2].split()
-        if len(fields) > ppid_field and fields[_STATE] == b"Z" and fields[ppid_field] == want:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, fields in _proc_stats()
+            if len(fields) > ppid_field and fields[_STATE] == b"Z" and fields[ppid_field] == want]
 
 
 def find_run_leaders(task_id: str, run_id: int, state_id: str) -> list[int]:

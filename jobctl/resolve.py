@@ -18,12 +18,15 @@ def resolve(path: Path, *, system_zone: str, now: datetime) -> ScheduleSet:
     error was found; warnings alone ride along in `ScheduleSet.warnings`.
     """
     # a big config is a burst of long-lived, acyclic objects: the cyclic
-    # collector would rescan them over and over while they are built
+    # collector would rescan them over and over while they are built, and
+    # after (they live as long as the command or the runner's schedule), so
+    # they are moved out of its sight; refcounting still frees them
     collecting = gc.isenabled()
     gc.disable()
     try:
         return _resolve(path, system_zone, now)
     finally:
+        gc.freeze()
         if collecting:
             gc.enable()
 

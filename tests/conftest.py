@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,6 +52,17 @@ def _pin_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    """Poll `cond` until it returns something true (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def write_config(tmp_path: Path, text: str, name: str = "jobctl.toml") -> Path:

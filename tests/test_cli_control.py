@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from conftest import wait_for, write_config
 
 from jobctl import procinfo
 from jobctl.model import Concurrency, RunStatus, Trigger
@@ -97,14 +97,6 @@ def ctl(cli: Callable[..., object], state: Path) -> Callable[..., object]:
         return cli(*args, "--state", str(state), env=env)
 
     return invoke
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def runs(state: Path, task_id: str | None = None) -> list[RunRecord]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from conftest import wait_for, write_config
 
 JOBCTL = shutil.which("jobctl", path=os.path.dirname(sys.executable))
 
@@ -27,16 +27,6 @@ def env() -> dict[str, str]:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def jobctl(*args: str, cwd: Path, umask: int = 0o022) -> subprocess.CompletedProcess[str]:

@@ -15,19 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from conftest import wait_for, write_config
 
 SETTINGS = '[jobctl]\nstate = "state.db"\nkill_grace = "1s"\nshutdown_grace = "{grace}"\n\n'
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def env() -> dict[str, str]:

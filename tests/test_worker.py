@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeClock, write_config
+from conftest import FakeClock, wait_for, write_config
 from jobctl import lifecycle, procinfo
 from jobctl.model import RunStatus, ScheduleSet, Settings, Task, Trigger
 from jobctl.resolve import resolve
@@ -117,14 +117,6 @@ def run_now(store: SqliteStore, task: Task, settings: Settings = SETTINGS,
 def log_of(record: RunRecord) -> str:
     assert record.log_path is not None
     return Path(record.log_path).read_text()
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 # -- running a callable ----------------------------------------------------------
