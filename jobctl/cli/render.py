@@ -52,7 +52,8 @@ def escape_control(text: str) -> str:
         import re
 
         _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    escaped: str = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return escaped
 
 
 def shown(text: str, stream: Any) -> str:
