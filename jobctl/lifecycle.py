@@ -17,7 +17,7 @@ from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
 from jobctl.executor import Launch, RunningProcess, SpawnError, build_argv, build_env, spawn
 from jobctl.model import RunStatus, Settings, Task, Trigger
-from jobctl.store import Lease, Owner, RunRecord, SqliteStore
+from jobctl.store import Lease, Owner, RunRecord, Store
 
 # A lease whose holder we cannot check (another host) counts as alive while
 # its heartbeat is younger than this.
@@ -51,7 +51,7 @@ def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "")
     """Stop a dead owner's child group, but only if it is provably the same
     process (same boot, same start time): a recycled pid is left alone. A run
     whose pid was never recorded is found by its environment, which must
-    name this run of this state file (`state_id`, see `SqliteStore.state_id`)."""
+    name this run of this state file (`state_id`, see `Store.state_id`)."""
     if run.host != procinfo.host_name():
         return
     if run.pid is None:
@@ -80,7 +80,7 @@ def _stop_group(pgid: int, grace: float) -> None:
             time.sleep(0.02)
 
 
-def recover_orphans(store: SqliteStore, now: datetime) -> list[int]:
+def recover_orphans(store: Store, now: datetime) -> list[int]:
     """Mark `interrupted` every run left `running` by an owner that is gone,
     after stopping its process group. Returns the run ids changed."""
     changed: list[int] = []
@@ -125,7 +125,7 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
     )
 
 
-def record_spawn_failure(store: SqliteStore, launch: Launch, run_id: int, error: SpawnError,
+def record_spawn_failure(store: Store, launch: Launch, run_id: int, error: SpawnError,
                          now: datetime) -> None:
     """A claimed run whose process could not start: say why in its log, and
     record it `failed`."""
@@ -140,7 +140,7 @@ def record_spawn_failure(store: SqliteStore, launch: Launch, run_id: int, error:
     store.finish(run_id, RunStatus.FAILED, now, error=str(error))
 
 
-def start_process(store: SqliteStore, launch: Launch, run_id: int, now: Callable[[], datetime],
+def start_process(store: Store, launch: Launch, run_id: int, now: Callable[[], datetime],
                   spawner: Callable[[Launch], RunningProcess] = spawn) -> RunningProcess | None:
     """Spawn a claimed run and record its pid; on failure record it `failed`."""
     try:
@@ -196,7 +196,7 @@ class RunBusyError(JobctlError):
 
 
 def run_now(
-    store: SqliteStore,
+    store: Store,
     task: Task,
     settings: Settings,
     *,

@@ -34,7 +34,7 @@ from jobctl.model import (
     Task,
     Trigger,
 )
-from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, SqliteStore
+from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
@@ -122,7 +122,7 @@ class Runner:
     def __init__(
         self,
         schedule_set: ScheduleSet,
-        store: SqliteStore,
+        store: Store,
         *,
         clock: Clock,
         report: Reporter,

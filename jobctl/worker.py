@@ -48,7 +48,7 @@ from jobctl.pluginapi import (
 
 if TYPE_CHECKING:
     from jobctl.model import ScheduleSet, Task
-    from jobctl.store import SqliteStore
+    from jobctl.store import Store
 
 EXIT_RAISED = 1
 EXIT_SETUP = 2
@@ -172,7 +172,7 @@ class HostJobs:
         self._env = env
         self._prefix = f"{plugin_id}:"
         self._jobs: dict[str, Task | None] | None = None
-        self._store: SqliteStore | None = None
+        self._store: Store | None = None
 
     # -- the services
 
@@ -306,7 +306,7 @@ class HostJobs:
         self._jobs = jobs
         return jobs
 
-    def _open_store(self) -> SqliteStore | None:
+    def _open_store(self) -> Store | None:
         if self._store is None and self.state_path is not None:
             from jobctl.store import open_store
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobctl import store as store_module
+from jobctl.store import sqlite as store_module
 from jobctl.model import Concurrency, RunStatus, Trigger
 from jobctl.store import (
     SCHEMA_VERSION,

@@ -1,0 +1,147 @@
+"""The state store's contract: what the runner, `run-now` and the commands may
+ask of any backend, and what each answer guarantees.
+
+The invariants that keep runs exact are facts of the database, not
+conventions of the runner: a scheduled slot fires at most once (a unique
+index on task and slot), the lease is a compare-and-swap, and a run's end is
+a conditional update of a row still `running`. One backend today: SQLite
+(`jobctl.store.sqlite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.store.records import Claim, ClaimRequest, Lease, Owner, RunRecord
+
+
+class Store(Protocol):
+    """jobctl's state: runs, per-task state, enable/disable overrides, the
+    runner's lease. Every method is one transaction: a write either happens
+    whole or not at all (StoreError, StoreBusyError), and what a read returns
+    is one consistent snapshot."""
+
+    @property
+    def path(self) -> Path:
+        """Where the state is, as messages name it."""
+
+    @property
+    def log_dir(self) -> Path:
+        """Where run logs live (created by the caller when it writes one)."""
+
+    @property
+    def state_id(self) -> str:
+        """This state's random id (16 hex digits), fixed when it was created:
+        runs carry it as JOBCTL_STATE_ID so a dead runner's processes are
+        found for this state only; "" for a state too old to have one."""
+
+    def close(self) -> None:
+        """Release the connection; the store is not used after."""
+
+    # -- the lease -----------------------------------------------------------
+
+    def lease(self) -> Lease | None:
+        """The current runner's lease, live or not; None if none was taken."""
+
+    def take_lease(self, owner: Owner, now: datetime, *, replacing: Lease | None = None) -> Lease:
+        """Make `owner` the runner: a compare-and-swap.
+
+        The lease is written only if it is still what the caller judged free:
+        none, already `owner`'s, or exactly `replacing` (a holder the caller
+        found dead, unchanged since). Otherwise LeaseHeldError naming the
+        holder, and nothing is written: of any number of runners starting at
+        once, exactly one gets the lease."""
+
+    def heartbeat(self, owner: Owner, now: datetime) -> bool:
+        """Refresh the lease; False (nothing written) if it is no longer ours."""
+
+    def release_lease(self, owner: Owner) -> None:
+        """Give the lease up if `owner` holds it; otherwise do nothing."""
+
+    # -- control -------------------------------------------------------------
+
+    def control_version(self) -> int:
+        """A counter that grows with each enable/disable: a runner polls it."""
+
+    def overrides(self) -> dict[str, bool]:
+        """Task id -> enabled, as set by `set_enabled`."""
+
+    def set_enabled(self, task_ids: Iterable[str], enabled: bool,
+                    now: datetime | None = None) -> None:
+        """Override the config's `enabled` for these tasks, and bump the
+        control version. With `now`, also note when a disabled span starts
+        or ends (see `paused_spans`)."""
+
+    def paused_spans(self, task_id: str) -> list[tuple[datetime, datetime | None]]:
+        """When the task was disabled: (since, until), until None while it still is."""
+
+    def last_scheduled(self) -> dict[str, datetime]:
+        """Task id -> the latest slot the runner handled (fired, skipped or
+        passed over), from which catch-up counts."""
+
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """Move tasks' last handled slots forward (never back)."""
+
+    # -- runs ----------------------------------------------------------------
+
+    def claim(self, *, task_id: str, trigger: Trigger, scheduled_for: datetime | None,
+              concurrency: Concurrency, force: bool, owner: Owner, now: datetime) -> Claim:
+        """Apply the concurrency policy and record the run, atomically.
+
+        Outcome 'started': the run is committed `running` before its process
+        exists, and the caller starts it. 'duplicate': this scheduled slot
+        already has a run (a slot fires at most once, whatever the clock
+        does): nothing recorded. 'skipped' (forbid, recorded as a skipped
+        run) or 'refused' (run-now under forbid, nothing recorded): `blocking`
+        names the running runs. Under replace, `replaced` are the runs now
+        marked interrupted, whose processes the caller stops."""
+
+    def claim_many(self, requests: Sequence[ClaimRequest], *, owner: Owner,
+                   now: datetime) -> list[Claim]:
+        """`claim` for the fires of one instant, in one transaction, in order."""
+
+    def set_processes(self, items: Sequence[tuple[int, int, str | None, str, datetime]]) -> set[int]:
+        """Record started processes, (run_id, pid, proc_start, boot_id,
+        started_at) each; returns the run ids recorded. A run ended meanwhile
+        (replaced) is not: the caller stops its process."""
+
+    def set_process(self, run_id: int, pid: int, proc_start: str | None, boot_id: str) -> bool:
+        """Record one started run's process; False if the run was ended meanwhile."""
+
+    def finish(self, run_id: int, status: RunStatus, now: datetime, *,
+               exit_code: int | None = None, error: str | None = None) -> bool:
+        """Record a run's end, only if it is still `running`; False if it was
+        already final. A run marked interrupted when it was replaced keeps
+        that status but gets its real end (when, and the exit code)."""
+
+    def mark_interrupted(self, run_ids: Iterable[int], now: datetime, reason: str) -> list[int]:
+        """End these runs as interrupted with `reason`, those still running;
+        returns the ids that were."""
+
+    def running(self, task_id: str | None = None) -> list[RunRecord]:
+        """Runs still `running` (of one task, or all)."""
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """One run, or None."""
+
+    def history(self, task_id: str | None = None, *, limit: int = 20,
+                status: RunStatus | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    def last_runs(self) -> dict[str, RunRecord]:
+        """Each task's most recent run."""
+
+    def latest_runs(self, task_ids: Sequence[str], *, ended: bool = False) -> dict[str, RunRecord]:
+        """The most recent run of each of `task_ids` that has one; with
+        `ended`, the most recent that is no longer running."""
+
+    def known_task_ids(self, prefix: str) -> list[str]:
+        """Ids starting with `prefix` that the store has seen, sorted."""
+
+    def prune(self, task_id: str, keep: int) -> list[str]:
+        """Delete all but the newest `keep` runs of a task (skipped fires
+        counted apart); return the deleted runs' log paths. Running runs stay."""
