@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -81,3 +81,36 @@ def cli(tmp_path: Path, clock: FakeClock) -> Callable[..., object]:
         return runner.invoke(app, list(args), obj=services, input=input)
 
     return invoke
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """The session's PostgreSQL server ($JOBCTL_TEST_POSTGRES_URL, or one started
+    here). If it cannot be had, every test that needs it fails, saying why."""
+    from pgserver import PostgresServer, PostgresUnavailable
+
+    server = PostgresServer()
+    try:
+        try:
+            server.start()
+        except PostgresUnavailable as e:
+            pytest.fail(f"PostgreSQL tests cannot run: {e}", pytrace=False)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: object) -> Iterator[str]:
+    """The URL of a fresh database of its own for one test (dropped after)."""
+    from pgserver import PostgresServer
+
+    assert isinstance(pg_server, PostgresServer)
+    name = pg_server.create_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
