@@ -17,6 +17,7 @@ from typing import Any
 from jobctl.errors import BadExpressionError, ConfigIsDirectoryError, ConfigNotFoundError
 from jobctl.model import (
     AtSchedule,
+    is_database_url,
     CatchUp,
     Concurrency,
     Origin,
@@ -146,12 +147,15 @@ def find_config(flag: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
     raise ConfigNotFoundError(tried)
 
 
-def state_path(flag: Path | None, env: Mapping[str, str], settings: Settings | None) -> Path:
-    """--state, else $JOBCTL_STATE, else [jobctl] state, else the user data dir."""
+def state_path(flag: Path | str | None, env: Mapping[str, str],
+               settings: Settings | None) -> Path | str:
+    """--state, else $JOBCTL_STATE, else [jobctl] state, else the user data dir.
+    A PostgreSQL URL stays text (a Path would fold its `//`); anything else is a path."""
     if flag is not None:
-        return flag
+        return flag if is_database_url(flag) else Path(flag)
     if env.get(STATE_ENV):
-        return Path(env[STATE_ENV])
+        text = env[STATE_ENV]
+        return text if is_database_url(text) else Path(text)
     if settings is not None and settings.state is not None:
         return settings.state
     return user_data_dir() / STATE_NAME
@@ -571,7 +575,9 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     base = path.parent
     return Settings(
         timezone=r.get("timezone", _zone, system_zone),
-        state=(base / Path(state).expanduser()) if state else None,
+        # a URL is kept as written, never resolved against the config's folder
+        state=(state if is_database_url(state) else base / Path(state).expanduser())
+        if state else None,
         shell=_shell(r),
         plugins=r.get("plugins", _string_list, ()),
         history_limit=r.get("history_limit", _positive_int, 1000),

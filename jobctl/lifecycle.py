@@ -98,7 +98,7 @@ def recover_orphans(store: Store, now: datetime) -> list[int]:
 def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
                scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
                started: datetime, echo: object = None, lazy_log: bool = False,
-               state_path: Path | None = None, config_path: Path | None = None,
+               state_path: Path | str | None = None, config_path: Path | None = None,
                state_id: str = "") -> Launch:
     """How to start one run. A task with a `callable` runs in a plugin worker
     (`python -m jobctl.worker`), told what to run, and where the state file

@@ -242,7 +242,8 @@ class Settings:
     """The `[jobctl]` table, with defaults filled in and paths made absolute."""
 
     timezone: str
-    state: Path | None = None
+    state: Path | str | None = None
+    """A SQLite file, or a PostgreSQL URL (kept as text, see `is_database_url`)."""
     shell: str = "/bin/sh"
     plugins: tuple[str, ...] = ()
     history_limit: int = 1000
@@ -276,3 +277,11 @@ class ScheduleSet:
     @property
     def ids(self) -> list[str]:
         return [t.id for t in self.tasks]
+
+
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(target: object) -> bool:
+    """True for a state target that names a PostgreSQL database, not a file."""
+    return isinstance(target, str) and target.lower().startswith(DATABASE_URL_SCHEMES)

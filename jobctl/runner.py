@@ -347,7 +347,8 @@ class Runner:
                 self.report(Event("error", now, message=f"heartbeat: {e}"))
 
     def _poll_control(self, force: bool = False) -> None:
-        if not self.state_gone and not self.store.path.exists():
+        if not self.state_gone and isinstance(self.store.path, Path) \
+                and not self.store.path.exists():
             self.state_gone = True
             self.report(Event("error", self.clock.now(), message=(
                 f"the state file {self.store.path} was removed: runs are recorded in the "

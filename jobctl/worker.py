@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import JobctlError
+from jobctl.model import is_database_url
 from jobctl.pluginapi import (
     BATCH_GET,
     ENTRY_POINT_PREFIX,
@@ -88,7 +89,8 @@ def plugin_id_of(task: Task) -> str:
     return task.id.partition(":")[0]
 
 
-def worker_env(task: Task, *, state_path: Path | None, config_path: Path | None) -> dict[str, str]:
+def worker_env(task: Task, *, state_path: Path | str | None,
+               config_path: Path | None) -> dict[str, str]:
     """The variables that tell a worker what to run (see the module docstring).
 
     Paths are made absolute here: the worker runs in the task's cwd.
@@ -103,7 +105,8 @@ def worker_env(task: Task, *, state_path: Path | None, config_path: Path | None)
         "JOBCTL_PAYLOAD": payload,
         "JOBCTL_PLUGIN_TRUSTED": "1" if task.plugin_trusted else "0",
         "JOBCTL_HOST_SERVICES": ",".join(task.host_services),
-        "JOBCTL_STATE": _absolute(state_path),
+        # a database URL as the store shows it: without its password
+        "JOBCTL_STATE": state_path if is_database_url(state_path) else _absolute(state_path),  # type: ignore[dict-item]
         "JOBCTL_CONFIG": _absolute(config_path),
     }
 
@@ -151,7 +154,7 @@ class HostJobs:
         task_id: str,
         trusted: bool,
         services: Iterable[str],
-        state_path: Path | None,
+        state_path: Path | str | None,
         config_path: Path | None,
         logger: logging.Logger,
         now: Callable[[], datetime],
@@ -417,6 +420,10 @@ def _path_or_none(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _state_or_none(text: str) -> Path | str | None:
+    return text if is_database_url(text) else _path_or_none(text)
+
+
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Run the callable the environment names; the process's exit status."""
     env = dict(os.environ if environ is None else environ)
@@ -442,7 +449,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         task_id=task_id,
         trusted=env.get("JOBCTL_PLUGIN_TRUSTED") == "1",
         services=[s.strip() for s in env.get("JOBCTL_HOST_SERVICES", "").split(",") if s.strip()],
-        state_path=_path_or_none(env.get("JOBCTL_STATE", "")),
+        state_path=_state_or_none(env.get("JOBCTL_STATE", "")),
         config_path=_path_or_none(env.get("JOBCTL_CONFIG", "")),
         logger=logger,
         now=SystemClock().now,

@@ -1,4 +1,7 @@
-"""SqliteStore against real SQLite files in tmp_path, including two writer processes."""
+"""The store contract over both backends (the `store` fixture: ids `sqlite`,
+a real file in tmp_path, and `postgres`, a fresh database on the suite's
+PostgreSQL), plus each backend's own matters (opening, migrations, races
+between processes)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import wait_for
 
 from jobctl.store import sqlite as store_module
 from jobctl.model import Concurrency, RunStatus, Trigger
@@ -22,6 +26,7 @@ from jobctl.store import (
     LeaseHeldError,
     Owner,
     SqliteStore,
+    Store,
     StoreError,
     open_store,
 )
@@ -37,22 +42,34 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "state.db"
 
 
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")])
+def target(request: pytest.FixtureRequest, path: Path) -> Path | str:
+    """Where a state is: a SQLite file, or the URL of a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+    return path
+
+
 @pytest.fixture
-def store(path: Path) -> Iterator[SqliteStore]:
-    s = open_store(path, create=True)
+def store(target: Path | str) -> Iterator[Store]:
+    s = open_store(target, create=True)
     assert s is not None
     yield s
     s.close()
 
 
-def start(s: SqliteStore, task_id: str = "backup", *, trigger: Trigger = Trigger.MANUAL,
+sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+postgres_only = pytest.mark.parametrize("target", ["postgres"], indirect=True)
+
+
+def start(s: Store, task_id: str = "backup", *, trigger: Trigger = Trigger.MANUAL,
           slot: datetime | None = None, concurrency: Concurrency = Concurrency.FORBID,
           force: bool = False, now: datetime = T0, owner: Owner = ME):  # type: ignore[no-untyped-def]
     return s.claim(task_id=task_id, trigger=trigger, scheduled_for=slot, concurrency=concurrency,
                    force=force, owner=owner, now=now)
 
 
-def count_runs(s: SqliteStore) -> int:
+def count_runs(s: Store) -> int:
     return len(s.history(limit=1_000_000))
 
 
@@ -66,7 +83,8 @@ def test_missing_file_without_create_is_none_and_creates_nothing(tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_create_sets_schema_version_wal_and_busy_timeout(store: SqliteStore, path: Path) -> None:
+@sqlite_only
+def test_create_sets_schema_version_wal_and_busy_timeout(store: Store, path: Path) -> None:
     assert path.exists()
     assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION >= 1
     assert store.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
@@ -80,10 +98,10 @@ def test_create_sets_schema_version_wal_and_busy_timeout(store: SqliteStore, pat
         raw.close()
 
 
-def test_reopen_keeps_data_and_read_only_open_works(store: SqliteStore, path: Path) -> None:
+def test_reopen_keeps_data_and_read_only_open_works(store: Store, target: Path | str) -> None:
     run_id = start(store).run_id
     store.close()
-    again = open_store(path, create=False)
+    again = open_store(target, create=False)
     assert again is not None
     try:
         run = again.get_run(run_id)  # type: ignore[arg-type]
@@ -92,8 +110,9 @@ def test_reopen_keeps_data_and_read_only_open_works(store: SqliteStore, path: Pa
         again.close()
 
 
+@sqlite_only
 def test_forward_migration_runs_new_steps_and_keeps_rows(
-    store: SqliteStore, path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = start(store).run_id
     store.close()
@@ -111,7 +130,8 @@ def test_forward_migration_runs_new_steps_and_keeps_rows(
         migrated.close()
 
 
-def test_newer_schema_is_refused(store: SqliteStore, path: Path) -> None:
+@sqlite_only
+def test_newer_schema_is_refused(store: Store, path: Path) -> None:
     store.conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
     store.close()
     with pytest.raises(StoreError, match="newer jobctl") as info:
@@ -158,7 +178,7 @@ def test_foreign_sqlite_database_is_a_store_error_and_left_alone(tmp_path: Path,
 # -- claim ---------------------------------------------------------------------
 
 
-def test_claim_forbid_starts_when_idle_and_sets_log_path(store: SqliteStore) -> None:
+def test_claim_forbid_starts_when_idle_and_sets_log_path(store: Store) -> None:
     claim = start(store)
     assert claim.outcome == "started" and claim.blocking == () and claim.replaced == ()
     run = store.get_run(claim.run_id)  # type: ignore[arg-type]
@@ -168,10 +188,13 @@ def test_claim_forbid_starts_when_idle_and_sets_log_path(store: SqliteStore) -> 
     assert run.attempt == 1 and run.host == "host-a" and run.owner.pid == 4242
     assert run.owner.start == "777"
     assert run.log_path == str(store.log_dir / f"{claim.run_id}.log")
-    assert store.log_dir == store.path.parent / "logs"
+    if isinstance(store, SqliteStore):
+        assert store.log_dir == store.path.parent / "logs"
+    else:  # local files in this step, a folder per database, under the user data dir
+        assert "pg-logs" in store.log_dir.parts
 
 
-def test_claim_forbid_manual_while_running_is_refused_and_records_nothing(store: SqliteStore) -> None:
+def test_claim_forbid_manual_while_running_is_refused_and_records_nothing(store: Store) -> None:
     first = start(store)
     claim = start(store, now=T0 + timedelta(seconds=5))
     assert claim.outcome == "refused" and claim.run_id is None
@@ -180,14 +203,14 @@ def test_claim_forbid_manual_while_running_is_refused_and_records_nothing(store:
     assert store.last_runs()["backup"].id == first.run_id
 
 
-def test_claim_forbid_manual_with_force_starts_anyway(store: SqliteStore) -> None:
+def test_claim_forbid_manual_with_force_starts_anyway(store: Store) -> None:
     first = start(store)
     claim = start(store, force=True)
     assert claim.outcome == "started" and claim.run_id != first.run_id
     assert [r.id for r in store.running("backup")] == [first.run_id, claim.run_id]
 
 
-def test_claim_forbid_scheduled_while_running_is_recorded_skipped(store: SqliteStore) -> None:
+def test_claim_forbid_scheduled_while_running_is_recorded_skipped(store: Store) -> None:
     first = start(store)
     slot = datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
     claim = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
@@ -204,7 +227,7 @@ def test_claim_forbid_scheduled_while_running_is_recorded_skipped(store: SqliteS
     assert start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot).outcome == "duplicate"
 
 
-def test_claim_allow_starts_beside_the_running_one(store: SqliteStore) -> None:
+def test_claim_allow_starts_beside_the_running_one(store: Store) -> None:
     first = start(store, concurrency=Concurrency.ALLOW)
     second = start(store, concurrency=Concurrency.ALLOW, trigger=Trigger.SCHEDULE,
                    slot=datetime(2026, 3, 1, 9, 1, tzinfo=UTC))
@@ -212,7 +235,7 @@ def test_claim_allow_starts_beside_the_running_one(store: SqliteStore) -> None:
     assert {r.id for r in store.running()} == {first.run_id, second.run_id}
 
 
-def test_claim_replace_interrupts_the_running_ones(store: SqliteStore) -> None:
+def test_claim_replace_interrupts_the_running_ones(store: Store) -> None:
     first = start(store, concurrency=Concurrency.ALLOW)
     second = start(store, concurrency=Concurrency.ALLOW)
     later = T0 + timedelta(minutes=1)
@@ -231,17 +254,17 @@ def test_claim_replace_interrupts_the_running_ones(store: SqliteStore) -> None:
     assert store.get_run(first.run_id).status is RunStatus.INTERRUPTED  # type: ignore[arg-type,union-attr]
 
 
-def test_claim_replace_when_idle_just_starts(store: SqliteStore) -> None:
+def test_claim_replace_when_idle_just_starts(store: Store) -> None:
     claim = start(store, concurrency=Concurrency.REPLACE)
     assert claim.outcome == "started" and claim.replaced == ()
 
 
-def test_policy_is_per_task(store: SqliteStore) -> None:
+def test_policy_is_per_task(store: Store) -> None:
     start(store, "backup")
     assert start(store, "report").outcome == "started"
 
 
-def test_scheduled_slot_fires_at_most_once(store: SqliteStore) -> None:
+def test_scheduled_slot_fires_at_most_once(store: Store) -> None:
     slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     first = start(store, trigger=Trigger.SCHEDULE, slot=slot, concurrency=Concurrency.ALLOW, now=slot)
     assert first.outcome == "started"
@@ -262,7 +285,8 @@ def test_scheduled_slot_fires_at_most_once(store: SqliteStore) -> None:
     assert start(store, force=True).outcome == "started"
 
 
-def test_slot_uniqueness_is_enforced_by_the_database(store: SqliteStore) -> None:
+@sqlite_only
+def test_slot_uniqueness_is_enforced_by_the_database(store: Store) -> None:
     slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     start(store, trigger=Trigger.SCHEDULE, slot=slot)
     text = store_module.to_text(slot)
@@ -275,7 +299,7 @@ def test_slot_uniqueness_is_enforced_by_the_database(store: SqliteStore) -> None
 # -- finishing -----------------------------------------------------------------
 
 
-def test_finish_only_changes_running_rows(store: SqliteStore) -> None:
+def test_finish_only_changes_running_rows(store: Store) -> None:
     run_id = start(store).run_id
     assert run_id is not None
     end = T0 + timedelta(seconds=90, microseconds=250_000)
@@ -289,7 +313,7 @@ def test_finish_only_changes_running_rows(store: SqliteStore) -> None:
     assert store.running() == []
 
 
-def test_mark_interrupted_changes_only_running_rows(store: SqliteStore) -> None:
+def test_mark_interrupted_changes_only_running_rows(store: Store) -> None:
     a = start(store, "a").run_id
     b = start(store, "b").run_id
     c = start(store, "c").run_id
@@ -306,7 +330,7 @@ def test_mark_interrupted_changes_only_running_rows(store: SqliteStore) -> None:
     assert store.get_run(a).error == "runner (pid 4242) stopped or died"  # type: ignore[arg-type,union-attr]
 
 
-def test_set_process_records_the_child(store: SqliteStore) -> None:
+def test_set_process_records_the_child(store: Store) -> None:
     run_id = start(store).run_id
     store.set_process(run_id, 31337, "12345", "boot-1")  # type: ignore[arg-type]
     run = store.get_run(run_id)  # type: ignore[arg-type]
@@ -318,7 +342,7 @@ def test_set_process_records_the_child(store: SqliteStore) -> None:
 
 
 @pytest.fixture
-def filled(store: SqliteStore) -> dict[str, list[int]]:
+def filled(store: Store) -> dict[str, list[int]]:
     """backup: success, failed, success, running; report: failed, success."""
     ids: dict[str, list[int]] = {"backup": [], "report": []}
     plan = [("backup", RunStatus.SUCCESS), ("report", RunStatus.FAILED), ("backup", RunStatus.FAILED),
@@ -333,7 +357,7 @@ def filled(store: SqliteStore) -> dict[str, list[int]]:
     return ids
 
 
-def test_history_newest_first_with_filters_and_limit(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+def test_history_newest_first_with_filters_and_limit(store: Store, filled: dict[str, list[int]]) -> None:
     every = sorted(filled["backup"] + filled["report"], reverse=True)
     assert [r.id for r in store.history()] == every
     assert [r.id for r in store.history(limit=3)] == every[:3]
@@ -348,20 +372,20 @@ def test_history_newest_first_with_filters_and_limit(store: SqliteStore, filled:
     assert started == sorted(started, reverse=True)
 
 
-def test_running_lists_only_running_rows(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+def test_running_lists_only_running_rows(store: Store, filled: dict[str, list[int]]) -> None:
     assert [r.id for r in store.running()] == [filled["backup"][3]]
     assert [r.id for r in store.running("backup")] == [filled["backup"][3]]
     assert store.running("report") == []
 
 
-def test_last_runs_is_each_tasks_newest(store: SqliteStore, filled: dict[str, list[int]]) -> None:
+def test_last_runs_is_each_tasks_newest(store: Store, filled: dict[str, list[int]]) -> None:
     last = store.last_runs()
     assert set(last) == {"backup", "report"}
     assert last["backup"].id == filled["backup"][-1] and last["backup"].status is RunStatus.RUNNING
     assert last["report"].id == filled["report"][-1] and last["report"].status is RunStatus.SUCCESS
 
 
-def test_last_runs_empty_and_not_confused_by_enable_overrides(store: SqliteStore) -> None:
+def test_last_runs_empty_and_not_confused_by_enable_overrides(store: Store) -> None:
     assert store.last_runs() == {}
     store.set_enabled(["backup"], False)
     assert store.last_runs() == {}
@@ -370,7 +394,7 @@ def test_last_runs_empty_and_not_confused_by_enable_overrides(store: SqliteStore
 # -- retention -----------------------------------------------------------------
 
 
-def test_prune_keeps_newest_n_and_returns_their_log_paths(store: SqliteStore) -> None:
+def test_prune_keeps_newest_n_and_returns_their_log_paths(store: Store) -> None:
     backup = []
     for i in range(6):
         run_id = start(store, "backup", now=T0 + timedelta(minutes=i)).run_id
@@ -389,7 +413,7 @@ def test_prune_keeps_newest_n_and_returns_their_log_paths(store: SqliteStore) ->
     assert store.prune("nosuch", 1) == []
 
 
-def test_prune_skipped_runs_have_no_log_and_running_rows_stay(store: SqliteStore) -> None:
+def test_prune_skipped_runs_have_no_log_and_running_rows_stay(store: Store) -> None:
     old = start(store, now=T0).run_id  # still running: never pruned
     slot = datetime(2026, 3, 1, 9, 1, tzinfo=UTC)
     skipped = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
@@ -404,7 +428,7 @@ def test_prune_skipped_runs_have_no_log_and_running_rows_stay(store: SqliteStore
     assert {r.id for r in store.history("backup")} == {old, skipped.run_id, newer[1]}
 
 
-def test_prune_keeps_real_runs_when_skips_pile_up(store: SqliteStore) -> None:
+def test_prune_keeps_real_runs_when_skips_pile_up(store: Store) -> None:
     """An overrunning task under forbid records a skip per fire; those must
     not push its finished runs (and their logs) out of history_limit."""
     done = start(store, force=True, now=T0).run_id
@@ -424,7 +448,7 @@ def test_prune_keeps_real_runs_when_skips_pile_up(store: SqliteStore) -> None:
 # -- control -------------------------------------------------------------------
 
 
-def test_set_enabled_overrides_and_control_version(store: SqliteStore, path: Path) -> None:
+def test_set_enabled_overrides_and_control_version(store: Store, target: Path | str) -> None:
     assert store.overrides() == {} and store.control_version() == 0
     store.set_enabled(["backup", "report"], False)
     assert store.overrides() == {"backup": False, "report": False}
@@ -433,7 +457,7 @@ def test_set_enabled_overrides_and_control_version(store: SqliteStore, path: Pat
     assert store.overrides() == {"backup": True, "report": False}
     assert store.control_version() == 2
     # another connection (a runner) sees both the override and the bump
-    other = open_store(path, create=False)
+    other = open_store(target, create=False)
     assert other is not None
     try:
         assert other.overrides() == {"backup": True, "report": False}
@@ -444,7 +468,7 @@ def test_set_enabled_overrides_and_control_version(store: SqliteStore, path: Pat
     assert store.control_version() == 3 and store.overrides()["report"] is True
 
 
-def test_last_scheduled_round_trip_including_dst(store: SqliteStore) -> None:
+def test_last_scheduled_round_trip_including_dst(store: Store) -> None:
     ny = ZoneInfo("America/New_York")
     # 01:30 happens twice on 2026-11-01 in New York; fold=1 is the second (EST)
     second = datetime(2026, 11, 1, 1, 30, tzinfo=ny, fold=1)
@@ -464,7 +488,7 @@ def test_last_scheduled_round_trip_including_dst(store: SqliteStore) -> None:
     assert store.last_scheduled()["a"] == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
 
 
-def test_scheduled_claims_advance_last_scheduled_but_never_back(store: SqliteStore) -> None:
+def test_scheduled_claims_advance_last_scheduled_but_never_back(store: Store) -> None:
     late = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     early = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
     start(store, trigger=Trigger.SCHEDULE, slot=late, concurrency=Concurrency.ALLOW)
@@ -478,7 +502,7 @@ def test_scheduled_claims_advance_last_scheduled_but_never_back(store: SqliteSto
 # -- lease ---------------------------------------------------------------------
 
 
-def test_lease_take_heartbeat_release(store: SqliteStore) -> None:
+def test_lease_take_heartbeat_release(store: Store) -> None:
     assert store.lease() is None
     lease = store.take_lease(ME, T0)
     assert (lease.pid, lease.host, lease.boot_id, lease.proc_start) == (4242, "host-a", "boot-1", "777")
@@ -497,7 +521,7 @@ def test_lease_take_heartbeat_release(store: SqliteStore) -> None:
     assert store.heartbeat(ME, beat) is False
 
 
-def test_lease_held_by_another_runner(store: SqliteStore) -> None:
+def test_lease_held_by_another_runner(store: Store) -> None:
     store.take_lease(ME, T0)
     with pytest.raises(LeaseHeldError) as info:
         store.take_lease(OTHER, T0 + timedelta(minutes=1))
@@ -519,7 +543,7 @@ def test_lease_held_by_another_runner(store: SqliteStore) -> None:
     assert taken.started_at == odd and taken.anchor == T0 + timedelta(minutes=4)
 
 
-def test_lease_compare_and_swap_loses_to_whoever_changed_the_row(store: SqliteStore) -> None:
+def test_lease_compare_and_swap_loses_to_whoever_changed_the_row(store: Store) -> None:
     third = Owner(5151, "host-c", "boot-3", "999")
     # two runners both saw no lease; the first to write wins
     store.take_lease(ME, T0, replacing=None)
@@ -712,7 +736,8 @@ def test_read_only_open_while_another_process_creates_the_file(tmp_path: Path) -
             raw.close()
 
 
-def test_a_full_database_is_a_store_error_and_the_store_stays_usable(store: SqliteStore) -> None:
+@sqlite_only
+def test_a_full_database_is_a_store_error_and_the_store_stays_usable(store: Store) -> None:
     """SQLite rolls a transaction back itself on SQLITE_FULL; the store must
     report a StoreError (which the runner and commands print), not crash on a
     second rollback, and work again once there is room."""
@@ -728,7 +753,7 @@ def test_a_full_database_is_a_store_error_and_the_store_stays_usable(store: Sqli
     assert store.get_run(claim.run_id).task_id == "after"  # type: ignore[union-attr]
 
 
-def test_a_skip_claimed_ahead_of_its_instant_is_stamped_at_the_instant(store: SqliteStore) -> None:
+def test_a_skip_claimed_ahead_of_its_instant_is_stamped_at_the_instant(store: Store) -> None:
     start(store, force=True, now=T0)  # running
     slot = T0 + timedelta(minutes=1)
     claim = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot - timedelta(milliseconds=10))
@@ -770,3 +795,186 @@ def test_each_state_file_gets_its_own_id_and_old_files_are_migrated(tmp_path: Pa
         assert store.conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         store.close()
+
+
+# -- races between processes, on both backends -----------------------------------
+
+_RACER = textwrap.dedent("""
+    import os, sys, time
+    from datetime import datetime, timezone
+    from pathlib import Path
+    from jobctl.model import Concurrency, Trigger
+    from jobctl.store import LeaseHeldError, Owner, open_store
+
+    target, go, name, action = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    if not target.startswith("postgres"):
+        target = Path(target)
+    owner = Owner(os.getpid(), "host-" + name)
+    (go.parent / ("ready-" + name)).touch()
+    deadline = time.monotonic() + 30
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit("no go signal")
+        time.sleep(0.001)
+    # the first open is part of the race: the schema is made by one of them
+    store = open_store(target, create=True)
+    slot = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    if action == "claim":
+        claim = store.claim(task_id="shared", trigger=Trigger.SCHEDULE, scheduled_for=slot,
+                            concurrency=Concurrency.ALLOW, force=False, owner=owner, now=slot)
+        print(claim.outcome, claim.run_id)
+    else:
+        try:
+            store.take_lease(owner, slot, replacing=None)
+            print("won")
+        except LeaseHeldError as e:
+            print("lost", e.lease.host)
+    store.close()
+""")
+
+
+def race(target: Path | str, tmp_path: Path, action: str, n: int = 8) -> list[str]:
+    """Start `n` processes that each open the (empty) state and do `action`
+    at one signal; their answers."""
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(target), str(go), str(i), action],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(n)]
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == n, what="racers ready")
+        go.touch()
+        outs = []
+        for p in procs:
+            out, errs = p.communicate(timeout=60)
+            assert p.returncode == 0, errs
+            outs.append(out.strip())
+        return outs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_concurrent_claims_of_one_slot_start_exactly_one_run(target: Path | str, tmp_path: Path) -> None:
+    outs = race(target, tmp_path, "claim")
+    outcomes = sorted(o.split()[0] for o in outs)
+    assert outcomes == ["duplicate"] * 7 + ["started"], outs
+    store = open_store(target, create=False)
+    assert store is not None
+    try:
+        runs = store.history("shared")
+        assert len(runs) == 1 and runs[0].status is RunStatus.RUNNING
+        assert f"started {runs[0].id}" in outs
+    finally:
+        store.close()
+
+
+def test_concurrent_lease_takes_have_exactly_one_winner(target: Path | str, tmp_path: Path) -> None:
+    outs = race(target, tmp_path, "lease")
+    assert sorted(o.split()[0] for o in outs) == ["lost"] * 7 + ["won"], outs
+    store = open_store(target, create=False)
+    assert store is not None
+    try:
+        holder = store.lease()
+        assert holder is not None
+        # every loser named the one winner
+        assert {o.split()[1] for o in outs if o.startswith("lost")} == {holder.host}
+    finally:
+        store.close()
+
+
+# -- PostgreSQL's own matters ------------------------------------------------------------
+
+
+@postgres_only
+def test_postgres_slot_uniqueness_is_enforced_by_the_database(store: Store) -> None:
+    import psycopg
+
+    from jobctl.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    start(store, trigger=Trigger.SCHEDULE, slot=slot)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        store.conn.execute(
+            "insert into jobctl.runs (task_id, trigger, status, scheduled_for, started_at, host,"
+            " owner_pid) values ('backup', 'catch-up', 'running', %s, %s, 'h', 1)", (slot, slot))
+
+
+@postgres_only
+def test_postgres_newer_schema_and_foreign_schema_are_refused(store: Store, target: str) -> None:
+    from jobctl.store.postgres import SCHEMA_VERSION as PG_VERSION, PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    store.conn.execute("update jobctl.meta set value = %s where key = 'schema_version'",
+                       (PG_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer jobctl") as info:
+        open_store(target, create=True)
+    assert f"schema {PG_VERSION + 1} > {PG_VERSION}" in str(info.value)
+    # a `jobctl` schema someone else made (no version row) is left alone
+    store.conn.execute("delete from jobctl.meta where key = 'schema_version'")
+    with pytest.raises(StoreError, match="not a jobctl state"):
+        open_store(target, create=True)
+    assert store.conn.execute("select count(*) from jobctl.meta where key = 'schema_version'"
+                              ).fetchone()[0] == 0  # type: ignore[index]
+
+
+@postgres_only
+def test_postgres_read_only_open_creates_nothing_and_ids_are_per_database(
+        target: str, pg_server: object) -> None:
+    import psycopg
+
+    assert open_store(target, create=False) is None
+    with psycopg.connect(target) as conn:
+        assert conn.execute("select to_regnamespace('jobctl')").fetchone() == (None,)
+    ids = []
+    other = pg_server.create_database()  # type: ignore[attr-defined]
+    try:
+        for url in (target, pg_server.url(other)):  # type: ignore[attr-defined]
+            s = open_store(url, create=True)
+            assert s is not None
+            ids.append(s.state_id)
+            s.close()
+        again = open_store(target, create=False)
+        assert again is not None and again.state_id == ids[0]
+        again.close()
+    finally:
+        pg_server.drop_database(other)  # type: ignore[attr-defined]
+    assert all(len(i) == 16 for i in ids) and ids[0] != ids[1]
+
+
+@postgres_only
+def test_postgres_password_is_never_shown_and_may_come_from_pgpassword(
+        target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import urlsplit
+
+    from jobctl.store import without_password
+
+    password = urlsplit(target).password
+    assert password
+    bare = without_password(target)
+    assert password not in bare and bare.startswith("postgresql://jobctl@127.0.0.1:")
+    # a wrong password: the message names the host and database, not the password
+    wrong = target.replace(f":{password}@", ":not-the-password@")
+    with pytest.raises(StoreError) as info:
+        open_store(wrong, create=True)
+    message = str(info.value)
+    database = urlsplit(target).path.lstrip("/")
+    assert f"cannot connect to PostgreSQL database {database} on 127.0.0.1:" in message
+    assert "not-the-password" not in message and password not in message
+    # nothing listens: the same, one line
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL database x on 127.0.0.1:1"):
+        open_store(f"postgresql://jobctl:{password}@127.0.0.1:1/x", create=True)
+    # the URL without a password works with PGPASSWORD, as libpq users expect
+    monkeypatch.setenv("PGPASSWORD", password)
+    s = open_store(bare, create=True)
+    assert s is not None
+    try:
+        assert s.path == bare
+        s.take_lease(ME, T0)
+        with pytest.raises(LeaseHeldError) as held:
+            s.take_lease(OTHER, T0)
+        assert bare in str(held.value) and password not in str(held.value)
+    finally:
+        s.close()

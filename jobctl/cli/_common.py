@@ -101,10 +101,12 @@ ConfigOption = Annotated[
     ),
 ]
 StateOption = Annotated[
-    Path | None,
+    # text, not a Path: a postgresql:// URL must keep its "//"
+    str | None,
     typer.Option(
         "--state",
-        help="SQLite state file. Default: $JOBCTL_STATE, [jobctl] state, then the user data dir.",
+        help="SQLite state file, or a postgresql:// URL. Default: $JOBCTL_STATE, [jobctl] state, "
+             "then the user data dir.",
         show_default=False,
     ),
 ]
@@ -172,13 +174,13 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_state(svc: Services, schedule_set: ScheduleSet, state: Path | None, *, create: bool):  # type: ignore[no-untyped-def]
-    """Open the state file (None if absent and not `create`), after marking
+def open_state(svc: Services, schedule_set: ScheduleSet, state: Path | str | None, *, create: bool):  # type: ignore[no-untyped-def]
+    """Open the state (None if absent and not `create`), after marking
     runs of a dead runner or run-now `interrupted`."""
     from jobctl.config import state_path
 
     path = state_path(state, svc.env, schedule_set.settings)
-    if not create and not path.expanduser().exists():
+    if not create and isinstance(path, Path) and not path.expanduser().exists():
         return None  # (and spare a read-only command the store's imports)
     from jobctl.lifecycle import recover_orphans
     from jobctl.store import open_store
@@ -204,11 +206,11 @@ def live_anchor(store: object, now: datetime) -> datetime | None:
     if store is None:
         return None
     from jobctl.lifecycle import lease_alive
-    from jobctl.store import SqliteStore
 
-    if not isinstance(store, SqliteStore):
+    lease_of = getattr(store, "lease", None)
+    if lease_of is None:
         return None
-    lease = store.lease()
+    lease = lease_of()
     if lease is not None and lease_alive(lease, now):
         return lease.anchor
     return None
@@ -227,7 +229,7 @@ class StateView:
         self.anchor = anchor
 
 
-def load_view(ctx: typer.Context, config: Path | None, state: Path | None) -> StateView:
+def load_view(ctx: typer.Context, config: Path | None, state: Path | str | None) -> StateView:
     from jobctl.resolve import with_overrides
 
     svc = services(ctx)

@@ -206,8 +206,10 @@ def history(
         if store is None:
             from jobctl.config import state_path
 
+            from jobctl.store.url import shown_target
+
             path = state_path(state, svc.env, schedule_set.settings)
-            err(f"(no state file at {path} yet)")
+            err(f"(no state file at {shown_target(path)} yet)")
         return
     from jobctl.cli.render import Column, cell, is_terminal, print_table, signal_name, time_cell
 

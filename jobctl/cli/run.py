@@ -288,10 +288,12 @@ def run(
         from jobctl.runner import Event
 
         reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
-        moved = state_path(state, svc.env, reloaded.settings).expanduser()
-        if moved.absolute() != store.path.absolute():
+        from jobctl.store.url import same_target, shown_target
+
+        moved = state_path(state, svc.env, reloaded.settings)
+        if not same_target(moved, store.path):
             reporter(Event("error", clock.now(), message=(
-                f"the config now names the state file {moved}: restart the runner to use it; "
+                f"the config now names the state file {shown_target(moved)}: restart the runner to use it; "
                 f"until then it keeps recording in {store.path}")))
         for report in reloaded.plugins:
             if not report.loaded:

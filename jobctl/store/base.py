@@ -4,8 +4,8 @@ ask of any backend, and what each answer guarantees.
 The invariants that keep runs exact are facts of the database, not
 conventions of the runner: a scheduled slot fires at most once (a unique
 index on task and slot), the lease is a compare-and-swap, and a run's end is
-a conditional update of a row still `running`. One backend today: SQLite
-(`jobctl.store.sqlite`).
+a conditional update of a row still `running`. Two backends: SQLite
+(`jobctl.store.sqlite`, the default) and PostgreSQL (`jobctl.store.postgres`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ class Store(Protocol):
     is one consistent snapshot."""
 
     @property
-    def path(self) -> Path:
-        """Where the state is, as messages name it."""
+    def path(self) -> Path | str:
+        """Where the state is, as messages name it: a SQLite file, or a
+        database URL without its password (also what child processes are
+        given to reopen it)."""
 
     @property
     def log_dir(self) -> Path:

@@ -14,17 +14,19 @@ UTC = timezone.utc
 
 
 class StoreError(JobctlError):
-    """The state file cannot be used (not a jobctl database, unreadable)."""
+    """The state cannot be used (not a jobctl database, unreadable, unreachable).
+    `path` is a file, or a database URL shown without its password."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
         self.path = path
-        super().__init__(f"state file {path}: {reason}")
+        what = "state" if isinstance(path, str) else "state file"
+        super().__init__(f"{what} {path}: {reason}")
 
 
 class StoreBusyError(StoreError):
     exit_code = EXIT_BUSY
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         super().__init__(path, "locked by another process for too long; try again")
 
 
@@ -33,7 +35,7 @@ class LeaseHeldError(JobctlError):
 
     exit_code = EXIT_BUSY
 
-    def __init__(self, lease: Lease, path: Path) -> None:
+    def __init__(self, lease: Lease, path: Path | str) -> None:
         self.lease = lease
         super().__init__(
             f"a runner is already running on {path} (pid {lease.pid} on host {lease.host}, "
