@@ -212,7 +212,8 @@ def live_anchor(store: object, now: datetime) -> datetime | None:
         return None
     lease = lease_of()
     if lease is not None and lease_alive(lease, now):
-        return lease.anchor
+        anchor: datetime = lease.anchor
+        return anchor
     return None
 
 

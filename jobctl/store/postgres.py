@@ -149,7 +149,7 @@ class PostgresStore:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self.conn.closed or self.conn.broken:
-            self.conn = _connect(self.url, self.path)
+            self.conn = _connect(self.url, without_password(self.url))
         return self.conn
 
     @contextmanager
@@ -166,7 +166,7 @@ class PostgresStore:
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._connection().execute(sql, args).fetchall()  # type: ignore[arg-type]
+            return self._connection().execute(sql, args).fetchall()
         except psycopg.Error as e:
             raise self._translate(e) from None
 
@@ -530,7 +530,7 @@ def open_postgres(url: str, *, create: bool) -> PostgresStore | None:
                     raise StoreError(shown, "its schema 'jobctl' is not a jobctl state")
                 for steps in MIGRATIONS[version or 0:]:
                     for sql in steps:
-                        conn.execute(sql)  # type: ignore[arg-type]
+                        conn.execute(sql)
                 conn.execute("insert into jobctl.meta (key, value) values ('schema_version', %s)"
                              " on conflict (key) do update set value = excluded.value",
                              (SCHEMA_VERSION,))

@@ -31,7 +31,7 @@ def without_password(url: str) -> str:
 
 def shown_target(target: Path | str) -> str:
     """How messages name a state: a path, or a URL without its password."""
-    return without_password(target) if is_database_url(target) else str(target)
+    return without_password(str(target)) if is_database_url(target) else str(target)
 
 
 def same_target(a: Path | str, b: Path | str) -> bool:
