@@ -489,3 +489,38 @@ def test_the_runner_runs_a_callable_on_schedule(tmp_path: Path) -> None:
     # the runner passed the config: the view comes from the manifest
     assert (view["name"], view["group"], view["status"]) == ("Host services", "demo", "running")
     assert view["next_run"] is not None
+
+
+def test_a_postgres_state_reaches_the_worker_without_its_password(
+        plugin_dir: Path, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    from urllib.parse import urlsplit
+
+    from jobctl import worker
+
+    password = urlsplit(pg_url).password
+    assert password
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        store.set_enabled(["demo:hello"], False)
+        task = plugin_task(plugin_dir, "hello", "hello", host_services=("jobs.batch_get",))
+        launch = lifecycle.launch_for(
+            task, SETTINGS, run_id=7, log_path=tmp_path / "7.log", scheduled_for=T0,
+            trigger=Trigger.SCHEDULE, base_env={"PATH": "/bin"}, started=T0,
+            state_path=store.path, config_path=None)
+    finally:
+        store.close()
+    bare = launch.env["JOBCTL_STATE"]
+    assert bare.startswith("postgresql://jobctl@127.0.0.1:") and bare == str(store.path)
+    assert password not in " ".join([*launch.argv, *launch.env.values()])
+    # the worker keeps it a URL, and finds the password where libpq looks
+    monkeypatch.setenv("PGPASSWORD", password)
+    jobs = worker.HostJobs(plugin_id="demo", task_id="demo:hello", trusted=False,
+                           services=["jobs.batch_get"], state_path=worker._state_or_none(bare),
+                           config_path=None, logger=logging.getLogger("t"), now=lambda: T0)
+    try:
+        (view,) = jobs.batch_get(["demo:hello"])
+        assert view.enabled is False
+    finally:
+        jobs.close()
