@@ -43,7 +43,8 @@ PROBE = 2 * DAY
 HORIZON = 400 * 366 * DAY
 # the range datetime can hold: searches end at its last second; zoneinfo is
 # asked about instants a day inside it, where every offset still fits
-_MIN_REAL = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).total_seconds())
+_MIN_REAL = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+_MIN_PROBE = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_REAL = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_PROBE = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds())
 _MAX_WALL = _MAX_REAL
@@ -191,7 +192,7 @@ class CronPattern:
 
     def next_wall(self, wall: int, limit: int) -> int | None:
         """The first matching wall minute at or after `wall`, before `limit`."""
-        wall = -(-wall // 60) * 60
+        wall = -(-max(wall, _MIN_REAL) // 60) * 60  # no wall time before year 1
         if wall >= limit or wall > _MAX_WALL:
             return None
         days, second = divmod(wall, DAY)
@@ -314,7 +315,7 @@ class ZoneTimeline:
     def probe(self, real: int) -> int:
         """The UTC offset, in seconds, that zoneinfo gives at a real instant
         (clamped to the instants datetime can show in every zone)."""
-        real = min(max(real, _MIN_REAL), _MAX_PROBE)
+        real = min(max(real, _MIN_PROBE), _MAX_PROBE)
         off = (_EPOCH + timedelta(seconds=real)).astimezone(self.tz).utcoffset()
         assert off is not None
         return off.days * DAY + off.seconds

@@ -182,7 +182,13 @@ def parse_at(value: object, tz: ZoneInfo) -> datetime:
     else:
         raise ValueError("expected a timestamp string like '2026-12-24T18:00:00Z'")
     if dt.tzinfo is None:
-        return localize(dt, tz)
+        try:
+            return localize(dt, tz)
+        except OverflowError:
+            raise ValueError(
+                f"'{value}' read in {tz.key} falls outside the years 1 to 9999 UTC that "
+                "jobctl can count in; give an offset or a time further from the ends"
+            ) from None
     if not isinstance(dt.tzinfo, (timezone, ZoneInfo)):
         # a TOML parser's own fixed-offset class (rtoml): use the stdlib's
         offset = dt.utcoffset()

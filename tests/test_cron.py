@@ -240,3 +240,35 @@ def test_cron_schedule_mode() -> None:
     assert isinstance(parse_schedule("0-59/15 3 * * *"), CronSchedule)
     assert not cron.compile_expression("0-59/15 3 * * *").fixed
     assert cron.compile_expression("15,45 3 * * *").fixed
+
+
+class TestEndsOfTime:
+    """Year 1 and year 9999: right answers or a clear error, never a traceback."""
+
+    def test_first_day_of_year_1(self) -> None:
+        start = datetime(1, 1, 1, 5, tzinfo=UTC)
+        assert _fires("* * * * *", "UTC", start, 2) == ["0001-01-01T05:01:00+00:00", "0001-01-01T05:02:00+00:00"]
+        assert _fires("0 12 * * *", "UTC", datetime(1, 1, 1, tzinfo=UTC), 1) == ["0001-01-01T12:00:00+00:00"]
+        # Tokyo's local mean time then was +09:18:59
+        assert _fires("* * * * *", "Asia/Tokyo", datetime(1, 1, 1, 12, tzinfo=UTC), 1) == [
+            "0001-01-01T21:19:00+09:18:59"]
+
+    @pytest.mark.parametrize(("zone", "after"), [("America/New_York", "9999-12-31T23:00:00"),
+                                                 ("Asia/Tokyo", "0001-01-01T05:00:00")])
+    def test_a_local_time_outside_the_range_is_a_usage_error(self, zone: str, after: str) -> None:
+        result = _jobctl("next", "* * * * *", "--tz", zone, "--after", after, "-n", "2")
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert f"--after: '{after}' read in {zone} falls outside the years 1 to 9999" in result.stderr
+
+    def test_an_at_outside_the_range_is_a_config_error(self, tmp_path: Path) -> None:
+        config = write_config(tmp_path, """
+            [[tasks]]
+            id = "a"
+            at = "9999-12-31T23:00:00"
+            timezone = "America/New_York"
+            command = "true"
+        """)
+        result = _jobctl("validate", "-c", str(config))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "jobctl.toml:3: tasks[0] (a).at: '9999-12-31T23:00:00' read in America/New_York falls" in result.stderr
