@@ -244,6 +244,17 @@ def test_run_now_whose_log_fills_the_disk_says_so_as_the_runner_does(
     (logs / "3.log").symlink_to("/dev/full")
     ctl("run-now", "fail")
     assert runs(state)[0].error == f"exit code 3; log {logs}/3.log incomplete: no space left on device"
+    # such a "log" is a device, which reads forever: logs refuses it
+    result = ctl("logs", "1")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: run 1's log {logs}/1.log is not a regular file; not reading it\n"
+
+
+def test_disable_and_enable_an_id_given_twice_once(ctl, config: Path) -> None:
+    result = ctl("disable", "hello", "hello")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "disabled hello\n"
+    assert ctl("enable", "hello", "hello").stdout == "enabled hello\n"
 
 
 def test_run_now_env_names_the_run(ctl, config: Path) -> None:

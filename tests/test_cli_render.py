@@ -387,3 +387,8 @@ def test_live_view_shows_why_a_reload_was_refused_escaped() -> None:
     assert "/etc/jobctl.toml:7" in text and "/etc/jobctl.toml:8" not in text
     assert "... and 2 more" in text
     assert "\x1b[2J" not in text
+    assert "jobctl run: 0 tasks, state /s.db" in text
+    live.runner.tasks = [object()]  # type: ignore[attr-defined]
+    screen = Console(width=120, record=True, force_terminal=True)
+    screen.print(live.render())
+    assert "jobctl run: 1 task, state /s.db" in screen.export_text()

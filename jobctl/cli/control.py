@@ -120,6 +120,7 @@ def _set_enabled(ctx: typer.Context, ids: list[str], config: Any, state: Any, en
 
     svc = services(ctx)
     schedule_set = svc.load(config)
+    ids = list(dict.fromkeys(ids))  # an id given twice is done (and said) once
     for task_id in ids:
         if schedule_set.get(task_id) is None:
             raise UnknownTaskError(task_id, schedule_set.ids)
@@ -269,6 +270,17 @@ def logs(
         raise UsageError(f"no run with id {run_id}")
     if record.log_path is None or (not Path(record.log_path).exists() and record.status is not RunStatus.RUNNING):
         raise UsageError(f"run {run_id} has no log (status {record.status.value})")
+    import stat
+
+    try:
+        path_mode: int | None = Path(record.log_path).stat().st_mode
+    except OSError:
+        path_mode = None
+    if path_mode is not None and not stat.S_ISREG(path_mode):
+        # logs are files jobctl writes; anything else (a device behind a
+        # link: /dev/zero never ends) is not a log to copy
+        raise UsageError(f"run {run_id}'s log {record.log_path} is not a regular file; "
+                         "not reading it")
     from jobctl.cli.render import is_terminal
 
     out: Any = sys.stdout.buffer

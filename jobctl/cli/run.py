@@ -205,7 +205,8 @@ class LiveReporter:
         parts: list[Any] = []
         if runner is None:
             return Text("starting...")
-        head = Text(shown(f"jobctl run: {len(runner.tasks)} tasks, state {runner.store.path}"),
+        n = len(runner.tasks)
+        head = Text(shown(f"jobctl run: {n} task{'' if n == 1 else 's'}, state {runner.store.path}"),
                     style="bold")
         if runner.stopping:
             head.append("  (stopping)", style="yellow")
