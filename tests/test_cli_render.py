@@ -284,6 +284,36 @@ def test_every_table_fits_the_width_and_never_splits_ids_statuses_or_times(
     assert len(lines) == 3 and all("loaded, " in line for line in lines[1:])
 
 
+def test_a_task_id_too_long_for_a_narrow_terminal_is_cut_not_wrapped(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The longest id allowed (64 characters) at 60 columns: as a last resort the
+    id is cut with an ellipsis (its start kept), and the time stays whole."""
+    long_id = "a-really-long-task-identifier-for-testing-width.v2-and-then-some"
+    assert len(long_id) == 64
+    write_config(tmp_path, f"""
+        [[tasks]]
+        id = "{long_id}"
+        schedule = "*/5 * * * *"
+        command = "true"
+
+        [[tasks]]
+        id = "boot"
+        schedule = "@reboot"
+        command = "true"
+    """)
+    for width in (40, 60, 80):
+        monkeypatch.setenv("COLUMNS", str(width))
+        result = invoke(tmp_path, "list")
+        assert result.exit_code == 0, result.output
+        lines = _check_lines(result.stdout, width)
+        assert len(lines) == 3
+        assert lines[1].startswith(long_id[:20]) and re.search(TIME_RE, lines[1]), lines
+        assert lines[2].startswith("boot ") and lines[2].endswith("at runner start")
+        result = invoke(tmp_path, "status")
+        lines = _check_lines(result.stdout, width)
+        assert re.fullmatch(rf"  {long_id[:10]}[a-z0-9_.:-]*…? +{TIME_RE}", lines[3]), lines
+
+
 # -- runs ended by a signal ----------------------------------------------------------
 
 

@@ -406,8 +406,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     if running:
         typer.echo("running:")
         print_table(
-            [Column("RUN"), Column("TASK"), Column("TRIGGER", drop=2), Column("PID", drop=1),
-             Column("FOR")],
+            [Column("RUN"), Column("TASK", squeeze=True), Column("TRIGGER", drop=2),
+             Column("PID", drop=1), Column("FOR")],
             [[cell(f"#{r.id}", terminal=tty), cell(r.task_id, terminal=tty),
               cell(r.trigger.value, terminal=tty), cell(f"pid {r.pid}", terminal=tty),
               cell("for " + relative(r.started_at, now).replace(" ago", ""), terminal=tty)]
@@ -416,7 +416,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
         typer.echo("running: nothing")
     typer.echo("next:")
     if fires:
-        print_table([Column("TASK"), Column("WHEN")],
+        print_table([Column("TASK", squeeze=True), Column("WHEN")],
                     [[cell(task_id, terminal=tty), time_cell(fire, now, terminal=tty)]
                      for fire, task_id in fires], header=False, indent=2)
     else:

@@ -126,7 +126,7 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
         typer.echo("no tasks")
         return
     tty = is_terminal(sys.stdout)
-    columns = [Column("ID"), Column("NAME", flex=True, drop=2), Column("GROUP", flex=True, drop=6),
+    columns = [Column("ID", squeeze=True), Column("NAME", flex=True, drop=2), Column("GROUP", flex=True, drop=6),
                Column("SCHEDULE", drop=4), Column("TIMEZONE", drop=7),
                Column("ENABLED", drop=5), Column("NEXT RUN"), Column("LAST RUN", drop=3)]
     table = []
