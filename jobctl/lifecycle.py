@@ -1,5 +1,5 @@
 """Run lifecycle steps shared by the runner and the CLI's control commands:
-who we are, whether an owner is alive, recovering a dead owner's runs,
+recovering a dead owner's runs (who is alive: `jobctl.liveness`),
 starting one run, and describing how a run ended.
 """
 
@@ -16,35 +16,9 @@ from typing import BinaryIO
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
 from jobctl.executor import Launch, RunningProcess, SpawnError, build_argv, build_env, spawn
+from jobctl.liveness import owner_alive, self_owner
 from jobctl.model import RunStatus, Settings, Task, Trigger
-from jobctl.store import Lease, Owner, RunRecord, Store
-
-# A lease whose holder we cannot check (another host) counts as alive while
-# its heartbeat is younger than this.
-LEASE_STALE_AFTER = 30.0
-# The runner beats every 5 s (runner.HEARTBEAT_EVERY); a heartbeat older than
-# this says the runner is stopped (SIGSTOP, a debugger) or hung: `status`
-# warns, as it fires nothing meanwhile.
-HEARTBEAT_LATE_AFTER = 15.0
-
-
-def self_owner() -> Owner:
-    pid = os.getpid()
-    return Owner(pid, procinfo.host_name(), procinfo.boot_id(), procinfo.process_start(pid))
-
-
-def owner_alive(owner: Owner) -> bool:
-    """True if the process that owns a run or lease still exists (this host only:
-    runs of other hosts count as alive)."""
-    if owner.host != procinfo.host_name():
-        return True
-    return procinfo.is_same_process(owner.pid, owner.start, owner.boot_id or None)
-
-
-def lease_alive(lease: Lease, now: datetime) -> bool:
-    if lease.host != procinfo.host_name():
-        return (now - lease.heartbeat_at).total_seconds() < LEASE_STALE_AFTER
-    return owner_alive(lease.owner)
+from jobctl.store import Owner, RunRecord, Store
 
 
 def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:

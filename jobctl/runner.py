@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from jobctl import lifecycle, procinfo
+from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
@@ -138,7 +138,7 @@ class Runner:
         self.env = dict(os.environ if env is None else env)
         self.spawner = spawner
         self.reload_config = reload_config
-        self.owner = owner or lifecycle.self_owner()
+        self.owner = owner or liveness.self_owner()
         self.anchor: datetime | None = None
         self.tasks: dict[str, Task] = {}
         self.order: dict[str, int] = {}
@@ -184,7 +184,7 @@ class Runner:
     def _start(self) -> None:
         now = self.clock.now()
         lease = self.store.lease()
-        if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
+        if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
             raise LeaseHeldError(lease, self.store.path)
         # the compare-and-swap decides between runners that start at once:
         # a loser raises LeaseHeldError here, before it has done anything

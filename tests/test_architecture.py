@@ -1,0 +1,120 @@
+"""The shape of the package, checked from its source: imports point one way.
+
+Every import counts, at module level or inside a function (a lazy import
+still ties the two modules together), so a circle hidden in a function
+body fails here too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jobctl
+
+PACKAGE = Path(jobctl.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The jobctl modules `name` imports anywhere in its source."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import mod` imports the submodule `pkg.mod`
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                       for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            # `import jobctl.a.b` (or a name inside it): the deepest module that exists
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a path that starts and ends at the same module, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = dict.fromkeys(graph, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = GREY
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if colour.get(nxt, WHITE) == GREY:
+                return stack[stack.index(nxt):] + [nxt]
+            if colour.get(nxt, WHITE) == WHITE:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        colour[node] = BLACK
+        return None
+
+    for node in sorted(graph):
+        if colour[node] == WHITE:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_find_cycle_reports_the_circle_as_a_path() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_graph_sees_function_level_and_relative_imports() -> None:
+    graph = import_graph()
+    # runner imports lifecycle at module level; run-now's command imports
+    # lifecycle inside its function body
+    assert "jobctl.lifecycle" in graph["jobctl.runner"]
+    assert "jobctl.lifecycle" in graph["jobctl.cli.control"]
+    assert "jobctl.store.sqlite" in graph["jobctl.store"]
+
+
+def test_no_import_circle_among_jobctl_modules() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_nothing_outside_the_cli_imports_the_cli() -> None:
+    # jobctl.__main__ is the console script: it starts the CLI, it is not core
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if not (name == "jobctl.cli" or name.startswith("jobctl.cli.")) and name != "jobctl.__main__"
+        for target in targets
+        if target == "jobctl.cli" or target.startswith("jobctl.cli.")
+    )
+    assert offenders == [], "; ".join(offenders)
