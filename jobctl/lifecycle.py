@@ -15,7 +15,16 @@ from typing import BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
-from jobctl.executor import Launch, RunningProcess, SpawnError, build_argv, build_env, spawn
+from jobctl.executor import (
+    GroupStopper,
+    Launch,
+    RunningProcess,
+    SpawnError,
+    build_argv,
+    build_env,
+    spawn,
+    stop_process_group,
+)
 from jobctl.liveness import owner_alive, self_owner
 from jobctl.model import RunStatus, Settings, Task, Trigger
 from jobctl.store import Owner, RunRecord, Store
@@ -34,24 +43,11 @@ def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "")
         if run.owner.boot_id and run.owner.boot_id != procinfo.boot_id():
             return
         for leader in procinfo.find_run_leaders(run.task_id, run.id, state_id):
-            _stop_group(leader, grace)
+            stop_process_group(leader, grace)
         return
     if not procinfo.is_same_process(run.pid, run.proc_start, run.boot_id or None):
         return
-    _stop_group(run.pid, grace)
-
-
-def _stop_group(pgid: int, grace: float) -> None:
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not procinfo.group_alive(pgid):
-                return
-            time.sleep(0.02)
+    stop_process_group(run.pid, grace)
 
 
 def recover_orphans(store: Store, now: datetime) -> list[int]:
@@ -209,27 +205,27 @@ def run_now(
     if proc is not None:
         deadline = monotonic() + task.timeout if task.timeout else None
         end: tuple[RunStatus, str] | None = None
-        kill_at: float | None = None
+        stopper: GroupStopper | None = None
         code: int | None = None
         while code is None:
             code = proc.wait(0.05)
             if code is not None:
                 break
             mono = monotonic()
-            if end is None and stop_requested():
+            if stopper is not None:
+                stopper.step(mono)
+                continue
+            if stop_requested():
                 end = (RunStatus.INTERRUPTED, "stopped by a signal to jobctl run-now")
-            elif end is None and deadline is not None and mono >= deadline:
+            elif deadline is not None and mono >= deadline:
                 end = (RunStatus.TIMEOUT, f"timed out after {task.timeout:g}s")
-            if end is not None and kill_at is None:
-                proc.signal_group(signal.SIGTERM)
-                kill_at = mono + settings.kill_grace
-            elif kill_at is not None and mono >= kill_at:
-                proc.signal_group(signal.SIGKILL)
-                kill_at = float("inf")
+            if end is not None:
+                stopper = GroupStopper(proc.pgid, settings.kill_grace, mono, proc=proc)
         proc.close()
         error: str | None
         if end is not None:
-            proc.signal_group(signal.SIGKILL)  # what is left of its group
+            assert stopper is not None
+            stopper.kill()  # what is left of its group: this process is about to end
             status, error = end
         else:
             status, error = describe_exit(code)

@@ -78,7 +78,7 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                 runner.shutdown_step(runner.clock.monotonic())
                 # done once no run is left, nor a group still owed its SIGKILL
                 # (a background process that ignored SIGTERM)
-                if not runner.active and not runner.group_kills:
+                if not runner.active and not runner.group_stops:
                     break
             for run_id in [r for r in registered
                            if r not in runner.active and r not in runner.lingering]:

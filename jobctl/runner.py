@@ -24,7 +24,7 @@ from pathlib import Path
 from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError, ScheduleSearchError
-from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
+from jobctl.executor import GroupStopper, Launch, RunningProcess, SpawnError, spawn
 from jobctl.model import (
     CatchUp,
     IntervalSchedule,
@@ -100,7 +100,7 @@ class _Active:
     scheduled_for: datetime | None
     started: datetime
     deadline: float | None  # monotonic; when the timeout expires
-    kill_at: float | None = None  # monotonic; when SIGKILL follows SIGTERM
+    stopper: GroupStopper | None = None  # once we stop it (SIGTERM sent)
     end_reason: RunStatus | None = None  # TIMEOUT / INTERRUPTED once we stop it
     end_error: str | None = None
 
@@ -146,7 +146,10 @@ class Runner:
         self.heap: list[tuple[datetime, int, int, int, str]] = []
         self.active: dict[int, _Active] = {}
         self.catch_up_queue: dict[str, deque[datetime]] = {}
-        self.group_kills: list[tuple[int, float]] = []  # (pgid, monotonic deadline)
+        # groups still owed a SIGKILL after their grace: of runs that ended
+        # after SIGTERM (a background process may ignore it), and of other
+        # processes' runs that were replaced
+        self.group_stops: list[GroupStopper] = []
         self.overrides: dict[str, bool] = {}
         self.control_version = -1
         self.next_control = 0.0
@@ -552,16 +555,14 @@ class Runner:
         if mine is not None:
             mine.end_reason = RunStatus.INTERRUPTED
             mine.end_error = f"replaced by run #{new_run}"
-            mine.proc.signal_group(signal.SIGTERM)
-            mine.kill_at = self.clock.monotonic() + grace
+            mine.stopper = GroupStopper(mine.proc.pgid, grace, self.clock.monotonic(),
+                                        proc=mine.proc)
             return
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
-            try:
-                os.killpg(record.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                return
-            self.group_kills.append((record.pid, self.clock.monotonic() + grace))
+            stopper = GroupStopper(record.pid, grace, self.clock.monotonic())
+            if not stopper.done:
+                self.group_stops.append(stopper)
 
     def _reap(self, now: datetime) -> None:
         for run_id in list(self.active):
@@ -581,8 +582,8 @@ class Runner:
             if active.end_reason is not None:
                 status, error = active.end_reason, active.end_error
                 # the main process is gone; its group gets the rest of the grace
-                if active.kill_at is not None:
-                    self.group_kills.append((active.proc.pgid, active.kill_at))
+                if active.stopper is not None and not active.stopper.done:
+                    self.group_stops.append(active.stopper)
             else:
                 status, error = lifecycle.describe_exit(code)
             error = lifecycle.with_log_error(error, active.proc)
@@ -664,23 +665,10 @@ class Runner:
             if active.deadline is not None and active.end_reason is None and mono >= active.deadline:
                 active.end_reason = RunStatus.TIMEOUT
                 active.end_error = f"timed out after {active.task.timeout:g}s"
-                active.proc.signal_group(signal.SIGTERM)
-                active.kill_at = mono + grace
-            if active.kill_at is not None and mono >= active.kill_at:
-                active.proc.signal_group(signal.SIGKILL)
-                active.kill_at = None
-        keep = []
-        for pgid, at in self.group_kills:
-            if not procinfo.group_alive(pgid):
-                continue
-            if mono >= at:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                continue
-            keep.append((pgid, at))
-        self.group_kills = keep
+                active.stopper = GroupStopper(active.proc.pgid, grace, mono, proc=active.proc)
+            if active.stopper is not None:
+                active.stopper.step(mono)
+        self.group_stops = [stopper for stopper in self.group_stops if not stopper.step(mono)]
 
     # -- reload and stop -------------------------------------------------------------
 
@@ -716,8 +704,7 @@ class Runner:
             if active.end_reason is None:
                 active.end_reason = RunStatus.INTERRUPTED
                 active.end_error = "runner stopped"
-                active.proc.signal_group(signal.SIGTERM)
-                active.kill_at = mono + grace
+                active.stopper = GroupStopper(active.proc.pgid, grace, mono, proc=active.proc)
 
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
@@ -763,11 +750,13 @@ class Runner:
         mono = self.clock.monotonic()
         for active in self.active.values():
             deadline = active.deadline if active.end_reason is None else None
-            for at in (deadline, active.kill_at):
+            kill_at = active.stopper.kill_at if active.stopper is not None else None
+            for at in (deadline, kill_at):
                 if at is not None:
                     wait = min(wait, at - mono)
-        for _pgid, at in self.group_kills:
-            wait = min(wait, at - mono)
+        for stopper in self.group_stops:
+            if stopper.kill_at is not None:
+                wait = min(wait, stopper.kill_at - mono)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
         if self.active:

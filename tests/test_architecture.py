@@ -118,3 +118,23 @@ def test_nothing_outside_the_cli_imports_the_cli() -> None:
         if target == "jobctl.cli" or target.startswith("jobctl.cli.")
     )
     assert offenders == [], "; ".join(offenders)
+
+
+def test_only_the_executor_signals_process_groups() -> None:
+    # one way to stop a process group: executor.GroupStopper and the
+    # helpers built on it; procinfo may only probe a group (signal 0)
+    offenders = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called != "killpg" or name == "jobctl.executor":
+                continue
+            probe = (len(node.args) == 2 and isinstance(node.args[1], ast.Constant)
+                     and node.args[1].value == 0)
+            if not (name == "jobctl.procinfo" and probe):
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == [], "os.killpg outside jobctl.executor: " + ", ".join(offenders)
