@@ -2,16 +2,16 @@
 
 `Runner.tick(now)` does one step (reap, time out, fire what is due);
 `loop.run_forever(runner)` drives it, sleeping until the earliest of the next
-fire, a run's deadline, or the next control poll. Due fires wait in a heap
-ordered by (instant, priority, file order); all fires due at one instant are
-claimed and spawned as a batch before their next fires are computed, and tasks
-with the same expression share one next-fire computation (timing's cache).
+fire, a run's deadline, or the next control poll. Due fires wait in a
+`FireQueue` (firequeue.py) ordered by (instant, priority, file order); all
+fires due at one instant are claimed and spawned as a batch before their next
+fires are computed, and tasks with the same expression share one next-fire
+computation (timing's cache).
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
 import os
 import signal
 import time
@@ -24,6 +24,7 @@ from pathlib import Path
 from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError, ScheduleSearchError
+from jobctl.firequeue import FireQueue
 from jobctl.executor import GroupStopper, Launch, RunningProcess, SpawnError, spawn
 from jobctl.model import (
     CatchUp,
@@ -139,11 +140,7 @@ class Runner:
         self.spawner = spawner
         self.reload_config = reload_config
         self.owner = owner or liveness.self_owner()
-        self.anchor: datetime | None = None
-        self.tasks: dict[str, Task] = {}
-        self.order: dict[str, int] = {}
-        self.gen: dict[str, int] = {}
-        self.heap: list[tuple[datetime, int, int, int, str]] = []
+        self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
         self.active: dict[int, _Active] = {}
         self.catch_up_queue: dict[str, deque[datetime]] = {}
         # groups still owed a SIGKILL after their grace: of runs that ended
@@ -193,7 +190,7 @@ class Runner:
         # a loser raises LeaseHeldError here, before it has done anything
         lease = self.store.take_lease(self.owner, now, replacing=lease)
         lifecycle.recover_orphans(self.store, now)
-        self.anchor = lease.anchor
+        self.queue.anchor = lease.anchor
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
         self.next_heartbeat = self.clock.monotonic() + HEARTBEAT_EVERY
@@ -205,14 +202,18 @@ class Runner:
         started = lease.started_at
         self._launch_batch([(task, Trigger.SCHEDULE, started) for task in reboots], now)
 
+    @property
+    def anchor(self) -> datetime | None:
+        """The instant interval schedules count from (set by `start`)."""
+        return self.queue.anchor
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        return self.queue.tasks
+
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""
-        out = []
-        for fire, _p, _o, gen, task_id in heapq.nsmallest(count * 2 + 16, self.heap):
-            task = self.tasks.get(task_id)
-            if task is not None and self.gen.get(task_id) == gen and self.enabled(task):
-                out.append((fire, task_id))
-        return out[:count]
+        return self.queue.upcoming(count, self.enabled)
 
     def enabled(self, task: Task) -> bool:
         return self.overrides.get(task.id, task.enabled)
@@ -220,41 +221,22 @@ class Runner:
     def _zone(self, task: Task):  # type: ignore[no-untyped-def]
         return load_zone(task.timezone)
 
-    def _push(self, task: Task, fire: datetime | None) -> None:
-        if fire is None:
-            return
-        heapq.heappush(self.heap, (fire.astimezone(UTC), task.priority, self.order[task.id],
-                                   self.gen[task.id], task.id))
-
-    def _next(self, task: Task, after: datetime) -> datetime | None:
-        try:
-            return next_fire(task.schedule, self._zone(task), after, self.anchor)
-        except ScheduleSearchError as e:
-            # never reached by a correct engine; the task stops, the runner goes on
-            self.report(Event("error", self.clock.now(), task_id=task.id, message=str(e.for_task(task.id))))
-            return None
+    def _search_error(self, task: Task, error: ScheduleSearchError) -> None:
+        self.report(Event("error", self.clock.now(), task_id=task.id,
+                          message=str(error.for_task(task.id))))
 
     def _install(self, schedule_set: ScheduleSet, now: datetime, *, startup: bool) -> list[Task]:
         """Schedule a (new) set; return the @reboot tasks to start."""
-        old = self.tasks
+        old = self.queue.tasks
         self.set = schedule_set
-        self.tasks = {t.id: t for t in schedule_set.tasks}
-        self.order = {t.id: i for i, t in enumerate(schedule_set.tasks)}
         last = self.store.last_scheduled()
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
-        entries = []
         reboots: list[Task] = []
-        # tasks sharing an expression and zone share one next-fire computation
-        # (parse_schedule is cached, so equal expressions are one object)
-        upcoming: dict[tuple[int, str], datetime | None] = {}
-        gen = self.gen
-        for order, task in enumerate(schedule_set.tasks):
-            task_id = task.id
-            if not startup and old.get(task_id) == task:
-                continue  # unchanged: its heap entry stays valid
-            gen[task_id] = gen.get(task_id, 0) + 1
-            seen = last.get(task_id) if last else None
+        # new and changed tasks get their next fires; unchanged ones keep theirs
+        changed = self.queue.load(schedule_set.tasks, now, startup=startup)
+        for task in changed:
+            seen = last.get(task.id) if last else None
             if isinstance(task.schedule, RebootSchedule):
                 if startup:
                     reboots.append(task)
@@ -267,28 +249,13 @@ class Runner:
             elif startup and not isinstance(task.schedule, IntervalSchedule):
                 if not catches_up or not self.enabled(task):
                     # cheap check, shared by tasks with the same expression
-                    first = self._next(task, seen)
+                    first = self.queue.next_fire(task, seen)
                     if first is not None and first <= now:
                         skipped.append((task.id, now))
                 else:
                     self._catch_up(task, seen, now)
-            key = (id(task.schedule), task.timezone)
-            if key in upcoming:
-                fire = upcoming[key]
-            else:
-                fire = self._next(task, now)
-                fire = upcoming[key] = None if fire is None else fire.astimezone(UTC)
-            if fire is not None:
-                entries.append((fire, task.priority, order, gen[task_id], task_id))
-        for removed in set(old) - set(self.tasks):
-            self.gen[removed] = self.gen.get(removed, 0) + 1
+        for removed in set(old) - set(self.queue.tasks):
             self.catch_up_queue.pop(removed, None)
-        if startup:
-            self.heap = entries
-            heapq.heapify(self.heap)
-        else:
-            for entry in entries:
-                heapq.heappush(self.heap, entry)
         if first_seen:
             self.store.set_last_scheduled(first_seen)
         if skipped:
@@ -298,7 +265,7 @@ class Runner:
                 f"(catch_up = skip or disabled): {names}")))
             # record them as considered, so the next start does not report them again
             self.store.set_last_scheduled(skipped)
-        reboots.sort(key=lambda t: (t.priority, self.order[t.id]))
+        reboots.sort(key=lambda t: (t.priority, self.queue.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
 
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
@@ -388,16 +355,11 @@ class Runner:
             self.spawn_prepared()
         now_utc = now.astimezone(UTC)
         horizon = now_utc if until is None else max(now_utc, until.astimezone(UTC))
-        due = []
-        while self.heap and self.heap[0][0] <= horizon:
-            entry = heapq.heappop(self.heap)
-            if self.gen.get(entry[4]) == entry[3] and entry[4] in self.tasks:
-                due.append(entry)
         passed: list[tuple[str, datetime]] = []
         follow: list[tuple[Task, datetime]] = []
         batch: list[tuple[Task, Trigger, datetime | None]] = []
-        for fire, _prio, _order, _gen, task_id in due:
-            task = self.tasks[task_id]
+        for fire, task in self.queue.pop_due(horizon):
+            task_id = task.id
             late = (now_utc - fire).total_seconds()
             interval = isinstance(task.schedule, IntervalSchedule)
             if late > MISSED_AFTER:
@@ -428,7 +390,7 @@ class Runner:
             self.prepared.extend(claimed)
         # next fires only after the whole batch has started (or been claimed)
         for task, after in follow:
-            self._push(task, self._next(task, max(after, claimed_at)))
+            self.queue.push(task, self.queue.next_fire(task, max(after, claimed_at)))
         if held:
             # a regular fire moved last_scheduled past catch-ups still queued:
             # move it back, so a restart computes them again
@@ -613,6 +575,21 @@ class Runner:
         # a lingering pipe's process is reaped already: its pid may be anyone's now
         return {a.proc.pid for a in self.active.values()}
 
+    def pipes(self) -> dict[int, RunningProcess]:
+        """The output pipes to watch, by run id: those of running runs, and
+        those of ended runs that a background process still holds open."""
+        out = {run_id: active.proc for run_id, active in self.active.items()}
+        out.update(self.lingering)
+        return out
+
+    def pump(self, run_id: int) -> bool:
+        """Log what a run's pipe holds now; False once it is at EOF or gone
+        (stop watching it)."""
+        if run_id in self.lingering:
+            return self.pump_lingering(run_id)
+        active = self.active.get(run_id)
+        return active is not None and active.proc.pump()
+
     def pump_lingering(self, run_id: int) -> bool:
         """Read a lingering pipe; close it at EOF. False once it is gone."""
         proc = self.lingering.get(run_id)
@@ -696,6 +673,16 @@ class Runner:
         if fast:
             self.stop_deadline = mono
 
+    def watch_stop(self, requested: Callable[[], bool]) -> None:
+        """`requested()` turns true once a stop was asked for (SIGTERM,
+        SIGINT): a batch being spawned then stops between two spawns."""
+        self.stop_requested = requested
+
+    def drained(self) -> bool:
+        """No run is left, nor a process group still owed its SIGKILL (a
+        background process that ignored SIGTERM): a stopping runner is done."""
+        return not self.active and not self.group_stops
+
     def shutdown_step(self, mono: float) -> None:
         if self.stop_deadline is None or mono < self.stop_deadline:
             return
@@ -745,8 +732,9 @@ class Runner:
     def sleep_for(self, now: datetime) -> float:
         """Seconds until the runner next has something to do."""
         wait = CONTROL_POLL
-        if self.heap and not self.stopping:
-            wait = min(wait, (self.heap[0][0] - now.astimezone(UTC)).total_seconds())
+        fire_in = self.time_to_next_fire(now)
+        if fire_in is not None:
+            wait = min(wait, fire_in)
         mono = self.clock.monotonic()
         for active in self.active.values():
             deadline = active.deadline if active.end_reason is None else None
@@ -765,22 +753,15 @@ class Runner:
 
     def prepare_lead(self) -> float:
         """Seconds before the next fire instant to wake and claim its runs."""
-        if not self.heap:
+        first = self.queue.next_instant()
+        if first is None:
             return PREPARE_LEAD
-        first = self.heap[0][0]
-        key = (first, len(self.heap), self.prepare_cost)
+        key = (first, len(self.queue), self.prepare_cost)
         if self._lead is not None and self._lead[0] == key:
             return self._lead[1]
-        # The entries due at the heap's first instant form a subtree at its
-        # root (a parent is never later than its children): count them, up
-        # to as many as the longest lead allows.
+        # the fires due then, up to as many as the longest lead allows
         limit = int((PREPARE_LEAD_MAX - PREPARE_LEAD) / self.prepare_cost) + 1
-        heap, count, stack = self.heap, 0, [0]
-        while stack and count < limit:
-            i = stack.pop()
-            if i < len(heap) and heap[i][0] == first:
-                count += 1
-                stack += (2 * i + 1, 2 * i + 2)
+        count = self.queue.first_batch_size(limit)
         lead = min(PREPARE_LEAD_MAX, PREPARE_LEAD + count * self.prepare_cost)
         self._lead = (key, lead)
         return lead
@@ -793,9 +774,13 @@ class Runner:
             self.prepare_cost = max(10e-6, (time.monotonic() - began) / len(self.prepared))
 
     def time_to_next_fire(self, now: datetime) -> float | None:
-        if not self.heap or self.stopping:
-            return None
-        return (self.heap[0][0] - now.astimezone(UTC)).total_seconds()
+        """Seconds until the next scheduled fire; None when none is queued or
+        the runner is stopping."""
+        return None if self.stopping else self.queue.time_to_next_fire(now)
+
+    def next_instant(self) -> datetime | None:
+        """The next scheduled fire instant (UTC); None as for `time_to_next_fire`."""
+        return None if self.stopping else self.queue.next_instant()
 
     def report_reload_error(self, error: JobctlError, now: datetime) -> None:
         self.report(reload_error_event(error, now))

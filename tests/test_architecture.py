@@ -138,3 +138,22 @@ def test_only_the_executor_signals_process_groups() -> None:
             if not (name == "jobctl.procinfo" and probe):
                 offenders.append(f"{name}:{node.lineno}")
     assert offenders == [], "os.killpg outside jobctl.executor: " + ", ".join(offenders)
+
+
+def test_the_loop_uses_only_the_runners_public_surface() -> None:
+    # the real-time loop drives the runner through its methods and
+    # properties, never its heap, runs or flags
+    runner_tree = ast.parse((PACKAGE / "runner.py").read_text(encoding="utf-8"))
+    [runner_class] = [node for node in runner_tree.body
+                      if isinstance(node, ast.ClassDef) and node.name == "Runner"]
+    surface = {node.name for node in runner_class.body
+               if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
+    # set from outside: the collaborators a caller hands in, and the one state it reads
+    surface |= {"clock", "reload_config", "stopping"}
+    loop_tree = ast.parse((PACKAGE / "loop.py").read_text(encoding="utf-8"))
+    used = {node.attr for node in ast.walk(loop_tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "runner"}
+    assert used, "loop.py should drive a `runner`"
+    inside = sorted(used - surface)
+    assert not inside, f"loop.py reaches into the runner: {inside}"
