@@ -24,8 +24,8 @@ from pathlib import Path
 from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError, ScheduleSearchError
+from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.firequeue import FireQueue
-from jobctl.executor import GroupStopper, Launch, RunningProcess, SpawnError, spawn
 from jobctl.model import (
     CatchUp,
     IntervalSchedule,
@@ -36,6 +36,7 @@ from jobctl.model import (
     Trigger,
 )
 from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
+from jobctl.supervisor import ActiveRun, Supervisor
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
@@ -53,9 +54,6 @@ PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
 RECORD_RETRY = 5.0  # seconds between tries to record run ends the state file refused
-# Pipes of ended runs still held open by their background processes, kept
-# read (and logged) until EOF; past this many, the oldest is closed.
-LINGER_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -93,24 +91,10 @@ class _Start:
 
 
 @dataclass
-class _Active:
-    run_id: int
-    task: Task
-    proc: RunningProcess
-    trigger: Trigger
-    scheduled_for: datetime | None
-    started: datetime
-    deadline: float | None  # monotonic; when the timeout expires
-    stopper: GroupStopper | None = None  # once we stop it (SIGTERM sent)
-    end_reason: RunStatus | None = None  # TIMEOUT / INTERRUPTED once we stop it
-    end_error: str | None = None
-
-
-@dataclass
 class _Ended:
     """A run whose process has ended, with how it ended, until recorded."""
 
-    active: _Active
+    active: ActiveRun
     status: RunStatus
     error: str | None
     code: int | None
@@ -141,12 +125,8 @@ class Runner:
         self.reload_config = reload_config
         self.owner = owner or liveness.self_owner()
         self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
-        self.active: dict[int, _Active] = {}
+        self.supervisor = Supervisor()
         self.catch_up_queue: dict[str, deque[datetime]] = {}
-        # groups still owed a SIGKILL after their grace: of runs that ended
-        # after SIGTERM (a background process may ignore it), and of other
-        # processes' runs that were replaced
-        self.group_stops: list[GroupStopper] = []
         self.overrides: dict[str, bool] = {}
         self.control_version = -1
         self.next_control = 0.0
@@ -156,7 +136,6 @@ class Runner:
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
         self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
-        self.lingering: dict[int, RunningProcess] = {}  # run id -> pipe of an ended run
         self.next_record_retry = 0.0
         self.prepare_cost = PREPARE_COST_GUESS
         self._lead: tuple[tuple[datetime, int, float], float] | None = None
@@ -210,6 +189,11 @@ class Runner:
     @property
     def tasks(self) -> dict[str, Task]:
         return self.queue.tasks
+
+    @property
+    def active(self) -> dict[int, ActiveRun]:
+        """The runs going now, by run id (read only: the supervisor's)."""
+        return self.supervisor.active
 
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""
@@ -411,7 +395,7 @@ class Runner:
             if task is None or not queue:
                 del self.catch_up_queue[task_id]
                 continue
-            if any(a.task.id == task_id for a in self.active.values()):
+            if self.supervisor.runs_task(task_id):
                 continue  # catch-ups of one task run one after another
             self._launch(task, Trigger.CATCH_UP, queue.popleft(), now)
 
@@ -507,49 +491,23 @@ class Runner:
                                   duration_s=0.0, message=(record.error or "") if record else ""))
                 continue
             deadline = mono + task.timeout if task.timeout else None
-            self.active[run_id] = _Active(run_id, task, proc, trigger, slot, spawned_at, deadline)
+            self.supervisor.add(ActiveRun(run_id, task, proc, trigger, slot, spawned_at, deadline))
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
                               trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
 
     def _stop_replaced(self, record: RunRecord, new_run: int) -> None:
-        mine = self.active.get(record.id)
-        grace = self.set.settings.kill_grace
-        if mine is not None:
-            mine.end_reason = RunStatus.INTERRUPTED
-            mine.end_error = f"replaced by run #{new_run}"
-            mine.stopper = GroupStopper(mine.proc.pgid, grace, self.clock.monotonic(),
-                                        proc=mine.proc)
+        grace, mono = self.set.settings.kill_grace, self.clock.monotonic()
+        if self.supervisor.stop(record.id, RunStatus.INTERRUPTED, f"replaced by run #{new_run}",
+                                grace, mono):
             return
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
-            stopper = GroupStopper(record.pid, grace, self.clock.monotonic())
-            if not stopper.done:
-                self.group_stops.append(stopper)
+            self.supervisor.stop_group(record.pid, grace, mono)
 
     def _reap(self, now: datetime) -> None:
-        for run_id in list(self.active):
-            active = self.active[run_id]
-            active.proc.pump()
-            code = active.proc.poll()
-            if code is None:
-                continue
-            if active.proc.pump():
-                # a background process still holds the pipe: keep reading it
-                # (as cron does), so its output is logged and its writes do
-                # not die of SIGPIPE; the run itself has ended
-                self._linger(run_id, active.proc)
-            else:
-                active.proc.close()
-            del self.active[run_id]
-            if active.end_reason is not None:
-                status, error = active.end_reason, active.end_error
-                # the main process is gone; its group gets the rest of the grace
-                if active.stopper is not None and not active.stopper.done:
-                    self.group_stops.append(active.stopper)
-            else:
-                status, error = lifecycle.describe_exit(code)
-            error = lifecycle.with_log_error(error, active.proc)
-            self._record_finish(_Ended(active, status, error, code, self.clock.now()))
+        for ended in self.supervisor.reap():
+            self._record_finish(_Ended(ended.run, ended.status, ended.error, ended.code,
+                                       self.clock.now()))
         if self.unrecorded and self.clock.monotonic() >= self.next_record_retry:
             # the state file could not take them (a full disk, a long lock):
             # try again, so no row stays `running` while this runner lives
@@ -563,42 +521,19 @@ class Runner:
         for ended in pending:
             self._record_finish(ended, retry=True)
 
-    def _linger(self, run_id: int, proc: RunningProcess) -> None:
-        self.lingering[run_id] = proc
-        while len(self.lingering) > LINGER_MAX:
-            oldest = next(iter(self.lingering))
-            self.lingering.pop(oldest).close()
-
     def child_pids(self) -> set[int]:
         """The pids of this runner's own run processes that it has not
         reaped yet (their exit statuses are the runs' outcomes)."""
-        # a lingering pipe's process is reaped already: its pid may be anyone's now
-        return {a.proc.pid for a in self.active.values()}
+        return self.supervisor.child_pids()
 
     def pipes(self) -> dict[int, RunningProcess]:
-        """The output pipes to watch, by run id: those of running runs, and
-        those of ended runs that a background process still holds open."""
-        out = {run_id: active.proc for run_id, active in self.active.items()}
-        out.update(self.lingering)
-        return out
+        """The output pipes to watch, by run id (see `Supervisor.pipes`)."""
+        return self.supervisor.pipes()
 
     def pump(self, run_id: int) -> bool:
         """Log what a run's pipe holds now; False once it is at EOF or gone
         (stop watching it)."""
-        if run_id in self.lingering:
-            return self.pump_lingering(run_id)
-        active = self.active.get(run_id)
-        return active is not None and active.proc.pump()
-
-    def pump_lingering(self, run_id: int) -> bool:
-        """Read a lingering pipe; close it at EOF. False once it is gone."""
-        proc = self.lingering.get(run_id)
-        if proc is None:
-            return False
-        if proc.pump():
-            return True
-        self.lingering.pop(run_id).close()
-        return False
+        return self.supervisor.pump(run_id)
 
     def _record_finish(self, ended: _Ended, retry: bool = False) -> None:
         active, status, error = ended.active, ended.status, ended.error
@@ -637,15 +572,7 @@ class Runner:
             pass  # retention can wait for the next run
 
     def _enforce_deadlines(self, mono: float) -> None:
-        grace = self.set.settings.kill_grace
-        for active in self.active.values():
-            if active.deadline is not None and active.end_reason is None and mono >= active.deadline:
-                active.end_reason = RunStatus.TIMEOUT
-                active.end_error = f"timed out after {active.task.timeout:g}s"
-                active.stopper = GroupStopper(active.proc.pgid, grace, mono, proc=active.proc)
-            if active.stopper is not None:
-                active.stopper.step(mono)
-        self.group_stops = [stopper for stopper in self.group_stops if not stopper.step(mono)]
+        self.supervisor.enforce_deadlines(self.set.settings.kill_grace, mono)
 
     # -- reload and stop -------------------------------------------------------------
 
@@ -681,17 +608,12 @@ class Runner:
     def drained(self) -> bool:
         """No run is left, nor a process group still owed its SIGKILL (a
         background process that ignored SIGTERM): a stopping runner is done."""
-        return not self.active and not self.group_stops
+        return self.supervisor.drained()
 
     def shutdown_step(self, mono: float) -> None:
         if self.stop_deadline is None or mono < self.stop_deadline:
             return
-        grace = self.set.settings.kill_grace
-        for active in self.active.values():
-            if active.end_reason is None:
-                active.end_reason = RunStatus.INTERRUPTED
-                active.end_error = "runner stopped"
-                active.stopper = GroupStopper(active.proc.pgid, grace, mono, proc=active.proc)
+        self.supervisor.stop_all("runner stopped", self.set.settings.kill_grace, mono)
 
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
@@ -700,15 +622,7 @@ class Runner:
         # the state file may still refuse writes: what is left stays `running`
         # under this (soon dead) runner, and the next jobctl command marks it
         # interrupted
-        stopped: dict[int, str] = {}
-        for run_id, active in list(self.active.items()):
-            active.proc.signal_group(signal.SIGKILL)
-            active.proc.close()
-            stopped[run_id] = active.end_error or "runner stopped"
-        self.active.clear()
-        for proc in self.lingering.values():
-            proc.close()
-        self.lingering.clear()
+        stopped = self.supervisor.kill_all("runner stopped")
         for start in self.prepared:
             if start.claim.run_id is not None:
                 stopped[start.claim.run_id] = "runner stopped before it started"
@@ -736,19 +650,11 @@ class Runner:
         if fire_in is not None:
             wait = min(wait, fire_in)
         mono = self.clock.monotonic()
-        for active in self.active.values():
-            deadline = active.deadline if active.end_reason is None else None
-            kill_at = active.stopper.kill_at if active.stopper is not None else None
-            for at in (deadline, kill_at):
-                if at is not None:
-                    wait = min(wait, at - mono)
-        for stopper in self.group_stops:
-            if stopper.kill_at is not None:
-                wait = min(wait, stopper.kill_at - mono)
+        wake = self.supervisor.next_wake(mono)
+        if wake is not None:
+            wait = min(wait, wake)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
-        if self.active:
-            wait = min(wait, 0.1)  # reap promptly even if a child keeps its pipe open
         return max(wait, 0.0)
 
     def prepare_lead(self) -> float:
