@@ -16,7 +16,6 @@ from typing import BinaryIO
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
 from jobctl.executor import (
-    GroupStopper,
     Launch,
     RunningProcess,
     SpawnError,
@@ -28,6 +27,7 @@ from jobctl.executor import (
 from jobctl.liveness import owner_alive, self_owner
 from jobctl.model import RunStatus, Settings, Task, Trigger
 from jobctl.store import Owner, RunRecord, Store
+from jobctl.supervisor import ActiveRun, RunExit, Supervisor
 
 
 def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:
@@ -127,27 +127,6 @@ def start_process(store: Store, launch: Launch, run_id: int, now: Callable[[], d
     return proc
 
 
-def with_log_error(error: str | None, proc: RunningProcess) -> str | None:
-    """A run's error with, after it, why its log is incomplete (a full
-    disk, say), if it is: the status stays what the process earned, but the
-    record says the log is missing output."""
-    if proc.log_error:
-        return f"{error}; {proc.log_error}" if error else proc.log_error
-    return error
-
-
-def describe_exit(code: int) -> tuple[RunStatus, str | None]:
-    if code == 0:
-        return RunStatus.SUCCESS, None
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return RunStatus.FAILED, f"killed by {name}"
-    return RunStatus.FAILED, f"exit code {code}"
-
-
 class RunBusyError(JobctlError):
     """run-now under `forbid` while another run of the task is going."""
 
@@ -203,33 +182,23 @@ def run_now(
                         config_path=config_path, state_id=store.state_id)
     proc = start_process(store, launch, run_id, now)
     if proc is not None:
+        supervisor = Supervisor()
         deadline = monotonic() + task.timeout if task.timeout else None
-        end: tuple[RunStatus, str] | None = None
-        stopper: GroupStopper | None = None
-        code: int | None = None
-        while code is None:
-            code = proc.wait(0.05)
-            if code is not None:
-                break
-            mono = monotonic()
-            if stopper is not None:
-                stopper.step(mono)
-                continue
-            if stop_requested():
-                end = (RunStatus.INTERRUPTED, "stopped by a signal to jobctl run-now")
-            elif deadline is not None and mono >= deadline:
-                end = (RunStatus.TIMEOUT, f"timed out after {task.timeout:g}s")
-            if end is not None:
-                stopper = GroupStopper(proc.pgid, settings.kill_grace, mono, proc=proc)
-        proc.close()
-        error: str | None
-        if end is not None:
-            assert stopper is not None
-            stopper.kill()  # what is left of its group: this process is about to end
-            status, error = end
-        else:
-            status, error = describe_exit(code)
-        store.finish(run_id, status, now(), exit_code=code, error=with_log_error(error, proc))
+        supervisor.add(ActiveRun(run_id, task, proc, Trigger.MANUAL, None, now(), deadline))
+        grace = settings.kill_grace
+        exits: list[RunExit] = []
+        while not exits:
+            if proc.wait(0.05) is None:  # logging (and echoing) its output meanwhile
+                mono = monotonic()
+                if stop_requested():
+                    supervisor.stop_all("stopped by a signal to jobctl run-now", grace, mono)
+                supervisor.enforce_deadlines(grace, mono)
+            exits = supervisor.reap()
+        # this process is about to end: a stopped run's group does not get
+        # the rest of its grace, and a pipe still held open is closed
+        supervisor.kill_all("jobctl run-now ended")
+        [ended] = exits
+        store.finish(run_id, ended.status, now(), exit_code=ended.code, error=ended.error)
     for log in store.prune(task.id, settings.history_limit):
         try:
             Path(log).unlink()

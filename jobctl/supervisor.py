@@ -1,8 +1,8 @@
-"""The runner's supervisor of running processes: it holds the processes of
-the runs it started, reaps them, enforces their timeouts, stops them (for a
-replace or a shutdown), and keeps reading the pipes that background
-processes hold open after a run ended. It never touches the state store:
-the runner records what `reap` returns.
+"""The supervisor of running processes, the runner's and `run-now`'s: it
+holds the processes of the runs it started, reaps them, enforces their
+timeouts, stops them (for a replace or a shutdown), and keeps reading the
+pipes that background processes hold open after a run ended. It never
+touches the state store: its user records what `reap` returns.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import signal
 from dataclasses import dataclass
 from datetime import datetime
 
-from jobctl import lifecycle
 from jobctl.executor import GroupStopper, RunningProcess
 from jobctl.model import RunStatus, Task, Trigger
 
@@ -123,8 +122,8 @@ class Supervisor:
                 if run.stopper is not None and not run.stopper.done:
                     self.group_stops.append(run.stopper)
             else:
-                status, error = lifecycle.describe_exit(code)
-            exits.append(RunExit(run, status, lifecycle.with_log_error(error, run.proc), code))
+                status, error = describe_exit(code)
+            exits.append(RunExit(run, status, with_log_error(error, run.proc), code))
         return exits
 
     def enforce_deadlines(self, grace: float, now: float) -> None:
@@ -152,15 +151,19 @@ class Supervisor:
         return min(wakes) if wakes else None
 
     def kill_all(self, error: str) -> dict[int, str]:
-        """SIGKILL every run's group and close every pipe (the runner is
-        ending); returns the runs killed, each with why it ended (`error`
-        unless it was being stopped for a reason of its own)."""
+        """SIGKILL every run's group, and every group still owed its SIGKILL,
+        and close every pipe (the runner is ending); returns the runs
+        killed, each with why it ended (`error` unless it was being stopped
+        for a reason of its own)."""
         killed: dict[int, str] = {}
         for run_id, run in list(self.active.items()):
             run.proc.signal_group(signal.SIGKILL)
             run.proc.close()
             killed[run_id] = run.end_error or error
         self.active.clear()
+        for stopper in self.group_stops:
+            stopper.kill()
+        self.group_stops.clear()
         for proc in self.lingering.values():
             proc.close()
         self.lingering.clear()
@@ -200,3 +203,24 @@ class Supervisor:
         while len(self.lingering) > LINGER_MAX:
             oldest = next(iter(self.lingering))
             self.lingering.pop(oldest).close()
+
+
+def with_log_error(error: str | None, proc: RunningProcess) -> str | None:
+    """A run's error with, after it, why its log is incomplete (a full
+    disk, say), if it is: the status stays what the process earned, but the
+    record says the log is missing output."""
+    if proc.log_error:
+        return f"{error}; {proc.log_error}" if error else proc.log_error
+    return error
+
+
+def describe_exit(code: int) -> tuple[RunStatus, str | None]:
+    if code == 0:
+        return RunStatus.SUCCESS, None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return RunStatus.FAILED, f"killed by {name}"
+    return RunStatus.FAILED, f"exit code {code}"
