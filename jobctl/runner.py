@@ -6,7 +6,8 @@ fire, a run's deadline, or the next control poll. Due fires wait in a
 `FireQueue` (firequeue.py) ordered by (instant, priority, file order); all
 fires due at one instant are claimed and spawned as a batch before their next
 fires are computed, and tasks with the same expression share one next-fire
-computation (timing's cache).
+computation (timing's cache). The processes of running runs are held by a
+`Supervisor` (supervisor.py); the runner claims and records.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Runner:
         self.spawner = spawner
         self.reload_config = reload_config
         self.owner = owner or liveness.self_owner()
+        # next_fire as this module holds it (a test stands in a stuck search)
         self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
         self.supervisor = Supervisor()
         self.catch_up_queue: dict[str, deque[datetime]] = {}
