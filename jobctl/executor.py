@@ -43,6 +43,8 @@ _WAIT_STEP = 0.05
 # After SIGKILL a process dies at once unless stuck in the kernel; don't hang
 # on one that is.
 _KILL_WAIT = 5.0
+# How often a blocking stop of another process's group looks whether it is empty.
+_GROUP_POLL = 0.02
 
 
 class SpawnError(JobctlError):
@@ -634,6 +636,65 @@ def reap_orphans(own: Collection[int]) -> list[int]:
     return reaped
 
 
+class GroupStopper:
+    """Stops one process group, the one way jobctl does it: SIGTERM to the
+    whole group at once, then SIGKILL to what is left of it once `grace`
+    seconds have passed.
+
+    It does not block: whoever drives it calls `step(now)` (monotonic
+    seconds) when it wakes, and wakes no later than `kill_at`. The runner
+    keeps one per run it stops (a timeout, a replace, a shutdown) and per
+    group it still owes a SIGKILL; `stop_group` and `stop_process_group` are
+    the blocking forms.
+
+    With `proc` (our own child, the group's leader), the group counts as
+    alive while the child runs, without reading /proc; once the child has
+    exited, or for another process's group, while `procinfo.group_alive`
+    finds a live member. A group that is gone, or that we may not signal,
+    needs nothing more: the stopper is done.
+    """
+
+    def __init__(self, pgid: int, grace: float, now: float, *,
+                 proc: RunningProcess | None = None) -> None:
+        self.pgid = pgid
+        self.proc = proc
+        self.kill_at: float | None = now + grace
+        """When SIGKILL follows (monotonic); None once nothing is left to do."""
+        if not self._signal(signal.SIGTERM):
+            self.kill_at = None
+
+    @property
+    def done(self) -> bool:
+        return self.kill_at is None
+
+    def step(self, now: float) -> bool:
+        """SIGKILL the group if it outlived its grace; True once done."""
+        if self.kill_at is None:
+            return True
+        if self._empty():
+            self.kill_at = None
+        elif now >= self.kill_at:
+            self.kill()
+        return self.kill_at is None
+
+    def kill(self) -> None:
+        """SIGKILL what is left of the group now, grace or not."""
+        self._signal(signal.SIGKILL)
+        self.kill_at = None
+
+    def _empty(self) -> bool:
+        if self.proc is not None and self.proc.poll() is None:
+            return False
+        return not procinfo.group_alive(self.pgid)
+
+    def _signal(self, sig: int) -> bool:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
 def stop_group(
     proc: RunningProcess,
     grace: float,
@@ -641,23 +702,38 @@ def stop_group(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> int | None:
-    """SIGTERM the process group, give the child `grace` seconds to exit, then
-    SIGKILL the group (grandchildren included) and return the exit code.
+    """Stop our own child's group (a `GroupStopper`, blocking) and return
+    the child's exit code: SIGTERM, `grace` seconds for the child to exit
+    (its output is logged meanwhile), then SIGKILL to the group, grandchildren
+    included, whether or not the child is gone.
 
     None means the child survived even SIGKILL for a few seconds (stuck in the
-    kernel). This blocks; the runner uses its own non-blocking steps.
+    kernel).
     """
-    proc.signal_group(signal.SIGTERM)
-    deadline = clock() + grace
-    while proc.poll() is None:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            break
+    stopper = GroupStopper(proc.pgid, grace, clock(), proc=proc)
+    while proc.poll() is None and not stopper.step(clock()):
         proc.pump()
-        sleep(min(_WAIT_STEP, remaining))
+        assert stopper.kill_at is not None
+        sleep(max(0.0, min(_WAIT_STEP, stopper.kill_at - clock())))
     # Even after the child exits, a grandchild may have ignored SIGTERM.
-    proc.signal_group(signal.SIGKILL)
+    stopper.kill()
     return proc.wait(_KILL_WAIT)
+
+
+def stop_process_group(
+    pgid: int,
+    grace: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Stop a group that is not our child's (a `GroupStopper`, blocking):
+    SIGTERM, then SIGKILL if a member is still alive after `grace` seconds.
+    Returns once the group is empty or has been sent SIGKILL."""
+    stopper = GroupStopper(pgid, grace, clock())
+    while not stopper.step(clock()):
+        assert stopper.kill_at is not None
+        sleep(max(0.0, min(_GROUP_POLL, stopper.kill_at - clock())))
 
 
 def _reason(exc: OSError) -> str:

@@ -1,5 +1,5 @@
 """Run lifecycle steps shared by the runner and the CLI's control commands:
-who we are, whether an owner is alive, recovering a dead owner's runs,
+recovering a dead owner's runs (who is alive: `jobctl.liveness`),
 starting one run, and describing how a run ended.
 """
 
@@ -15,36 +15,19 @@ from typing import BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
-from jobctl.executor import Launch, RunningProcess, SpawnError, build_argv, build_env, spawn
+from jobctl.executor import (
+    Launch,
+    RunningProcess,
+    SpawnError,
+    build_argv,
+    build_env,
+    spawn,
+    stop_process_group,
+)
+from jobctl.liveness import owner_alive, self_owner
 from jobctl.model import RunStatus, Settings, Task, Trigger
-from jobctl.store import Lease, Owner, RunRecord, Store
-
-# A lease whose holder we cannot check (another host) counts as alive while
-# its heartbeat is younger than this.
-LEASE_STALE_AFTER = 30.0
-# The runner beats every 5 s (runner.HEARTBEAT_EVERY); a heartbeat older than
-# this says the runner is stopped (SIGSTOP, a debugger) or hung: `status`
-# warns, as it fires nothing meanwhile.
-HEARTBEAT_LATE_AFTER = 15.0
-
-
-def self_owner() -> Owner:
-    pid = os.getpid()
-    return Owner(pid, procinfo.host_name(), procinfo.boot_id(), procinfo.process_start(pid))
-
-
-def owner_alive(owner: Owner) -> bool:
-    """True if the process that owns a run or lease still exists (this host only:
-    runs of other hosts count as alive)."""
-    if owner.host != procinfo.host_name():
-        return True
-    return procinfo.is_same_process(owner.pid, owner.start, owner.boot_id or None)
-
-
-def lease_alive(lease: Lease, now: datetime) -> bool:
-    if lease.host != procinfo.host_name():
-        return (now - lease.heartbeat_at).total_seconds() < LEASE_STALE_AFTER
-    return owner_alive(lease.owner)
+from jobctl.store import Owner, RunRecord, Store
+from jobctl.supervisor import ActiveRun, RunExit, Supervisor
 
 
 def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:
@@ -60,24 +43,11 @@ def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "")
         if run.owner.boot_id and run.owner.boot_id != procinfo.boot_id():
             return
         for leader in procinfo.find_run_leaders(run.task_id, run.id, state_id):
-            _stop_group(leader, grace)
+            stop_process_group(leader, grace)
         return
     if not procinfo.is_same_process(run.pid, run.proc_start, run.boot_id or None):
         return
-    _stop_group(run.pid, grace)
-
-
-def _stop_group(pgid: int, grace: float) -> None:
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not procinfo.group_alive(pgid):
-                return
-            time.sleep(0.02)
+    stop_process_group(run.pid, grace)
 
 
 def recover_orphans(store: Store, now: datetime) -> list[int]:
@@ -157,27 +127,6 @@ def start_process(store: Store, launch: Launch, run_id: int, now: Callable[[], d
     return proc
 
 
-def with_log_error(error: str | None, proc: RunningProcess) -> str | None:
-    """A run's error with, after it, why its log is incomplete (a full
-    disk, say), if it is: the status stays what the process earned, but the
-    record says the log is missing output."""
-    if proc.log_error:
-        return f"{error}; {proc.log_error}" if error else proc.log_error
-    return error
-
-
-def describe_exit(code: int) -> tuple[RunStatus, str | None]:
-    if code == 0:
-        return RunStatus.SUCCESS, None
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return RunStatus.FAILED, f"killed by {name}"
-    return RunStatus.FAILED, f"exit code {code}"
-
-
 class RunBusyError(JobctlError):
     """run-now under `forbid` while another run of the task is going."""
 
@@ -233,33 +182,23 @@ def run_now(
                         config_path=config_path, state_id=store.state_id)
     proc = start_process(store, launch, run_id, now)
     if proc is not None:
+        supervisor = Supervisor()
         deadline = monotonic() + task.timeout if task.timeout else None
-        end: tuple[RunStatus, str] | None = None
-        kill_at: float | None = None
-        code: int | None = None
-        while code is None:
-            code = proc.wait(0.05)
-            if code is not None:
-                break
-            mono = monotonic()
-            if end is None and stop_requested():
-                end = (RunStatus.INTERRUPTED, "stopped by a signal to jobctl run-now")
-            elif end is None and deadline is not None and mono >= deadline:
-                end = (RunStatus.TIMEOUT, f"timed out after {task.timeout:g}s")
-            if end is not None and kill_at is None:
-                proc.signal_group(signal.SIGTERM)
-                kill_at = mono + settings.kill_grace
-            elif kill_at is not None and mono >= kill_at:
-                proc.signal_group(signal.SIGKILL)
-                kill_at = float("inf")
-        proc.close()
-        error: str | None
-        if end is not None:
-            proc.signal_group(signal.SIGKILL)  # what is left of its group
-            status, error = end
-        else:
-            status, error = describe_exit(code)
-        store.finish(run_id, status, now(), exit_code=code, error=with_log_error(error, proc))
+        supervisor.add(ActiveRun(run_id, task, proc, Trigger.MANUAL, None, now(), deadline))
+        grace = settings.kill_grace
+        exits: list[RunExit] = []
+        while not exits:
+            if proc.wait(0.05) is None:  # logging (and echoing) its output meanwhile
+                mono = monotonic()
+                if stop_requested():
+                    supervisor.stop_all("stopped by a signal to jobctl run-now", grace, mono)
+                supervisor.enforce_deadlines(grace, mono)
+            exits = supervisor.reap()
+        # this process is about to end: a stopped run's group does not get
+        # the rest of its grace, and a pipe still held open is closed
+        supervisor.kill_all("jobctl run-now ended")
+        [ended] = exits
+        store.finish(run_id, ended.status, now(), exit_code=ended.code, error=ended.error)
     for log in store.prune(task.id, settings.history_limit):
         try:
             Path(log).unlink()

@@ -52,7 +52,7 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
     # process a task leaves behind: it reaps those, never its own runs.
     init = os.getpid() == 1
     # a signal during a big batch stops it between two spawns
-    runner.stop_requested = lambda: flags["stop"] > 0
+    runner.watch_stop(lambda: flags["stop"] > 0)
     try:
         runner.start()
         stops_seen = 0
@@ -76,19 +76,15 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                 reap_orphans(runner.child_pids())
             if runner.stopping:
                 runner.shutdown_step(runner.clock.monotonic())
-                # done once no run is left, nor a group still owed its SIGKILL
-                # (a background process that ignored SIGTERM)
-                if not runner.active and not runner.group_kills:
+                if runner.drained():
                     break
-            for run_id in [r for r in registered
-                           if r not in runner.active and r not in runner.lingering]:
+            pipes = runner.pipes()
+            for run_id in [r for r in registered if r not in pipes]:
                 try:
                     selector.unregister(registered.pop(run_id))
                 except (KeyError, ValueError):
                     pass
-            pipes = [(run_id, a.proc) for run_id, a in runner.active.items()]
-            pipes += runner.lingering.items()
-            for run_id, proc in pipes:
+            for run_id, proc in pipes.items():
                 if run_id not in registered:
                     try:
                         fd = proc.fileno()
@@ -112,22 +108,16 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                             pass
                     except OSError:
                         pass
-                elif key.data in runner.lingering:
-                    if not runner.pump_lingering(key.data):
-                        try:
-                            selector.unregister(registered.pop(key.data))
-                        except (KeyError, ValueError):
-                            pass
-                elif key.data in runner.active:
-                    if not runner.active[key.data].proc.pump():
-                        try:
-                            selector.unregister(registered.pop(key.data))
-                        except (KeyError, ValueError):
-                            pass
+                elif not runner.pump(key.data):
+                    try:
+                        selector.unregister(registered.pop(key.data))
+                    except (KeyError, ValueError):
+                        pass
             if precise and not runner.stopping:
                 fire_in = runner.time_to_next_fire(runner.clock.now())
                 if fire_in is not None and 0 < fire_in <= lead:
-                    instant = runner.heap[0][0]
+                    instant = runner.next_instant()
+                    assert instant is not None
                     runner.prepare_timed(instant)
                     left = (instant - runner.clock.now()).total_seconds()
                     if left > 0:

@@ -2,16 +2,17 @@
 
 `Runner.tick(now)` does one step (reap, time out, fire what is due);
 `loop.run_forever(runner)` drives it, sleeping until the earliest of the next
-fire, a run's deadline, or the next control poll. Due fires wait in a heap
-ordered by (instant, priority, file order); all fires due at one instant are
-claimed and spawned as a batch before their next fires are computed, and tasks
-with the same expression share one next-fire computation (timing's cache).
+fire, a run's deadline, or the next control poll. Due fires wait in a
+`FireQueue` (firequeue.py) ordered by (instant, priority, file order); all
+fires due at one instant are claimed and spawned as a batch before their next
+fires are computed, and tasks with the same expression share one next-fire
+computation (timing's cache). The processes of running runs are held by a
+`Supervisor` (supervisor.py); the runner claims and records.
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
 import os
 import signal
 import time
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from jobctl import lifecycle, procinfo
+from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
+from jobctl.firequeue import FireQueue
 from jobctl.model import (
     CatchUp,
     IntervalSchedule,
@@ -35,6 +37,7 @@ from jobctl.model import (
     Trigger,
 )
 from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
+from jobctl.supervisor import ActiveRun, Supervisor
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
@@ -52,9 +55,6 @@ PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
 RECORD_RETRY = 5.0  # seconds between tries to record run ends the state file refused
-# Pipes of ended runs still held open by their background processes, kept
-# read (and logged) until EOF; past this many, the oldest is closed.
-LINGER_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -92,24 +92,10 @@ class _Start:
 
 
 @dataclass
-class _Active:
-    run_id: int
-    task: Task
-    proc: RunningProcess
-    trigger: Trigger
-    scheduled_for: datetime | None
-    started: datetime
-    deadline: float | None  # monotonic; when the timeout expires
-    kill_at: float | None = None  # monotonic; when SIGKILL follows SIGTERM
-    end_reason: RunStatus | None = None  # TIMEOUT / INTERRUPTED once we stop it
-    end_error: str | None = None
-
-
-@dataclass
 class _Ended:
     """A run whose process has ended, with how it ended, until recorded."""
 
-    active: _Active
+    active: ActiveRun
     status: RunStatus
     error: str | None
     code: int | None
@@ -138,15 +124,11 @@ class Runner:
         self.env = dict(os.environ if env is None else env)
         self.spawner = spawner
         self.reload_config = reload_config
-        self.owner = owner or lifecycle.self_owner()
-        self.anchor: datetime | None = None
-        self.tasks: dict[str, Task] = {}
-        self.order: dict[str, int] = {}
-        self.gen: dict[str, int] = {}
-        self.heap: list[tuple[datetime, int, int, int, str]] = []
-        self.active: dict[int, _Active] = {}
+        self.owner = owner or liveness.self_owner()
+        # next_fire as this module holds it (a test stands in a stuck search)
+        self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
+        self.supervisor = Supervisor()
         self.catch_up_queue: dict[str, deque[datetime]] = {}
-        self.group_kills: list[tuple[int, float]] = []  # (pgid, monotonic deadline)
         self.overrides: dict[str, bool] = {}
         self.control_version = -1
         self.next_control = 0.0
@@ -156,7 +138,6 @@ class Runner:
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
         self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
-        self.lingering: dict[int, RunningProcess] = {}  # run id -> pipe of an ended run
         self.next_record_retry = 0.0
         self.prepare_cost = PREPARE_COST_GUESS
         self._lead: tuple[tuple[datetime, int, float], float] | None = None
@@ -184,13 +165,13 @@ class Runner:
     def _start(self) -> None:
         now = self.clock.now()
         lease = self.store.lease()
-        if lease is not None and lease.owner != self.owner and lifecycle.lease_alive(lease, now):
+        if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
             raise LeaseHeldError(lease, self.store.path)
         # the compare-and-swap decides between runners that start at once:
         # a loser raises LeaseHeldError here, before it has done anything
         lease = self.store.take_lease(self.owner, now, replacing=lease)
         lifecycle.recover_orphans(self.store, now)
-        self.anchor = lease.anchor
+        self.queue.anchor = lease.anchor
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
         self.next_heartbeat = self.clock.monotonic() + HEARTBEAT_EVERY
@@ -202,14 +183,23 @@ class Runner:
         started = lease.started_at
         self._launch_batch([(task, Trigger.SCHEDULE, started) for task in reboots], now)
 
+    @property
+    def anchor(self) -> datetime | None:
+        """The instant interval schedules count from (set by `start`)."""
+        return self.queue.anchor
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        return self.queue.tasks
+
+    @property
+    def active(self) -> dict[int, ActiveRun]:
+        """The runs going now, by run id (read only: the supervisor's)."""
+        return self.supervisor.active
+
     def upcoming(self, count: int) -> list[tuple[datetime, str]]:
         """The next `count` scheduled fires of enabled tasks, soonest first."""
-        out = []
-        for fire, _p, _o, gen, task_id in heapq.nsmallest(count * 2 + 16, self.heap):
-            task = self.tasks.get(task_id)
-            if task is not None and self.gen.get(task_id) == gen and self.enabled(task):
-                out.append((fire, task_id))
-        return out[:count]
+        return self.queue.upcoming(count, self.enabled)
 
     def enabled(self, task: Task) -> bool:
         return self.overrides.get(task.id, task.enabled)
@@ -217,41 +207,22 @@ class Runner:
     def _zone(self, task: Task):  # type: ignore[no-untyped-def]
         return load_zone(task.timezone)
 
-    def _push(self, task: Task, fire: datetime | None) -> None:
-        if fire is None:
-            return
-        heapq.heappush(self.heap, (fire.astimezone(UTC), task.priority, self.order[task.id],
-                                   self.gen[task.id], task.id))
-
-    def _next(self, task: Task, after: datetime) -> datetime | None:
-        try:
-            return next_fire(task.schedule, self._zone(task), after, self.anchor)
-        except ScheduleSearchError as e:
-            # never reached by a correct engine; the task stops, the runner goes on
-            self.report(Event("error", self.clock.now(), task_id=task.id, message=str(e.for_task(task.id))))
-            return None
+    def _search_error(self, task: Task, error: ScheduleSearchError) -> None:
+        self.report(Event("error", self.clock.now(), task_id=task.id,
+                          message=str(error.for_task(task.id))))
 
     def _install(self, schedule_set: ScheduleSet, now: datetime, *, startup: bool) -> list[Task]:
         """Schedule a (new) set; return the @reboot tasks to start."""
-        old = self.tasks
+        old = self.queue.tasks
         self.set = schedule_set
-        self.tasks = {t.id: t for t in schedule_set.tasks}
-        self.order = {t.id: i for i, t in enumerate(schedule_set.tasks)}
         last = self.store.last_scheduled()
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
-        entries = []
         reboots: list[Task] = []
-        # tasks sharing an expression and zone share one next-fire computation
-        # (parse_schedule is cached, so equal expressions are one object)
-        upcoming: dict[tuple[int, str], datetime | None] = {}
-        gen = self.gen
-        for order, task in enumerate(schedule_set.tasks):
-            task_id = task.id
-            if not startup and old.get(task_id) == task:
-                continue  # unchanged: its heap entry stays valid
-            gen[task_id] = gen.get(task_id, 0) + 1
-            seen = last.get(task_id) if last else None
+        # new and changed tasks get their next fires; unchanged ones keep theirs
+        changed = self.queue.load(schedule_set.tasks, now, startup=startup)
+        for task in changed:
+            seen = last.get(task.id) if last else None
             if isinstance(task.schedule, RebootSchedule):
                 if startup:
                     reboots.append(task)
@@ -264,28 +235,13 @@ class Runner:
             elif startup and not isinstance(task.schedule, IntervalSchedule):
                 if not catches_up or not self.enabled(task):
                     # cheap check, shared by tasks with the same expression
-                    first = self._next(task, seen)
+                    first = self.queue.next_fire(task, seen)
                     if first is not None and first <= now:
                         skipped.append((task.id, now))
                 else:
                     self._catch_up(task, seen, now)
-            key = (id(task.schedule), task.timezone)
-            if key in upcoming:
-                fire = upcoming[key]
-            else:
-                fire = self._next(task, now)
-                fire = upcoming[key] = None if fire is None else fire.astimezone(UTC)
-            if fire is not None:
-                entries.append((fire, task.priority, order, gen[task_id], task_id))
-        for removed in set(old) - set(self.tasks):
-            self.gen[removed] = self.gen.get(removed, 0) + 1
+        for removed in set(old) - set(self.queue.tasks):
             self.catch_up_queue.pop(removed, None)
-        if startup:
-            self.heap = entries
-            heapq.heapify(self.heap)
-        else:
-            for entry in entries:
-                heapq.heappush(self.heap, entry)
         if first_seen:
             self.store.set_last_scheduled(first_seen)
         if skipped:
@@ -295,7 +251,7 @@ class Runner:
                 f"(catch_up = skip or disabled): {names}")))
             # record them as considered, so the next start does not report them again
             self.store.set_last_scheduled(skipped)
-        reboots.sort(key=lambda t: (t.priority, self.order[t.id]))
+        reboots.sort(key=lambda t: (t.priority, self.queue.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
 
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
@@ -386,16 +342,11 @@ class Runner:
             self.spawn_prepared()
         now_utc = now.astimezone(UTC)
         horizon = now_utc if until is None else max(now_utc, until.astimezone(UTC))
-        due = []
-        while self.heap and self.heap[0][0] <= horizon:
-            entry = heapq.heappop(self.heap)
-            if self.gen.get(entry[4]) == entry[3] and entry[4] in self.tasks:
-                due.append(entry)
         passed: list[tuple[str, datetime]] = []
         follow: list[tuple[Task, datetime]] = []
         batch: list[tuple[Task, Trigger, datetime | None]] = []
-        for fire, _prio, _order, _gen, task_id in due:
-            task = self.tasks[task_id]
+        for fire, task in self.queue.pop_due(horizon):
+            task_id = task.id
             late = (now_utc - fire).total_seconds()
             interval = isinstance(task.schedule, IntervalSchedule)
             if late > MISSED_AFTER:
@@ -426,7 +377,7 @@ class Runner:
             self.prepared.extend(claimed)
         # next fires only after the whole batch has started (or been claimed)
         for task, after in follow:
-            self._push(task, self._next(task, max(after, claimed_at)))
+            self.queue.push(task, self.queue.next_fire(task, max(after, claimed_at)))
         if held:
             # a regular fire moved last_scheduled past catch-ups still queued:
             # move it back, so a restart computes them again
@@ -447,7 +398,7 @@ class Runner:
             if task is None or not queue:
                 del self.catch_up_queue[task_id]
                 continue
-            if any(a.task.id == task_id for a in self.active.values()):
+            if self.supervisor.runs_task(task_id):
                 continue  # catch-ups of one task run one after another
             self._launch(task, Trigger.CATCH_UP, queue.popleft(), now)
 
@@ -543,51 +494,23 @@ class Runner:
                                   duration_s=0.0, message=(record.error or "") if record else ""))
                 continue
             deadline = mono + task.timeout if task.timeout else None
-            self.active[run_id] = _Active(run_id, task, proc, trigger, slot, spawned_at, deadline)
+            self.supervisor.add(ActiveRun(run_id, task, proc, trigger, slot, spawned_at, deadline))
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
                               trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
 
     def _stop_replaced(self, record: RunRecord, new_run: int) -> None:
-        mine = self.active.get(record.id)
-        grace = self.set.settings.kill_grace
-        if mine is not None:
-            mine.end_reason = RunStatus.INTERRUPTED
-            mine.end_error = f"replaced by run #{new_run}"
-            mine.proc.signal_group(signal.SIGTERM)
-            mine.kill_at = self.clock.monotonic() + grace
+        grace, mono = self.set.settings.kill_grace, self.clock.monotonic()
+        if self.supervisor.stop(record.id, RunStatus.INTERRUPTED, f"replaced by run #{new_run}",
+                                grace, mono):
             return
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
-            try:
-                os.killpg(record.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                return
-            self.group_kills.append((record.pid, self.clock.monotonic() + grace))
+            self.supervisor.stop_group(record.pid, grace, mono)
 
     def _reap(self, now: datetime) -> None:
-        for run_id in list(self.active):
-            active = self.active[run_id]
-            active.proc.pump()
-            code = active.proc.poll()
-            if code is None:
-                continue
-            if active.proc.pump():
-                # a background process still holds the pipe: keep reading it
-                # (as cron does), so its output is logged and its writes do
-                # not die of SIGPIPE; the run itself has ended
-                self._linger(run_id, active.proc)
-            else:
-                active.proc.close()
-            del self.active[run_id]
-            if active.end_reason is not None:
-                status, error = active.end_reason, active.end_error
-                # the main process is gone; its group gets the rest of the grace
-                if active.kill_at is not None:
-                    self.group_kills.append((active.proc.pgid, active.kill_at))
-            else:
-                status, error = lifecycle.describe_exit(code)
-            error = lifecycle.with_log_error(error, active.proc)
-            self._record_finish(_Ended(active, status, error, code, self.clock.now()))
+        for ended in self.supervisor.reap():
+            self._record_finish(_Ended(ended.run, ended.status, ended.error, ended.code,
+                                       self.clock.now()))
         if self.unrecorded and self.clock.monotonic() >= self.next_record_retry:
             # the state file could not take them (a full disk, a long lock):
             # try again, so no row stays `running` while this runner lives
@@ -601,27 +524,19 @@ class Runner:
         for ended in pending:
             self._record_finish(ended, retry=True)
 
-    def _linger(self, run_id: int, proc: RunningProcess) -> None:
-        self.lingering[run_id] = proc
-        while len(self.lingering) > LINGER_MAX:
-            oldest = next(iter(self.lingering))
-            self.lingering.pop(oldest).close()
-
     def child_pids(self) -> set[int]:
         """The pids of this runner's own run processes that it has not
         reaped yet (their exit statuses are the runs' outcomes)."""
-        # a lingering pipe's process is reaped already: its pid may be anyone's now
-        return {a.proc.pid for a in self.active.values()}
+        return self.supervisor.child_pids()
 
-    def pump_lingering(self, run_id: int) -> bool:
-        """Read a lingering pipe; close it at EOF. False once it is gone."""
-        proc = self.lingering.get(run_id)
-        if proc is None:
-            return False
-        if proc.pump():
-            return True
-        self.lingering.pop(run_id).close()
-        return False
+    def pipes(self) -> dict[int, RunningProcess]:
+        """The output pipes to watch, by run id (see `Supervisor.pipes`)."""
+        return self.supervisor.pipes()
+
+    def pump(self, run_id: int) -> bool:
+        """Log what a run's pipe holds now; False once it is at EOF or gone
+        (stop watching it)."""
+        return self.supervisor.pump(run_id)
 
     def _record_finish(self, ended: _Ended, retry: bool = False) -> None:
         active, status, error = ended.active, ended.status, ended.error
@@ -660,28 +575,7 @@ class Runner:
             pass  # retention can wait for the next run
 
     def _enforce_deadlines(self, mono: float) -> None:
-        grace = self.set.settings.kill_grace
-        for active in self.active.values():
-            if active.deadline is not None and active.end_reason is None and mono >= active.deadline:
-                active.end_reason = RunStatus.TIMEOUT
-                active.end_error = f"timed out after {active.task.timeout:g}s"
-                active.proc.signal_group(signal.SIGTERM)
-                active.kill_at = mono + grace
-            if active.kill_at is not None and mono >= active.kill_at:
-                active.proc.signal_group(signal.SIGKILL)
-                active.kill_at = None
-        keep = []
-        for pgid, at in self.group_kills:
-            if not procinfo.group_alive(pgid):
-                continue
-            if mono >= at:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                continue
-            keep.append((pgid, at))
-        self.group_kills = keep
+        self.supervisor.enforce_deadlines(self.set.settings.kill_grace, mono)
 
     # -- reload and stop -------------------------------------------------------------
 
@@ -709,16 +603,20 @@ class Runner:
         if fast:
             self.stop_deadline = mono
 
+    def watch_stop(self, requested: Callable[[], bool]) -> None:
+        """`requested()` turns true once a stop was asked for (SIGTERM,
+        SIGINT): a batch being spawned then stops between two spawns."""
+        self.stop_requested = requested
+
+    def drained(self) -> bool:
+        """No run is left, nor a process group still owed its SIGKILL (a
+        background process that ignored SIGTERM): a stopping runner is done."""
+        return self.supervisor.drained()
+
     def shutdown_step(self, mono: float) -> None:
         if self.stop_deadline is None or mono < self.stop_deadline:
             return
-        grace = self.set.settings.kill_grace
-        for active in self.active.values():
-            if active.end_reason is None:
-                active.end_reason = RunStatus.INTERRUPTED
-                active.end_error = "runner stopped"
-                active.proc.signal_group(signal.SIGTERM)
-                active.kill_at = mono + grace
+        self.supervisor.stop_all("runner stopped", self.set.settings.kill_grace, mono)
 
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
@@ -727,15 +625,7 @@ class Runner:
         # the state file may still refuse writes: what is left stays `running`
         # under this (soon dead) runner, and the next jobctl command marks it
         # interrupted
-        stopped: dict[int, str] = {}
-        for run_id, active in list(self.active.items()):
-            active.proc.signal_group(signal.SIGKILL)
-            active.proc.close()
-            stopped[run_id] = active.end_error or "runner stopped"
-        self.active.clear()
-        for proc in self.lingering.values():
-            proc.close()
-        self.lingering.clear()
+        stopped = self.supervisor.kill_all("runner stopped")
         for start in self.prepared:
             if start.claim.run_id is not None:
                 stopped[start.claim.run_id] = "runner stopped before it started"
@@ -759,40 +649,28 @@ class Runner:
     def sleep_for(self, now: datetime) -> float:
         """Seconds until the runner next has something to do."""
         wait = CONTROL_POLL
-        if self.heap and not self.stopping:
-            wait = min(wait, (self.heap[0][0] - now.astimezone(UTC)).total_seconds())
+        fire_in = self.time_to_next_fire(now)
+        if fire_in is not None:
+            wait = min(wait, fire_in)
         mono = self.clock.monotonic()
-        for active in self.active.values():
-            deadline = active.deadline if active.end_reason is None else None
-            for at in (deadline, active.kill_at):
-                if at is not None:
-                    wait = min(wait, at - mono)
-        for _pgid, at in self.group_kills:
-            wait = min(wait, at - mono)
+        wake = self.supervisor.next_wake(mono)
+        if wake is not None:
+            wait = min(wait, wake)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
-        if self.active:
-            wait = min(wait, 0.1)  # reap promptly even if a child keeps its pipe open
         return max(wait, 0.0)
 
     def prepare_lead(self) -> float:
         """Seconds before the next fire instant to wake and claim its runs."""
-        if not self.heap:
+        first = self.queue.next_instant()
+        if first is None:
             return PREPARE_LEAD
-        first = self.heap[0][0]
-        key = (first, len(self.heap), self.prepare_cost)
+        key = (first, len(self.queue), self.prepare_cost)
         if self._lead is not None and self._lead[0] == key:
             return self._lead[1]
-        # The entries due at the heap's first instant form a subtree at its
-        # root (a parent is never later than its children): count them, up
-        # to as many as the longest lead allows.
+        # the fires due then, up to as many as the longest lead allows
         limit = int((PREPARE_LEAD_MAX - PREPARE_LEAD) / self.prepare_cost) + 1
-        heap, count, stack = self.heap, 0, [0]
-        while stack and count < limit:
-            i = stack.pop()
-            if i < len(heap) and heap[i][0] == first:
-                count += 1
-                stack += (2 * i + 1, 2 * i + 2)
+        count = self.queue.first_batch_size(limit)
         lead = min(PREPARE_LEAD_MAX, PREPARE_LEAD + count * self.prepare_cost)
         self._lead = (key, lead)
         return lead
@@ -805,9 +683,13 @@ class Runner:
             self.prepare_cost = max(10e-6, (time.monotonic() - began) / len(self.prepared))
 
     def time_to_next_fire(self, now: datetime) -> float | None:
-        if not self.heap or self.stopping:
-            return None
-        return (self.heap[0][0] - now.astimezone(UTC)).total_seconds()
+        """Seconds until the next scheduled fire; None when none is queued or
+        the runner is stopping."""
+        return None if self.stopping else self.queue.time_to_next_fire(now)
+
+    def next_instant(self) -> datetime | None:
+        """The next scheduled fire instant (UTC); None as for `time_to_next_fire`."""
+        return None if self.stopping else self.queue.next_instant()
 
     def report_reload_error(self, error: JobctlError, now: datetime) -> None:
         self.report(reload_error_event(error, now))

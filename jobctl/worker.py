@@ -192,7 +192,7 @@ class HostJobs:
         ended: dict[str, Any] = {}
         anchor: datetime | None = None
         if store is not None and wanted:
-            from jobctl.lifecycle import lease_alive
+            from jobctl.liveness import lease_alive
 
             overrides = store.overrides()
             latest = store.latest_runs(wanted)

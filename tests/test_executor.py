@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jobctl import procinfo
 from jobctl.errors import JobctlError
 from jobctl.executor import (
+    GroupStopper,
     Launch,
     LogSink,
     RunningProcess,
@@ -29,6 +30,7 @@ from jobctl.executor import (
     spawn,
     spawn_detached,
     stop_group,
+    stop_process_group,
 )
 
 Spawner = Callable[..., RunningProcess]
@@ -497,6 +499,87 @@ def test_stop_group_uses_the_injected_clock(run: Spawner) -> None:
 
     assert stop_group(proc, 0.2, sleep=fake_sleep, clock=lambda: now[0]) == -signal.SIGKILL
     assert naps and sum(naps) == pytest.approx(0.2)
+
+
+def test_stopper_terms_at_once_and_kills_when_the_grace_is_over(run: Spawner) -> None:
+    proc = run(sh("trap '' TERM; sleep 30"))
+    wait_for(lambda: _ignores_term(proc.pid))
+    stopper = GroupStopper(proc.pgid, 5.0, 100.0, proc=proc)
+    assert stopper.kill_at == 105.0 and not stopper.done
+    assert stopper.step(104.9) is False
+    assert proc.wait(0.2) is None  # TERM was ignored; no KILL before the grace is over
+    assert stopper.step(105.0) is True
+    assert stopper.done and stopper.kill_at is None
+    assert proc.wait(5) == -signal.SIGKILL
+    assert stopper.step(200.0) is True  # done stays done
+
+
+def test_stopper_gives_the_group_the_rest_of_the_grace_after_the_child_exits(
+    run: Spawner, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "gc.pid"
+    script = f"(trap '' TERM; exec sleep 30) & echo $! > '{pid_file}'; sleep 30"
+    proc = run(sh(script))
+    grandchild = read_pid(pid_file)
+    wait_for(lambda: _ignores_term(grandchild))
+    stopper = GroupStopper(proc.pgid, 5.0, 0.0, proc=proc)
+    assert proc.wait(5) == -signal.SIGTERM
+    assert stopper.step(4.0) is False  # the grandchild is still in the group
+    assert procinfo.process_start(grandchild) is not None
+    assert stopper.step(5.0) is True
+    wait_for(lambda: procinfo.process_start(grandchild) is None)
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own-child", "another-group"])
+def test_stopper_is_done_before_the_grace_once_the_group_is_empty(
+    run: Spawner, own: bool
+) -> None:
+    proc = run(["sleep", "30"])
+    stopper = GroupStopper(proc.pgid, 5.0, 0.0, proc=proc if own else None)
+    # without `proc`, an unreaped zombie is no live member: the group is empty
+    wait_for(lambda: stopper.step(0.1), what="the group to empty")
+    assert stopper.done
+    assert proc.wait(5) == -signal.SIGTERM
+
+
+def test_stopper_of_a_group_that_is_gone_is_done_at_once(run: Spawner) -> None:
+    proc = run(["true"])
+    assert proc.wait(5) == 0
+    stopper = GroupStopper(proc.pgid, 5.0, 0.0)
+    assert stopper.done and stopper.step(0.0)
+    stopper.kill()  # nothing to kill is not an error
+
+
+def test_stop_process_group_kills_what_ignores_term(run: Spawner) -> None:
+    proc = run(sh("trap '' TERM; sleep 30"))
+    wait_for(lambda: _ignores_term(proc.pid))
+    started = time.monotonic()
+    stop_process_group(proc.pgid, 0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    assert proc.wait(5) == -signal.SIGKILL
+
+
+def test_stop_process_group_returns_when_the_group_is_empty(run: Spawner) -> None:
+    proc = run(["sleep", "30"])
+    started = time.monotonic()
+    stop_process_group(proc.pgid, 5.0)
+    assert time.monotonic() - started < 2
+    assert proc.wait(5) == -signal.SIGTERM
+
+
+def test_stop_process_group_uses_the_injected_clock(run: Spawner) -> None:
+    proc = run(sh("trap '' TERM; sleep 30"))
+    wait_for(lambda: _ignores_term(proc.pid))
+    now = [0.0]
+    naps: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    stop_process_group(proc.pgid, 0.2, sleep=fake_sleep, clock=lambda: now[0])
+    assert naps and sum(naps) == pytest.approx(0.2) and max(naps) <= 0.02 + 1e-9
+    assert proc.wait(5) == -signal.SIGKILL
 
 
 def test_close_is_prompt_when_a_grandchild_holds_the_pipe(

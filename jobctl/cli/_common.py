@@ -205,7 +205,7 @@ def live_anchor(store: object, now: datetime) -> datetime | None:
     """The interval anchor of a live runner on this state file, if any."""
     if store is None:
         return None
-    from jobctl.lifecycle import lease_alive
+    from jobctl.liveness import lease_alive
 
     lease_of = getattr(store, "lease", None)
     if lease_of is None:

@@ -258,7 +258,8 @@ def logs(
     from pathlib import Path
 
     from jobctl.errors import UsageError
-    from jobctl.lifecycle import owner_alive, recover_orphans
+    from jobctl.lifecycle import recover_orphans
+    from jobctl.liveness import owner_alive
     from jobctl.model import RunStatus
 
     svc = services(ctx)
@@ -357,7 +358,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     Example: jobctl status --json
     """
     from jobctl.cli.render import relative
-    from jobctl.lifecycle import HEARTBEAT_LATE_AFTER, lease_alive
+    from jobctl.liveness import HEARTBEAT_LATE_AFTER, lease_alive
     from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
