@@ -23,6 +23,7 @@ from jobctl.model import (
     Origin,
     PluginLimits,
     Problem,
+    RebootSchedule,
     Schedule,
     Scope,
     Settings,
@@ -97,6 +98,7 @@ MAX_NAME = 128
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
+    "node", "node_lease",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
@@ -145,6 +147,27 @@ def find_config(flag: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
         if path.is_dir():
             raise ConfigIsDirectoryError(path)
     raise ConfigNotFoundError(tried)
+
+
+NODE_ENV = "JOBCTL_NODE"
+
+
+def node_name(flag: str | None, env: Mapping[str, str], settings: Settings | None,
+              host: str) -> str:
+    """--node, else $JOBCTL_NODE, else [jobctl] node, else the host name.
+    UsageError for a bad name from the flag or the environment (the config's
+    is checked with the rest of the config)."""
+    from jobctl.errors import UsageError
+
+    for where, value in (("--node", flag), (NODE_ENV, env.get(NODE_ENV) or None)):
+        if value is not None:
+            problem = node_name_problem(value)
+            if problem:
+                raise UsageError(f"{where}: {problem}")
+            return value
+    if settings is not None and settings.node:
+        return settings.node
+    return host
 
 
 def state_path(flag: Path | str | None, env: Mapping[str, str],
@@ -585,7 +608,40 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         kill_grace=r.get("kill_grace", _grace, 10.0),
         shutdown_grace=r.get("shutdown_grace", _grace, 30.0),
         plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
+        node=r.get("node", _node_name),
+        node_lease=r.get("node_lease", _node_lease, 30.0),
     )
+
+
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NODE = 64
+MIN_NODE_LEASE = 1.0
+
+
+def node_name_problem(text: str) -> str | None:
+    """What is wrong with a node name (None: nothing): like a task id, upper
+    case allowed (host names)."""
+    if len(text) > MAX_NODE:
+        return f"'{text[:20]}...' is {len(text)} characters; the limit is {MAX_NODE}"
+    if not NODE_NAME_RE.fullmatch(text):
+        return (f"'{text}' is not a valid node name: use letters, digits, '_', '.', '-', "
+                "starting with a letter or digit")
+    return None
+
+
+def _node_name(value: object) -> str:
+    text = _string(value)
+    problem = node_name_problem(text)
+    if problem:
+        raise _Invalid(problem)
+    return text
+
+
+def _node_lease(value: object) -> float:
+    seconds = _duration(value)
+    if seconds < MIN_NODE_LEASE:
+        raise _Invalid(f"must be at least {MIN_NODE_LEASE:g}s, got {seconds:g}s")
+    return seconds
 
 
 def _shell(r: _Reader) -> str:
@@ -722,6 +778,9 @@ def read_task(
     if needs_command and ("command" in table) == ("argv" in table):
         error("", "needs exactly one of 'command' (a shell string) or 'argv' (a list, no shell)"
               + (", not both" if "command" in table else ""))
+    if isinstance(schedule, RebootSchedule) and values.get("scope") is Scope.CLUSTER:
+        error("scope", "'cluster' cannot go with @reboot: @reboot means one node's start, so "
+                       "its scope is 'node'")
     if errors or schedule is None or task_id is None:
         return None
     cwd = values.get("cwd")

@@ -54,13 +54,19 @@ def recover_orphans(store: Store, now: datetime) -> list[int]:
     """Mark `interrupted` every run left `running` by an owner that is gone,
     after stopping its process group. Returns the run ids changed."""
     changed: list[int] = []
+    # on a shared state, the runs of nodes whose lease expired (by the
+    # database's clock), whatever host they ran on
+    for run in store.interrupt_dead_nodes():
+        kill_orphan_group(run, state_id=store.state_id)
+        changed.append(run.id)
     for run in store.running():
         if owner_alive(run.owner):
             continue
         kill_orphan_group(run, state_id=store.state_id)
         what = "runner" if run.trigger is not Trigger.MANUAL else "jobctl run-now"
+        node = f" of node '{run.node}'" if store.clustered else ""
         changed += store.mark_interrupted(
-            [run.id], now, f"{what} (pid {run.owner.pid}) stopped or died while it ran"
+            [run.id], now, f"{what} (pid {run.owner.pid}{node}) stopped or died while it ran"
         )
     return changed
 
@@ -169,7 +175,8 @@ def run_now(
     owner = owner or self_owner()
     recover_orphans(store, now())
     claim = store.claim(task_id=task.id, trigger=Trigger.MANUAL, scheduled_for=None,
-                        concurrency=task.concurrency, force=force, owner=owner, now=now())
+                        concurrency=task.concurrency, force=force, owner=owner, now=now(),
+                        scope=task.scope)
     if claim.outcome == "refused":
         raise RunBusyError(task.id, claim.blocking)
     assert claim.run_id is not None

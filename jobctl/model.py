@@ -251,6 +251,10 @@ class Settings:
     kill_grace: float = 10.0
     shutdown_grace: float = 30.0
     plugin_limits: PluginLimits = field(default_factory=PluginLimits)
+    node: str | None = None
+    """This runner's node name on a shared state (None: the host name)."""
+    node_lease: float = 30.0
+    """Seconds a node's lease lasts without a heartbeat (a shared state)."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ class Event:
     """Something the runner did, for the output layer to render."""
 
     kind: str
-    """ready, start, finish, skip, missed, reload, error, stopping, stopped."""
+    """ready, start, finish, skip, missed, reload, error, interrupted (a dead
+    node's run, marked by this one), stopping, stopped."""
     at: datetime
     task_id: str | None = None
     run_id: int | None = None
@@ -144,6 +145,7 @@ class Runner:
         self.stopping = False
         self.stop_deadline: float | None = None
         self.lost_lease = False
+        self.heartbeat_every = HEARTBEAT_EVERY
 
     # -- set-up ------------------------------------------------------------------
 
@@ -164,24 +166,47 @@ class Runner:
 
     def _start(self) -> None:
         now = self.clock.now()
-        lease = self.store.lease()
-        if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
-            raise LeaseHeldError(lease, self.store.path)
-        # the compare-and-swap decides between runners that start at once:
-        # a loser raises LeaseHeldError here, before it has done anything
-        lease = self.store.take_lease(self.owner, now, replacing=lease)
+        if self.store.clustered:
+            started, anchor = self._take_node()
+        else:
+            lease = self.store.lease()
+            if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
+                raise LeaseHeldError(lease, self.store.path)
+            # the compare-and-swap decides between runners that start at once:
+            # a loser raises LeaseHeldError here, before it has done anything
+            lease = self.store.take_lease(self.owner, now, replacing=lease)
+            started, anchor = lease.started_at, lease.anchor
         lifecycle.recover_orphans(self.store, now)
-        self.queue.anchor = lease.anchor
+        self.queue.anchor = anchor
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
-        self.next_heartbeat = self.clock.monotonic() + HEARTBEAT_EVERY
+        self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every
         self.report(Event("ready", now, message=f"{len(self.tasks)} task{'' if len(self.tasks) == 1 else 's'}",
                           data={"tasks": len(self.tasks), "state": str(self.store.path),
-                                "upcoming": self.upcoming(10), "anchor": self.anchor}))
+                                "upcoming": self.upcoming(10), "anchor": self.anchor,
+                                "node": self.owner.node_name}))
         # @reboot's slot is the exact start (the anchor is cut to the whole
         # second): two starts within one second are two reboots
-        started = lease.started_at
         self._launch_batch([(task, Trigger.SCHEDULE, started) for task in reboots], now)
+
+    def _take_node(self) -> tuple[datetime, datetime]:
+        """Take this node's lease on a shared state (NodeHeldError if a live
+        runner holds the name); return (started, interval anchor)."""
+        import dataclasses
+
+        lease_s = self.set.settings.node_lease
+        held = {n.name: n for n in self.store.nodes()}.get(self.owner.node_name)
+        # a holder on this host that is provably gone (SIGKILL) need not
+        # wait for its lease to expire
+        replacing = None
+        if held is not None and held.alive and held.host == self.owner.host \
+                and not liveness.owner_alive(held.owner):
+            replacing = held.epoch
+        node = self.store.take_node(self.owner, lease_s, replacing=replacing)
+        self.owner = dataclasses.replace(self.owner, epoch=node.epoch)
+        # beat often enough that a short lease never lapses between two beats
+        self.heartbeat_every = min(HEARTBEAT_EVERY, lease_s / 3)
+        return node.started_at, node.started_at.replace(microsecond=0)
 
     @property
     def anchor(self) -> datetime | None:
@@ -293,14 +318,30 @@ class Runner:
         if not self.stopping:
             self._start_catch_ups(now)
         if mono >= self.next_heartbeat and not self.lost_lease:
-            self.next_heartbeat = mono + HEARTBEAT_EVERY
-            try:
-                if not self.store.heartbeat(self.owner, now):
-                    self.lost_lease = True
-                    self.report(Event("error", now, message="lost the runner lease; stopping"))
-                    self.request_stop()
-            except JobctlError as e:
-                self.report(Event("error", now, message=f"heartbeat: {e}"))
+            self.next_heartbeat = mono + self.heartbeat_every
+            self._heartbeat(now)
+
+    def _heartbeat(self, now: datetime) -> None:
+        clustered = self.store.clustered
+        try:
+            beat = (self.store.node_heartbeat(self.owner) if clustered
+                    else self.store.heartbeat(self.owner, now))
+            if not beat:
+                # fenced: another runner may hold our name (or our runs) now
+                self.lost_lease = True
+                what = f"node '{self.owner.node_name}' lease" if clustered else "runner lease"
+                self.report(Event("error", now, message=f"lost the {what}; stopping"))
+                self.request_stop(fast=clustered)
+                return
+            if clustered:
+                # a dead node's runs: marked by whichever live node looks first
+                for run in self.store.interrupt_dead_nodes():
+                    lifecycle.kill_orphan_group(run, state_id=self.store.state_id)
+                    self.report(Event("interrupted", now, task_id=run.task_id, run_id=run.id,
+                                      message=f"run of node '{run.node}' marked interrupted: "
+                                              "its node's lease expired"))
+        except JobctlError as e:
+            self.report(Event("error", now, message=f"heartbeat: {e}"))
 
     def _poll_control(self, force: bool = False) -> None:
         if not self.state_gone and isinstance(self.store.path, Path) \
@@ -418,7 +459,8 @@ class Runner:
         # ends the state file refused earlier go first: a run known to have
         # ended must not make these fires `skipped`
         self._retry_unrecorded()
-        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency) for t, trigger, slot in items]
+        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency, scope=t.scope)
+                    for t, trigger, slot in items]
         try:
             claims = self.store.claim_many(requests, owner=self.owner, now=now)
         except JobctlError as e:
@@ -634,7 +676,10 @@ class Runner:
             for run_id, why in stopped.items():
                 self.store.mark_interrupted([run_id], now, why)
             if not self.lost_lease:
-                self.store.release_lease(self.owner)
+                if self.store.clustered:
+                    self.store.release_node(self.owner)
+                else:
+                    self.store.release_lease(self.owner)
         except JobctlError as e:
             self.report(Event("error", now, message=f"recording the stop: {e}"))
         from jobctl.plugins import cleanup_plugins

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import socket
 import re
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from jobctl.store import Owner, RunRecord, open_store
 UTC = timezone.utc
 ISO_MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$")
 RUN_KEYS = {"id", "task_id", "status", "trigger", "attempt", "scheduled_for", "started_at",
-            "finished_at", "duration_s", "exit_code", "signal", "error"}
+            "finished_at", "duration_s", "exit_code", "signal", "error", "node"}
 PATH_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 CONFIG = """
@@ -560,6 +561,7 @@ def test_history_json_format_order_and_filters(ctl, clock, config: Path) -> None
         "scheduled_for": None, "started_at": "2026-06-15T12:01:00.123456+00:00",
         "finished_at": "2026-06-15T12:01:00.123456+00:00", "duration_s": 0.0,
         "exit_code": 3, "signal": None, "error": "exit code 3",
+        "node": socket.gethostname(),  # no node name given: the host's
     }
 
     def ids(*args: str) -> list[int]:

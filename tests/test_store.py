@@ -803,8 +803,8 @@ _RACER = textwrap.dedent("""
     import os, sys, time
     from datetime import datetime, timezone
     from pathlib import Path
-    from jobctl.model import Concurrency, Trigger
-    from jobctl.store import LeaseHeldError, Owner, open_store
+    from jobctl.model import Concurrency, Scope, Trigger
+    from jobctl.store import LeaseHeldError, NodeHeldError, Owner, open_store
 
     target, go, name, action = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     if not target.startswith("postgres"):
@@ -819,10 +819,19 @@ _RACER = textwrap.dedent("""
     # the first open is part of the race: the schema is made by one of them
     store = open_store(target, create=True)
     slot = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-    if action == "claim":
+    if action in ("claim", "claim-node"):
+        # each racer is a node of its own (its host's name)
+        scope = Scope.CLUSTER if action == "claim" else Scope.NODE
         claim = store.claim(task_id="shared", trigger=Trigger.SCHEDULE, scheduled_for=slot,
-                            concurrency=Concurrency.ALLOW, force=False, owner=owner, now=slot)
+                            concurrency=Concurrency.ALLOW, force=False, owner=owner, now=slot,
+                            scope=scope)
         print(claim.outcome, claim.run_id)
+    elif action == "node":
+        try:
+            store.take_node(Owner(os.getpid(), "host-" + name, node="same"), 30)
+            print("won")
+        except NodeHeldError as e:
+            print("lost", e.node.host)
     else:
         try:
             store.take_lease(owner, slot, replacing=None)
@@ -866,6 +875,32 @@ def test_concurrent_claims_of_one_slot_start_exactly_one_run(target: Path | str,
         runs = store.history("shared")
         assert len(runs) == 1 and runs[0].status is RunStatus.RUNNING
         assert f"started {runs[0].id}" in outs
+    finally:
+        store.close()
+
+
+def test_concurrent_node_task_claims_start_one_run_per_node(target: Path | str,
+                                                             tmp_path: Path) -> None:
+    outs = race(target, tmp_path, "claim-node", n=4)
+    outcomes = sorted(o.split()[0] for o in outs)
+    if isinstance(target, str):
+        # a node task's slot is one per node: four nodes, four runs
+        assert outcomes == ["started"] * 4, outs
+    else:
+        # one runner per SQLite file: scope changes nothing
+        assert outcomes == ["duplicate"] * 3 + ["started"], outs
+
+
+def test_concurrent_takes_of_one_node_name_have_exactly_one_winner(pg_url: str,
+                                                                   tmp_path: Path) -> None:
+    outs = race(pg_url, tmp_path, "node")
+    assert sorted(o.split()[0] for o in outs) == ["lost"] * 7 + ["won"], outs
+    store = open_store(pg_url, create=False)
+    assert store is not None
+    try:
+        [node] = store.nodes()
+        assert node.name == "same" and node.alive and node.epoch == 1
+        assert {o.split()[1] for o in outs if o.startswith("lost")} == {node.host}
     finally:
         store.close()
 

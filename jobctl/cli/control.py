@@ -38,6 +38,7 @@ def _run_json(record: Any) -> dict[str, Any]:
         "duration_s": record.duration_s,
         **exit_fields(record.exit_code),
         "error": record.error,
+        "node": record.node,
     }
 
 
@@ -69,6 +70,14 @@ def run_now(
     task = schedule_set.get(task_id)
     if task is None:
         raise UnknownTaskError(task_id, schedule_set.ids)
+    from dataclasses import replace
+
+    from jobctl.config import node_name
+    from jobctl.liveness import self_owner
+
+    owner = self_owner()
+    # the run records the node it ran on ($JOBCTL_NODE, [jobctl] node, the host)
+    owner = replace(owner, node=node_name(None, svc.env, schedule_set.settings, owner.host))
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
     stops = {"n": 0, "first": 0}
@@ -92,7 +101,7 @@ def run_now(
             store, task, schedule_set.settings, now=svc.now, env=svc.env,
             echo=echo,
             force=force, stop_requested=lambda: stops["n"] > 0,
-            config_path=schedule_set.path,
+            config_path=schedule_set.path, owner=owner,
         )
     finally:
         for sig, handler in previous.items():
@@ -219,7 +228,7 @@ def history(
     columns = [Column("RUN", right=True), Column("TASK", squeeze=True), Column("STATUS"),
                Column("TRIGGER", drop=5), Column("SCHEDULED", drop=6), Column("STARTED"),
                Column("DURATION", drop=4, right=True), Column("EXIT", drop=3),
-               Column("ERROR", flex=True, drop=2)]
+               Column("NODE", drop=7), Column("ERROR", flex=True, drop=2)]
     rows = []
     for r in records:
         code = r.exit_code
@@ -232,6 +241,7 @@ def history(
             time_cell(r.started_at.astimezone(), now, terminal=tty),
             cell(f"{r.duration_s:.2f}s" if r.duration_s is not None else "-", terminal=tty),
             cell("-" if code is None else (signal_name(code) or str(code)), terminal=tty),
+            cell(r.node, terminal=tty),
             cell(r.error or "", terminal=tty),
         ])
     print_table(columns, rows)

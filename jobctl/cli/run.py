@@ -248,6 +248,11 @@ def run(
         str,
         typer.Option("--log-format", help="auto (live view on a terminal, else text), text, or json."),
     ] = "auto",
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="This runner's node name (default: $JOBCTL_NODE, [jobctl] node, "
+                                    "the host name). One live runner per name on a state."),
+    ] = None,
 ) -> None:
     """Run the schedule in the foreground until SIGTERM or Ctrl-C.
 
@@ -271,6 +276,13 @@ def run(
     path = find_config(config, svc.env, svc.cwd)
     from jobctl.cli._common import open_state
 
+    from dataclasses import replace
+
+    from jobctl.config import node_name
+    from jobctl.liveness import self_owner
+
+    owner = self_owner()
+    owner = replace(owner, node=node_name(node, svc.env, schedule_set.settings, owner.host))
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
     from jobctl.cli.render import is_terminal
@@ -304,7 +316,7 @@ def run(
         return reloaded
 
     runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
-                    reload_config=load)
+                    reload_config=load, owner=owner)
     watcher = ConfigWatcher(path, load, clock, reporter)
     if live:
         reporter.attach(runner)

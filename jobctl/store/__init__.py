@@ -16,6 +16,9 @@ from jobctl.store.records import (
     ClaimRequest,
     Lease,
     LeaseHeldError,
+    LeaseLostError,
+    NodeHeldError,
+    NodeRecord,
     Owner,
     RunRecord,
     StoreBusyError,
@@ -27,7 +30,8 @@ from jobctl.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, open_sq
 from jobctl.store.url import is_database_url, same_target, shown_target, without_password
 
 __all__ = [
-    "MIGRATIONS", "SCHEMA_VERSION", "Claim", "ClaimRequest", "Lease", "LeaseHeldError", "Owner",
+    "MIGRATIONS", "SCHEMA_VERSION", "Claim", "ClaimRequest", "Lease", "LeaseHeldError", "LeaseLostError",
+    "NodeHeldError", "NodeRecord", "Owner",
     "RunRecord", "SqliteStore", "Store", "StoreBusyError", "StoreError", "from_text",
     "is_database_url", "open_store", "same_target", "shown_target", "to_text",
     "without_password",

@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from jobctl.model import Concurrency, RunStatus, Trigger
-from jobctl.store.records import Claim, ClaimRequest, Lease, Owner, RunRecord
+from jobctl.model import Concurrency, RunStatus, Scope, Trigger
+from jobctl.store.records import Claim, ClaimRequest, Lease, NodeRecord, Owner, RunRecord
 
 
 class Store(Protocol):
@@ -44,10 +44,48 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the connection; the store is not used after."""
 
+    # -- node leases (a shared state: PostgreSQL) ---------------------------------
+
+    @property
+    def clustered(self) -> bool:
+        """True if several runners (nodes) may share this state, each holding
+        its own node lease (`take_node`); False for one runner per state,
+        holding the single lease (`take_lease`)."""
+
+    def nodes(self) -> list[NodeRecord]:
+        """Every node that has held a lease, by name, with `alive` judged by
+        the database's clock; [] on a state without node leases."""
+
+    def take_node(self, owner: Owner, lease_s: float, *, replacing: int | None = None) -> NodeRecord:
+        """Make `owner` the holder of node `owner.node`'s lease for `lease_s`
+        seconds of the database's clock: a compare-and-swap in one statement.
+
+        Taken only if no one holds it, its lease has expired, it is already
+        `owner`'s, or its epoch is `replacing` (a holder the caller found
+        dead). The epoch grows with each take. Otherwise NodeHeldError naming
+        the holder, and nothing is written: of any number of runners starting
+        at once with one name, exactly one gets it."""
+
+    def node_heartbeat(self, owner: Owner) -> bool:
+        """Renew the node lease `owner` holds (node and epoch); False, with
+        nothing written, if it expired or was taken over: the node is fenced
+        and must stop."""
+
+    def release_node(self, owner: Owner) -> None:
+        """Give up the node lease if `owner` (node and epoch) still holds it."""
+
+    def interrupt_dead_nodes(self) -> list[RunRecord]:
+        """Mark `interrupted` the running runs of every node whose lease has
+        expired (by the database's clock), or whose run belongs to an older
+        epoch of its node, with a reason naming the node, in one conditional
+        update; returns those runs (as they were, still `running`)."""
+
     # -- the lease -----------------------------------------------------------
 
     def lease(self) -> Lease | None:
-        """The current runner's lease, live or not; None if none was taken."""
+        """The current runner's lease, live or not; None if none was taken.
+        On a clustered state: the longest-running live node's, for commands
+        that show one runner."""
 
     def take_lease(self, owner: Owner, now: datetime, *, replacing: Lease | None = None) -> Lease:
         """Make `owner` the runner: a compare-and-swap.
@@ -91,13 +129,18 @@ class Store(Protocol):
     # -- runs ----------------------------------------------------------------
 
     def claim(self, *, task_id: str, trigger: Trigger, scheduled_for: datetime | None,
-              concurrency: Concurrency, force: bool, owner: Owner, now: datetime) -> Claim:
+              concurrency: Concurrency, force: bool, owner: Owner, now: datetime,
+              scope: Scope = Scope.NODE) -> Claim:
         """Apply the concurrency policy and record the run, atomically.
 
         Outcome 'started': the run is committed `running` before its process
         exists, and the caller starts it. 'duplicate': this scheduled slot
         already has a run (a slot fires at most once, whatever the clock
-        does): nothing recorded. 'skipped' (forbid, recorded as a skipped
+        does): nothing recorded. On a clustered state a slot is one per node
+        (`owner.node_name`) for a NODE task and one in the cluster for a
+        CLUSTER task, whose `forbid`/`replace` also look at every node's
+        runs; a claim under a node lease that expired or was taken over
+        raises LeaseLostError (fencing). Elsewhere scope changes nothing. 'skipped' (forbid, recorded as a skipped
         run) or 'refused' (run-now under forbid, nothing recorded): `blocking`
         names the running runs. Under replace, `replaced` are the runs now
         marked interrupted, whose processes the caller stops."""

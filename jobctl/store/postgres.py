@@ -26,12 +26,15 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.model import Concurrency, RunStatus, Scope, Trigger
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
     Lease,
     LeaseHeldError,
+    LeaseLostError,
+    NodeHeldError,
+    NodeRecord,
     Owner,
     RunRecord,
     StoreError,
@@ -101,13 +104,44 @@ MIGRATIONS: list[list[str]] = [
         "create index if not exists paused_task on jobctl.paused (task_id)",
         "insert into jobctl.meta (key, value) values ('control_version', 0) on conflict do nothing",
     ],
+    [
+        # several nodes: each run records its node and the epoch of the node
+        # lease it was claimed under (null: run-now, which holds none)
+        "alter table jobctl.runs add column if not exists node text",
+        "alter table jobctl.runs add column if not exists epoch bigint",
+        # '' for a cluster task's slot, the node's name for a node task's
+        "alter table jobctl.runs add column if not exists slot_node text not null default ''",
+        "drop index if exists jobctl.runs_slot",
+        # a scheduled slot fires at most once, whatever the clock does: once
+        # in the cluster (cluster tasks), once per node (node tasks)
+        """create unique index if not exists runs_slot_node
+            on jobctl.runs (task_id, scheduled_for, slot_node)
+            where trigger in ('schedule', 'catch-up')""",
+        "create index if not exists runs_running_node on jobctl.runs (node) where status = 'running'",
+        # one lease per node name; times are the database's clock
+        """create table if not exists jobctl.nodes (
+            name text primary key,
+            host text not null,
+            pid integer not null,
+            boot_id text,
+            proc_start text,
+            started_at timestamptz not null,
+            heartbeat_at timestamptz not null,
+            expires_at timestamptz not null,
+            lease_s double precision not null,
+            epoch bigint not null
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RUN_COLUMNS = (
     "id, task_id, trigger, status, attempt, scheduled_for, started_at, finished_at, "
-    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path"
+    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path, node"
 )
+_NODE_COLUMNS = ("name, host, pid, boot_id, proc_start, started_at, heartbeat_at, expires_at,"
+                 " epoch, expires_at > clock_timestamp(), clock_timestamp()")
+_SCHEDULED = "trigger in ('schedule', 'catch-up')"
 
 
 def _utc(dt: datetime | None) -> datetime | None:
@@ -121,7 +155,14 @@ def _run(row: Sequence[Any]) -> RunRecord:
         finished_at=_utc(row[7]), exit_code=row[8], error=row[9], pid=row[10],
         proc_start=row[11], boot_id=row[12], host=row[13],
         owner=Owner(row[14], row[13], row[12] or "", row[15]), log_path=row[16],
+        node=row[17] or row[13],
     )
+
+
+def _node(r: Sequence[Any]) -> NodeRecord:
+    return NodeRecord(r[0], r[1], r[2], r[3] or "", r[4], r[5].astimezone(UTC),
+                      r[6].astimezone(UTC), r[7].astimezone(UTC), int(r[8]), bool(r[9]),
+                      r[10].astimezone(UTC))
 
 
 def _lease(r: Sequence[Any]) -> Lease:
@@ -170,9 +211,96 @@ class PostgresStore:
         except psycopg.Error as e:
             raise self._translate(e) from None
 
+    # -- node leases ---------------------------------------------------------------
+
+    # Several runners share this state, one lease per node name (the table
+    # jobctl.nodes); every lease time and expiry is the database's clock, so
+    # a node whose clock is off neither keeps a lease too long nor loses it.
+    clustered = True
+
+    def nodes(self) -> list[NodeRecord]:
+        return [_node(r) for r in self._query(f"select {_NODE_COLUMNS} from jobctl.nodes"
+                                              " order by name")]
+
+    def take_node(self, owner: Owner, lease_s: float, *, replacing: int | None = None) -> NodeRecord:
+        """One `insert ... on conflict do update ... where` statement: the
+        database decides between runners taking one name at once."""
+        name = owner.node_name
+        with self._write() as c:
+            row = c.execute(
+                "insert into jobctl.nodes as n (name, host, pid, boot_id, proc_start, started_at,"
+                " heartbeat_at, expires_at, lease_s, epoch) values (%(name)s, %(host)s, %(pid)s,"
+                " %(boot)s, %(start)s, clock_timestamp(), clock_timestamp(),"
+                " clock_timestamp() + make_interval(secs => %(lease)s), %(lease)s, 1)"
+                " on conflict (name) do update set host = excluded.host, pid = excluded.pid,"
+                " boot_id = excluded.boot_id, proc_start = excluded.proc_start,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " expires_at = excluded.expires_at, lease_s = excluded.lease_s, epoch = n.epoch + 1"
+                " where n.expires_at <= clock_timestamp() or n.epoch = %(replacing)s"
+                " or (n.pid = excluded.pid and n.host = excluded.host"
+                " and n.boot_id is not distinct from excluded.boot_id"
+                " and n.proc_start is not distinct from excluded.proc_start)"
+                " returning n.name, n.host, n.pid, n.boot_id, n.proc_start, n.started_at,"
+                " n.heartbeat_at, n.expires_at, n.epoch, n.expires_at > clock_timestamp(),"
+                " clock_timestamp()",
+                {"name": name, "host": owner.host, "pid": owner.pid, "boot": owner.boot_id,
+                 "start": owner.start, "lease": float(lease_s), "replacing": replacing},
+            ).fetchone()
+            if row is None:
+                held = c.execute(f"select {_NODE_COLUMNS} from jobctl.nodes where name = %s",
+                                 (name,)).fetchone()
+                assert held is not None
+                raise NodeHeldError(_node(held), self.path)
+            return _node(row)
+
+    def node_heartbeat(self, owner: Owner) -> bool:
+        with self._write() as c:
+            cur = c.execute("update jobctl.nodes set heartbeat_at = clock_timestamp(),"
+                            " expires_at = clock_timestamp() + make_interval(secs => lease_s)"
+                            " where name = %s and epoch = %s and expires_at > clock_timestamp()",
+                            (owner.node_name, owner.epoch))
+            return cur.rowcount == 1
+
+    def release_node(self, owner: Owner) -> None:
+        # the row stays (status shows the node as stopped), its lease ended now
+        with self._write() as c:
+            c.execute("update jobctl.nodes set expires_at = least(expires_at, clock_timestamp())"
+                      " where name = %s and epoch = %s", (owner.node_name, owner.epoch))
+
+    def interrupt_dead_nodes(self) -> list[RunRecord]:
+        with self._write() as c:
+            rows = c.execute(
+                "update jobctl.runs r set status = 'interrupted', finished_at = clock_timestamp(),"
+                " error = case when n.epoch <> r.epoch"
+                " then format('node %L restarted (its lease was taken over) while it ran', n.name)"
+                " else format('node %L stopped renewing its lease (expired %s UTC) while it ran',"
+                " n.name, to_char(n.expires_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')) end"
+                " from jobctl.nodes n where r.status = 'running' and r.epoch is not null"
+                " and n.name = r.node and (n.expires_at <= clock_timestamp() or n.epoch <> r.epoch)"
+                f" returning {', '.join('r.' + x.strip() for x in _RUN_COLUMNS.split(','))}"
+            ).fetchall()
+        return [_run(r) for r in rows]
+
+    def _check_node(self, c: psycopg.Connection[Any], owner: Owner) -> None:
+        """Fencing: a runner whose node lease expired or was taken over
+        claims nothing (LeaseLostError); checked inside the claim's transaction."""
+        if owner.epoch and c.execute(
+            "select 1 from jobctl.nodes where name = %s and epoch = %s"
+            " and expires_at > clock_timestamp() for share", (owner.node_name, owner.epoch),
+        ).fetchone() is None:
+            raise LeaseLostError(self.path, owner.node_name)
+
     # -- lease -----------------------------------------------------------------
 
     def lease(self) -> Lease | None:
+        """The longest-running live node's lease, as one runner's (the
+        single lease table is no longer taken on PostgreSQL)."""
+        rows = self._query(f"select {_NODE_COLUMNS} from jobctl.nodes"
+                           " where expires_at > clock_timestamp() order by started_at limit 1")
+        if rows:
+            n = _node(rows[0])
+            return Lease(n.pid, n.host, n.boot_id, n.proc_start, n.started_at, n.heartbeat_at,
+                         n.started_at.replace(microsecond=0))
         rows = self._query("select pid, host, boot_id, proc_start, started_at, heartbeat_at, anchor"
                            " from jobctl.lease")
         return _lease(rows[0]) if rows else None
@@ -277,15 +405,17 @@ class PostgresStore:
     # -- runs ------------------------------------------------------------------
 
     def claim(self, *, task_id: str, trigger: Trigger, scheduled_for: datetime | None,
-              concurrency: Concurrency, force: bool, owner: Owner, now: datetime) -> Claim:
-        return self.claim_many([ClaimRequest(task_id, trigger, scheduled_for, concurrency, force)],
-                               owner=owner, now=now)[0]
+              concurrency: Concurrency, force: bool, owner: Owner, now: datetime,
+              scope: Scope = Scope.NODE) -> Claim:
+        return self.claim_many([ClaimRequest(task_id, trigger, scheduled_for, concurrency, force,
+                                             scope)], owner=owner, now=now)[0]
 
     def claim_many(self, requests: Sequence[ClaimRequest], *, owner: Owner,
                    now: datetime) -> list[Claim]:
         if not requests:
             return []
         with self._write() as c:
+            self._check_node(c, owner)
             # claims of one task wait for each other (as SQLite's one writer
             # does); locks taken in one order, so two batches never deadlock
             for task_id in sorted({r.task_id for r in requests}):
@@ -299,14 +429,18 @@ class PostgresStore:
                                                 request.concurrency, request.force)
         slot = request.scheduled_for
         scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
+        cluster = request.scope is Scope.CLUSTER
+        slot_node = "" if cluster else owner.node_name
         if scheduled and c.execute(
             "select 1 from jobctl.runs where task_id = %s and scheduled_for = %s"
-            " and trigger in ('schedule', 'catch-up')", (task_id, slot),
+            f" and slot_node = %s and {_SCHEDULED}", (task_id, slot, slot_node),
         ).fetchone():
             return Claim("duplicate")
+        # concurrency holds cluster-wide for a cluster task, per node for a node task
+        mine = "" if cluster else " and coalesce(node, host) = %s"
         running = tuple(_run(r) for r in c.execute(
             f"select {_RUN_COLUMNS} from jobctl.runs where task_id = %s and status = 'running'"
-            " order by id", (task_id,)))
+            f"{mine} order by id", (task_id,) if cluster else (task_id, owner.node_name)))
         replaced: tuple[RunRecord, ...] = ()
         if running and concurrency is Concurrency.FORBID and not force:
             if not scheduled:
@@ -315,13 +449,14 @@ class PostgresStore:
             when = now if slot is None else max(now, slot)
             run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, when, owner,
                                   error=f"previous run {ids} still running (concurrency = forbid)",
-                                  finished=True)
+                                  finished=True, slot_node=slot_node)
             if run_id is None:
                 return Claim("duplicate")
             return Claim("skipped", run_id=run_id, blocking=running)
         if running and concurrency is Concurrency.REPLACE:
             replaced = running
-        run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner)
+        run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner,
+                              slot_node=slot_node)
         if run_id is None:
             return Claim("duplicate")
         for old in replaced:
@@ -334,17 +469,20 @@ class PostgresStore:
 
     def _insert(self, c: psycopg.Connection[Any], task_id: str, trigger: Trigger,
                 status: RunStatus, slot: datetime | None, now: datetime, owner: Owner, *,
-                error: str | None = None, finished: bool = False) -> int | None:
+                error: str | None = None, finished: bool = False,
+                slot_node: str = "") -> int | None:
         # the unique slot index is the last word: a slot claimed meanwhile
-        # inserts nothing (None: a duplicate)
+        # (by this node, or by any node for a cluster task) inserts nothing
+        # (None: a duplicate)
         row = c.execute(
             "insert into jobctl.runs (task_id, trigger, status, scheduled_for, started_at,"
-            " finished_at, error, host, owner_pid, owner_start, boot_id)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " on conflict (task_id, scheduled_for) where trigger in ('schedule', 'catch-up')"
+            " finished_at, error, host, owner_pid, owner_start, boot_id, node, epoch, slot_node)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" on conflict (task_id, scheduled_for, slot_node) where {_SCHEDULED}"
             " do nothing returning id",
             (task_id, trigger.value, status.value, slot, now, now if finished else None, error,
-             owner.host, owner.pid, owner.start, owner.boot_id),
+             owner.host, owner.pid, owner.start, owner.boot_id, owner.node_name,
+             owner.epoch or None, slot_node),
         ).fetchone()
         if row is None:
             return None
@@ -382,8 +520,13 @@ class PostgresStore:
     def finish(self, run_id: int, status: RunStatus, now: datetime, *,
                exit_code: int | None = None, error: str | None = None) -> bool:
         with self._write() as c:
-            cur = c.execute("update jobctl.runs set status = %s, finished_at = %s, exit_code = %s,"
-                            " error = %s where id = %s and status = 'running'",
+            # fencing: the end of a run claimed under a node lease is taken
+            # only while that lease is still held (a dead node's runs are the
+            # survivors' to mark, see interrupt_dead_nodes)
+            cur = c.execute("update jobctl.runs r set status = %s, finished_at = %s, exit_code = %s,"
+                            " error = %s where id = %s and status = 'running' and (epoch is null"
+                            " or exists (select 1 from jobctl.nodes n where n.name = r.node"
+                            " and n.epoch = r.epoch and n.expires_at > clock_timestamp()))",
                             (status.value, now, exit_code, error, run_id))
             if cur.rowcount == 1:
                 return True

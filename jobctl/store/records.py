@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobctl.errors import EXIT_BUSY, JobctlError
-from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.model import Concurrency, RunStatus, Scope, Trigger
 
 UTC = timezone.utc
 
@@ -54,14 +54,68 @@ def from_text(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+class NodeHeldError(JobctlError):
+    """Another live runner holds the lease of this node name on a shared state."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, node: NodeRecord, path: Path | str) -> None:
+        self.node = node
+        super().__init__(
+            f"node '{node.name}' is already running on {path} (pid {node.pid} on host "
+            f"{node.host}, since {node.started_at.isoformat()}); give this runner another "
+            "name with --node, JOBCTL_NODE or [jobctl] node"
+        )
+
+
+class LeaseLostError(StoreError):
+    """This node's lease expired or was taken over: its writes are refused (fencing)."""
+
+    def __init__(self, path: Path | str, node: str) -> None:
+        super().__init__(path, f"node '{node}' no longer holds its lease (expired or taken "
+                               "over): refused")
+
+
 @dataclass(frozen=True)
 class Owner:
-    """A process that owns runs or the lease: enough to tell if it is alive."""
+    """A process that owns runs or the lease: enough to tell if it is alive.
+    `node` and `epoch` label it (the node name its runs record, the node
+    lease it holds on a shared state) and take no part in comparisons."""
 
     pid: int
     host: str
     boot_id: str = ""
     start: str | None = None
+    node: str = field(default="", compare=False)
+    epoch: int = field(default=0, compare=False)
+
+    @property
+    def node_name(self) -> str:
+        """The node its runs record: the node name, else the host name."""
+        return self.node or self.host
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node's lease on a shared (PostgreSQL) state. Times are the
+    database's clock; `alive` is judged by it too (heartbeat younger than the
+    node's lease length, as the node itself set it)."""
+
+    name: str
+    host: str
+    pid: int
+    boot_id: str
+    proc_start: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    epoch: int
+    alive: bool
+    db_now: datetime
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.pid, self.host, self.boot_id, self.proc_start, self.name, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -101,6 +155,9 @@ class RunRecord:
     host: str
     owner: Owner
     log_path: str | None
+    node: str = ""
+    """The node that ran it (its runner's, or run-now's, node name; the host
+    name for runs recorded before nodes had names)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -118,6 +175,9 @@ class ClaimRequest:
     scheduled_for: datetime | None
     concurrency: Concurrency
     force: bool = False
+    scope: Scope = Scope.NODE
+    """On a shared state: NODE slots are unique per node, CLUSTER slots per
+    cluster (and `forbid` looks at runs on every node)."""
 
 
 @dataclass(frozen=True)

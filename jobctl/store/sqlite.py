@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.model import Concurrency, RunStatus, Scope, Trigger
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
     Lease,
     LeaseHeldError,
+    NodeRecord,
     Owner,
     RunRecord,
     StoreBusyError,
@@ -97,13 +98,17 @@ MIGRATIONS: list[list[str]] = [
         "insert or ignore into meta (key, value)"
         " values ('state_id', random() & 9223372036854775807)",
     ],
+    [
+        # the node that ran each run (null before nodes had names: the host)
+        "alter table runs add column node text",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 _RUN_COLUMNS = (
     "id, task_id, trigger, status, attempt, scheduled_for, started_at, finished_at, "
-    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path"
+    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path, node"
 )
 
 
@@ -114,6 +119,7 @@ def _run(row: sqlite3.Row | tuple) -> RunRecord:  # type: ignore[type-arg]
         finished_at=from_text(row[7]), exit_code=row[8], error=row[9], pid=row[10],
         proc_start=row[11], boot_id=row[12], host=row[13],
         owner=Owner(row[14], row[13], row[12] or "", row[15]), log_path=row[16],
+        node=row[17] or row[13],
     )
 
 
@@ -177,6 +183,27 @@ class SqliteStore:
     @property
     def log_dir(self) -> Path:
         return self.path.parent / "logs"
+
+    # -- nodes -----------------------------------------------------------------
+
+    # One runner per state file: no node leases here (runs still record
+    # their node name); `clustered` tells the runner to take the single lease.
+    clustered = False
+
+    def nodes(self) -> list[NodeRecord]:
+        return []
+
+    def take_node(self, owner: Owner, lease_s: float, *, replacing: int | None = None) -> NodeRecord:
+        raise StoreError(self.path, "a SQLite state has no node leases (one runner per file)")
+
+    def node_heartbeat(self, owner: Owner) -> bool:
+        return False
+
+    def release_node(self, owner: Owner) -> None:
+        return None
+
+    def interrupt_dead_nodes(self) -> list[RunRecord]:
+        return []
 
     # -- lease -----------------------------------------------------------------
 
@@ -309,6 +336,7 @@ class SqliteStore:
         force: bool,
         owner: Owner,
         now: datetime,
+        scope: Scope = Scope.NODE,
     ) -> Claim:
         """Check the concurrency policy and record the run, in one transaction.
 
@@ -371,10 +399,11 @@ class SqliteStore:
                 finished: bool = False) -> int:
         cur = c.execute(
             "insert into runs (task_id, trigger, status, scheduled_for, started_at, finished_at,"
-            " error, host, owner_pid, owner_start, boot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, host, owner_pid, owner_start, boot_id, node)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (task_id, trigger.value, status.value, slot, to_text(now),
              to_text(now) if finished else None, error, owner.host, owner.pid, owner.start,
-             owner.boot_id),
+             owner.boot_id, owner.node_name),
         )
         run_id = int(cur.lastrowid)  # type: ignore[arg-type]
         values: list[object] = [task_id, run_id]
