@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,244 @@ def test_runs_record_their_node_on_sqlite(tmp_path: Path) -> None:
                            timeout=30)
     header, first = table.stdout.splitlines()[:2]
     assert "NODE" in header.split() and "alpha" in first.split(), table.stdout
+
+
+# -- node leases on PostgreSQL (the store) ----------------------------------------------
+
+SLOT = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def expire(url: str, node: str) -> None:
+    """End a node's lease now, as if its last heartbeat were long ago."""
+    pg_rows(url, f"update jobctl.nodes set expires_at = clock_timestamp() - interval '1 second'"
+                 f" where name = '{node}'")
+
+
+def test_node_leases_are_one_per_name_fenced_and_taken_over(pg_url: str) -> None:
+    from jobctl.model import Concurrency, RunStatus, Scope, Trigger
+    from jobctl.store import LeaseLostError, NodeHeldError, Owner, open_store
+
+    store = open_store(pg_url, create=True)
+    assert store is not None and store.clustered
+    try:
+        a = Owner(101, "h1", node="a")
+        got = store.take_node(a, 30)
+        assert (got.name, got.pid, got.epoch, got.alive) == ("a", 101, 1, True)
+        # the database's clock: expiry is its now + the lease
+        assert 29 < (got.expires_at - got.db_now).total_seconds() <= 30
+        a = Owner(101, "h1", node="a", epoch=got.epoch)
+        with pytest.raises(NodeHeldError) as held:
+            store.take_node(Owner(202, "h2", node="a"), 30)
+        assert str(held.value).startswith(f"node 'a' is already running on {store.path} "
+                                          "(pid 101 on host h1, since ")
+        assert held.value.exit_code == 75
+        assert store.take_node(Owner(202, "h2", node="b"), 30).epoch == 1  # side by side
+        assert store.node_heartbeat(a)
+
+        claim = store.claim(task_id="job", trigger=Trigger.SCHEDULE, scheduled_for=SLOT,
+                            concurrency=Concurrency.ALLOW, force=False, owner=a, now=SLOT,
+                            scope=Scope.CLUSTER)
+        assert claim.outcome == "started" and claim.run_id is not None
+        assert store.interrupt_dead_nodes() == []  # a is alive
+
+        expire(pg_url, "a")
+        # fenced: no heartbeat, no claim, no finish under the lapsed lease
+        assert not store.node_heartbeat(a)
+        with pytest.raises(LeaseLostError):
+            store.claim(task_id="job", trigger=Trigger.SCHEDULE,
+                        scheduled_for=SLOT.replace(minute=1), concurrency=Concurrency.ALLOW,
+                        force=False, owner=a, now=SLOT)
+        assert not store.finish(claim.run_id, RunStatus.SUCCESS, SLOT, exit_code=0)
+        run = store.get_run(claim.run_id)
+        assert run is not None and run.status is RunStatus.RUNNING and run.node == "a"
+
+        # any live look marks the dead node's runs, naming the node
+        [dead] = store.interrupt_dead_nodes()
+        assert dead.id == claim.run_id
+        run = store.get_run(claim.run_id)
+        assert run is not None and run.status is RunStatus.INTERRUPTED
+        assert run.error is not None and run.error.startswith(
+            "node 'a' stopped renewing its lease (expired "), run.error
+        assert store.interrupt_dead_nodes() == []
+
+        # another process may take the lapsed name: a new epoch
+        taken = store.take_node(Owner(303, "h3", node="a"), 30)
+        assert taken.epoch == 2 and taken.pid == 303
+        assert not store.node_heartbeat(a)  # the old holder stays fenced
+        store.release_node(Owner(303, "h3", node="a", epoch=2))
+        assert {n.name: n.alive for n in store.nodes()} == {"a": False, "b": True}
+    finally:
+        store.close()
+
+
+def test_cluster_slots_are_one_per_cluster_node_slots_one_per_node(pg_url: str) -> None:
+    from jobctl.model import Concurrency, RunStatus, Scope, Trigger
+    from jobctl.store import Owner, open_store
+
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        owners = []
+        for i, name in enumerate(("a", "b")):
+            node = store.take_node(Owner(400 + i, "h", node=name), 30)
+            owners.append(Owner(400 + i, "h", node=name, epoch=node.epoch))
+
+        def claim(owner: Owner, task: str, scope: Scope, slot: Any = SLOT,
+                  concurrency: Concurrency = Concurrency.ALLOW) -> str:
+            return store.claim(task_id=task, trigger=Trigger.SCHEDULE, scheduled_for=slot,
+                               concurrency=concurrency, force=False, owner=owner, now=slot,
+                               scope=scope).outcome
+
+        assert [claim(o, "c", Scope.CLUSTER) for o in owners] == ["started", "duplicate"]
+        assert [claim(o, "n", Scope.NODE) for o in owners] == ["started", "started"]
+        assert [claim(o, "n", Scope.NODE) for o in owners] == ["duplicate", "duplicate"]
+        # forbid holds cluster-wide for a cluster task: the next slot is skipped
+        # while a's run goes on, whichever node claims it
+        later = SLOT.replace(minute=1)
+        assert claim(owners[1], "c", Scope.CLUSTER, later, Concurrency.FORBID) == "skipped"
+        assert claim(owners[0], "c", Scope.CLUSTER, later, Concurrency.FORBID) == "duplicate"
+        # and per node for a node task: b's own run blocks b only
+        store.finish(store.running("n")[0].id, RunStatus.SUCCESS, SLOT, exit_code=0)
+        outcomes = [claim(o, "n", Scope.NODE, later, Concurrency.FORBID) for o in owners]
+        assert sorted(outcomes) == ["skipped", "started"]
+        assert pg_rows(pg_url, "select count(*) from jobctl.runs where task_id = 'c'") == [(2,)]
+    finally:
+        store.close()
+
+
+# -- several runner processes on one database ----------------------------------------------
+
+
+class NodeRunner:
+    """`jobctl run --node NAME` in its own process, its JSON events in a file of its own."""
+
+    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True) -> None:
+        self.path = tmp_path / f"runner-{node}.out"
+        self.out = self.path.open("w+")
+        self.node = node
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobctl", "run", "--log-format", "json", "--node", node],
+            cwd=tmp_path, env=env(), stdout=self.out, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_event("ready")
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()
+                if line.startswith("{")]
+
+    def wait_event(self, kind: str, timeout: float = 20.0, **match: object) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            hits = [e for e in self.events() if e["event"] == kind
+                    and all(e.get(k) == v for k, v in match.items())]
+            if not hits and self.proc.poll() is not None:
+                raise AssertionError(f"{self.node} exited {self.proc.returncode}: "
+                                     f"{self.path.read_text()}")
+            return hits[0] if hits else None
+        return wait_for(found, timeout, f"{kind} on {self.node}")  # type: ignore[return-value]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+
+@pytest.fixture
+def nodes() -> Any:
+    started: list[NodeRunner] = []
+    yield started
+    for r in started:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
+
+
+CLUSTER_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+node_lease = "{lease}"
+
+[[tasks]]
+id = "cluster-tick"
+schedule = "every 1s"
+scope = "cluster"
+argv = ["true"]
+
+[[tasks]]
+id = "node-tick"
+schedule = "every 1s"
+argv = ["true"]
+"""
+
+
+def test_one_live_runner_per_node_name_and_different_names_side_by_side(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    first = NodeRunner(tmp_path, "alpha")
+    nodes.append(first)
+    # the same name again, from another process: 75, naming the first
+    second = jobctl("run", "--log-format", "text", "--node", "alpha", cwd=tmp_path)
+    assert second.returncode == 75, second.stderr
+    [line] = second.stderr.strip().splitlines()
+    assert line.startswith("error: node 'alpha' is already running on postgresql://"), line
+    assert f"(pid {first.proc.pid} on host {socket.gethostname()}, since " in line
+    # another name runs beside it, and both fire their node task
+    other = NodeRunner(tmp_path, "beta")
+    nodes.append(other)
+    other.wait_event("start", task_id="node-tick")
+    first.wait_event("start", task_id="node-tick")
+    assert first.proc.poll() is None and other.proc.poll() is None
+    assert sorted(pg_rows(pg_url, "select name, pid from jobctl.nodes")) == [
+        ("alpha", first.proc.pid), ("beta", other.proc.pid)]
+    assert first.stop() == 0 and other.stop() == 0
+    # a stopped node's lease ends with it: its name is free at once
+    assert pg_rows(pg_url, "select count(*) from jobctl.nodes where expires_at > now()") == [(0,)]
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]
+
+
+def slot_counts(url: str, task: str) -> dict[datetime, Counter[str]]:
+    out: dict[datetime, Counter[str]] = {}
+    for slot, node in pg_rows(url, f"select scheduled_for, node from jobctl.runs"
+                                   f" where task_id = '{task}' and trigger = 'schedule'"):
+        out.setdefault(slot, Counter())[node] += 1
+    return out
+
+
+def test_three_nodes_fire_cluster_slots_once_and_node_slots_once_per_node(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    names = ["n1", "n2", "n3"]
+    for name in names:
+        nodes.append(NodeRunner(tmp_path, name, wait=False))
+    for r in nodes:
+        r.wait_event("ready")
+
+    def full_slots() -> list[datetime]:
+        """Slots of the node task that every node fired."""
+        return sorted(s for s, c in slot_counts(pg_url, "node-tick").items() if len(c) == 3)
+
+    wait_for(lambda: len(full_slots()) >= 5, timeout=30, what="5 slots fired by all 3 nodes")
+    first, last = full_slots()[0], full_slots()[-1]
+    for r in nodes:
+        assert r.stop() == 0
+    node_slots = slot_counts(pg_url, "node-tick")
+    cluster_slots = slot_counts(pg_url, "cluster-tick")
+    # never twice: at most one run per (slot, node), and one per cluster slot
+    assert all(n == 1 for c in node_slots.values() for n in c.values()), node_slots
+    assert all(sum(c.values()) == 1 for c in cluster_slots.values()), cluster_slots
+    # none missing from the first slot every node was up for
+    span = [s for s in cluster_slots if first <= s <= last]
+    expected = int((last - first).total_seconds()) + 1
+    assert len(span) == expected and len([s for s in node_slots if first <= s <= last]) == expected
+    for slot in span:
+        assert sorted(node_slots[slot]) == names, (slot, node_slots[slot])
+    # and nothing was skipped, interrupted or failed on the way
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status not in"
+                           " ('success', 'skipped')") == [(0,)]
