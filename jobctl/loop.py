@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jobctl.clock import Clock
-from jobctl.errors import JobctlError
+from jobctl.errors import EXIT_BUSY, JobctlError
 from jobctl.executor import reap_orphans
 from jobctl.model import ScheduleSet
 from jobctl.runner import CONTROL_POLL, ConfigLoader, Reporter, Runner, reload_error_event
@@ -125,7 +125,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                     if flags["stop"]:
                         continue  # stopping: start nothing new (finish() records them)
                     runner.spawn_prepared()
-        return 0
+        # a runner that lost its lease stopped because another holds it now
+        return EXIT_BUSY if runner.lost_lease else 0
     finally:
         try:
             if runner.anchor is not None:

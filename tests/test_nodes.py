@@ -326,3 +326,96 @@ def test_three_nodes_fire_cluster_slots_once_and_node_slots_once_per_node(
     # and nothing was skipped, interrupted or failed on the way
     assert pg_rows(pg_url, "select count(*) from jobctl.runs where status not in"
                            " ('success', 'skipped')") == [(0,)]
+
+
+DEAD_NODE_CONFIG = CLUSTER_CONFIG + """
+[[tasks]]
+id = "long"
+schedule = "every 1s"
+scope = "cluster"
+concurrency = "forbid"
+argv = ["sleep", "60"]
+"""
+
+
+def test_a_killed_nodes_runs_are_interrupted_and_the_survivors_go_on(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    write_config(tmp_path, DEAD_NODE_CONFIG.format(url=pg_url, lease="3s"))
+    for name in ("n1", "n2", "n3"):
+        nodes.append(NodeRunner(tmp_path, name, wait=False))
+    for r in nodes:
+        r.wait_event("ready")
+    # the one running `long` (forbid: the other slots are skipped meanwhile)
+    [(run_id, victim_name, pid)] = wait_for(lambda: pg_rows(
+        pg_url, "select id, node, pid from jobctl.runs where task_id = 'long'"
+                " and status = 'running' and pid is not null"), what="long running")
+    victim = next(r for r in nodes if r.node == victim_name)
+    victim.stop(signal.SIGKILL)
+    killed = time.monotonic()
+
+    def interrupted() -> object:
+        return pg_rows(pg_url, f"select error from jobctl.runs where id = {run_id}"
+                               " and status = 'interrupted'")
+    [(error,)] = wait_for(interrupted, timeout=15, what="the dead node's run interrupted")
+    took = time.monotonic() - killed
+    assert took < 3 + 4, took  # within node_lease plus a few seconds
+    assert error.startswith(f"node '{victim_name}' stopped renewing its lease (expired "), error
+    # its process group went with it (same host: provably the same process)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+             open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="orphan stopped")
+    survivors = [r for r in nodes if r is not victim]
+    # the survivor that marked it says so (its event follows the commit)
+    wait_for(lambda: any(e.get("run_id") == run_id for r in survivors for e in r.events()
+                         if e["event"] == "interrupted"), what="an interrupted event")
+    # the survivors take `long` over, and keep firing the cluster tick
+    wait_for(lambda: pg_rows(pg_url, "select node from jobctl.runs where task_id = 'long'"
+                                     f" and status = 'running' and id > {run_id}"),
+             what="long started again on a survivor")
+    [(after_kill,)] = pg_rows(pg_url, "select max(scheduled_for) from jobctl.runs"
+                                      " where task_id = 'cluster-tick'")
+    wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where task_id ="
+                                     f" 'cluster-tick' and scheduled_for > '{after_kill.isoformat()}'"
+                                     )[0][0] >= 3, what="3 more cluster slots")
+    for r in survivors:
+        assert r.stop() == 0
+    cluster = slot_counts(pg_url, "cluster-tick")
+    assert all(sum(c.values()) == 1 for c in cluster.values()), cluster
+    slots = sorted(cluster)
+    # none lost, before the kill or after: each slot from the first to the last
+    assert len(slots) == int((slots[-1] - slots[0]).total_seconds()) + 1
+    assert {n for s in slots if s > after_kill for n in cluster[s]} <= {r.node for r in survivors}
+
+
+def test_a_node_that_lost_its_lease_writes_nothing_more_and_stops(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    # every node has a run going when it is stopped: a node task that sleeps
+    write_config(tmp_path, DEAD_NODE_CONFIG.format(url=pg_url, lease="3s") + """
+[[tasks]]
+id = "node-long"
+schedule = "every 1s"
+argv = ["sleep", "60"]
+""")
+    stale, live = NodeRunner(tmp_path, "stale"), NodeRunner(tmp_path, "live")
+    nodes += [stale, live]
+    stale.wait_event("start", task_id="node-long")
+    stale.proc.send_signal(signal.SIGSTOP)
+    try:
+        # the live node sees the lease lapse (the database's clock) and takes
+        # over the stale node's running runs
+        wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where node = 'stale'"
+                                         " and status = 'interrupted'")[0][0] >= 1,
+                 timeout=15, what="stale runs interrupted")
+        [(rows_before,)] = pg_rows(pg_url, "select count(*) from jobctl.runs where node = 'stale'")
+    finally:
+        stale.proc.send_signal(signal.SIGCONT)
+    # woken, it claims nothing more, says why, and stops (exit 75: the lease is someone else's)
+    assert stale.proc.wait(20) == 75, stale.path.read_text()
+    text = stale.path.read_text()
+    assert "lost the node 'stale' lease; stopping" in text, text
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where node = 'stale'") == [(rows_before,)]
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where node = 'stale'"
+                           " and status = 'running'") == [(0,)]
+    assert live.proc.poll() is None
+    assert live.stop() == 0

@@ -43,6 +43,7 @@ from jobctl.store.url import without_password
 
 UTC = timezone.utc
 CONNECT_TIMEOUT_S = 10
+IDLE_IN_TRANSACTION_MS = 5000
 
 # Serializes the first openers of an empty database (creating the schema),
 # and the claims of one task; a transaction-level lock, released at commit.
@@ -623,8 +624,13 @@ def _message(e: BaseException, url: str) -> str:
 
 def _connect(url: str, shown: str) -> psycopg.Connection[Any]:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                application_name="jobctl")
+        # a node frozen inside a transaction (SIGSTOP, a stalled VM) would
+        # hold its locks, and so stall every other node's claims of the same
+        # tasks: the server ends such a session after a while
+        conn.execute(f"set idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+        return conn
     except psycopg.Error as e:
         where = urlsplit(url)
         raise StoreError(shown, f"cannot connect to PostgreSQL database {where.path.lstrip('/') or '?'}"
