@@ -931,10 +931,13 @@ def test_postgres_slot_uniqueness_is_enforced_by_the_database(store: Store) -> N
     assert isinstance(store, PostgresStore)
     slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     start(store, trigger=Trigger.SCHEDULE, slot=slot)
+    # the slot is the task's, per node for a node task (slot_node: its node)
+    [(slot_node,)] = store.conn.execute("select slot_node from jobctl.runs").fetchall()
     with pytest.raises(psycopg.errors.UniqueViolation):
         store.conn.execute(
             "insert into jobctl.runs (task_id, trigger, status, scheduled_for, started_at, host,"
-            " owner_pid) values ('backup', 'catch-up', 'running', %s, %s, 'h', 1)", (slot, slot))
+            " owner_pid, slot_node) values ('backup', 'catch-up', 'running', %s, %s, 'h', 1, %s)",
+            (slot, slot, slot_node))
 
 
 @postgres_only

@@ -642,7 +642,13 @@ def _connect(url: str, shown: str) -> psycopg.Connection[Any]:
 
 def _version(conn: psycopg.Connection[Any]) -> int | None:
     """The schema version; None for a database without jobctl's schema."""
-    if conn.execute("select to_regclass('jobctl.meta')").fetchone()[0] is None:  # type: ignore[index]
+    # pg_class read by a query, not to_regclass: a catalog lookup may miss a
+    # schema another opener committed while this one waited for the lock,
+    # and re-running migrations that alter tables would then lock them
+    if not conn.execute(
+        "select exists (select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n"
+        " on n.oid = c.relnamespace where n.nspname = 'jobctl' and c.relname = 'meta')"
+    ).fetchone()[0]:  # type: ignore[index]
         return None
     row = conn.execute("select value from jobctl.meta where key = 'schema_version'").fetchone()
     return -1 if row is None else int(row[0])
