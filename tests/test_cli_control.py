@@ -706,6 +706,7 @@ def test_status_json_without_runner(ctl, config: Path, state: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "runner": None,
+        "nodes": [],  # a SQLite state has no node leases
         "running": [],
         # NOW is 2026-06-15T12:00Z; five soonest, `off` is disabled
         "next": [

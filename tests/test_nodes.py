@@ -281,7 +281,29 @@ def test_one_live_runner_per_node_name_and_different_names_side_by_side(
     assert first.proc.poll() is None and other.proc.poll() is None
     assert sorted(pg_rows(pg_url, "select name, pid from jobctl.nodes")) == [
         ("alpha", first.proc.pid), ("beta", other.proc.pid)]
+
+    # status, from another process: both nodes, alive
+    status = jobctl("status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    listed = json.loads(status.stdout)["nodes"]
+    assert [(n["name"], n["host"], n["pid"], n["alive"]) for n in listed] == [
+        ("alpha", socket.gethostname(), first.proc.pid, True),
+        ("beta", socket.gethostname(), other.proc.pid, True)]
+    assert set(listed[0]) == {"name", "host", "pid", "started_at", "heartbeat_at",
+                              "heartbeat_age_s", "alive"}
+    assert 0 <= listed[0]["heartbeat_age_s"] < 10
+    text = subprocess.run([sys.executable, "-m", "jobctl", "status"], cwd=tmp_path,
+                          env={**env(), "COLUMNS": "200"}, capture_output=True, text=True,
+                          timeout=30).stdout
+    lines = text.splitlines()
+    at = lines.index("nodes:")
+    assert lines[at + 1].split()[:4] == ["alpha", socket.gethostname(), "pid", str(first.proc.pid)]
+    assert lines[at + 1].split()[-1] == "alive" and lines[at + 2].split()[0] == "beta", text
+
     assert first.stop() == 0 and other.stop() == 0
+    after = json.loads(jobctl("status", "--json", cwd=tmp_path).stdout)["nodes"]
+    assert [(n["name"], n["alive"]) for n in after] == [("alpha", False), ("beta", False)]
+    assert "down" in jobctl("status", cwd=tmp_path).stdout.split()
     # a stopped node's lease ends with it: its name is free at once
     assert pg_rows(pg_url, "select count(*) from jobctl.nodes where expires_at > now()") == [(0,)]
     assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]

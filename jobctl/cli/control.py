@@ -375,6 +375,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     store, now = view.store, view.now
     lease = store.lease() if store else None
     up = lease is not None and lease_alive(lease, now)
+    # a shared state: every node that held a lease, judged by the database's clock
+    nodes = store.nodes() if store else []
     running = store.running() if store else []
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
     upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
@@ -394,8 +396,17 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     if json:
         print_json({
             "runner": runner,
+            "nodes": [
+                {"name": n.name, "host": n.host, "pid": n.pid,
+                 "started_at": n.started_at.isoformat(timespec="microseconds"),
+                 "heartbeat_at": n.heartbeat_at.isoformat(timespec="microseconds"),
+                 "heartbeat_age_s": round((n.db_now - n.heartbeat_at).total_seconds(), 3),
+                 "alive": n.alive}
+                for n in nodes
+            ],
             "running": [
                 {"id": r.id, "task_id": r.task_id, "trigger": r.trigger.value, "pid": r.pid,
+                 "node": r.node,
                  "started_at": r.started_at.isoformat(timespec="microseconds"),
                  "running_for_s": round((now - r.started_at).total_seconds(), 3)}
                 for r in running
@@ -414,13 +425,25 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
                    f"heartbeat {runner['heartbeat_age_s']:.1f}s ago")
     else:
         typer.echo("runner: not running")
+    if nodes:
+        typer.echo("nodes:")
+        print_table(
+            [Column("NODE", squeeze=True), Column("HOST", drop=2), Column("PID", drop=1),
+             Column("SINCE", drop=3), Column("HEARTBEAT"), Column("ALIVE")],
+            [[cell(n.name, terminal=tty), cell(n.host, terminal=tty), cell(f"pid {n.pid}", terminal=tty),
+              cell("since " + relative(n.started_at, n.db_now), terminal=tty),
+              cell(f"beat {(n.db_now - n.heartbeat_at).total_seconds():.1f}s ago", terminal=tty),
+              cell("alive" if n.alive else "down", "green" if n.alive else "red",
+                   terminal=tty)]
+             for n in nodes], header=False, indent=2)
     if running:
         typer.echo("running:")
         print_table(
             [Column("RUN"), Column("TASK", squeeze=True), Column("TRIGGER", drop=2),
-             Column("PID", drop=1), Column("FOR")],
+             Column("PID", drop=1), *([Column("NODE", drop=3)] if nodes else []), Column("FOR")],
             [[cell(f"#{r.id}", terminal=tty), cell(r.task_id, terminal=tty),
               cell(r.trigger.value, terminal=tty), cell(f"pid {r.pid}", terminal=tty),
+              *([cell(f"on {r.node}", terminal=tty)] if nodes else []),
               cell("for " + relative(r.started_at, now).replace(" ago", ""), terminal=tty)]
              for r in running], header=False, indent=2)
     else:
