@@ -15,14 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jobctl.clock import Clock
-from jobctl.errors import EXIT_BUSY, JobctlError
+from jobctl.errors import JobctlError
 from jobctl.executor import reap_orphans
 from jobctl.model import ScheduleSet
 from jobctl.runner import CONTROL_POLL, ConfigLoader, Reporter, Runner, reload_error_event
 
 
 def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
-    """Run `runner` until SIGTERM/SIGINT; return the exit status (0).
+    """Run `runner` until SIGTERM/SIGINT; return the exit status (0; 75 if it
+    stopped because it lost its lease).
 
     `watch` is polled between steps and returns a new schedule set when the
     config changed (and is valid) or None.
@@ -125,8 +126,7 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                     if flags["stop"]:
                         continue  # stopping: start nothing new (finish() records them)
                     runner.spawn_prepared()
-        # a runner that lost its lease stopped because another holds it now
-        return EXIT_BUSY if runner.lost_lease else 0
+        return runner.exit_status()
     finally:
         try:
             if runner.anchor is not None:

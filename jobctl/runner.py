@@ -24,7 +24,7 @@ from pathlib import Path
 
 from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
-from jobctl.errors import JobctlError, ScheduleSearchError
+from jobctl.errors import EXIT_BUSY, JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.firequeue import FireQueue
 from jobctl.model import (
@@ -207,6 +207,11 @@ class Runner:
         # beat often enough that a short lease never lapses between two beats
         self.heartbeat_every = min(HEARTBEAT_EVERY, lease_s / 3)
         return node.started_at, node.started_at.replace(microsecond=0)
+
+    def exit_status(self) -> int:
+        """What a stopped runner exits with: 0, or 75 (EXIT_BUSY) if it
+        stopped because it lost its lease (another runner may hold it now)."""
+        return EXIT_BUSY if self.lost_lease else 0
 
     @property
     def anchor(self) -> datetime | None:
