@@ -175,7 +175,8 @@ class LiveReporter:
     def __call__(self, event: Event) -> None:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
-        elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control"):
+        elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
+                            "interrupted"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
@@ -257,7 +258,8 @@ def run(
     """Run the schedule in the foreground until SIGTERM or Ctrl-C.
 
     Validates the config (exit 2 if invalid), takes the runner lease on the
-    state file (exit 75 if another runner holds it), then fires tasks on time.
+    state file (exit 75 if another runner holds it; on a PostgreSQL state,
+    the lease of this node name), then fires tasks on time.
     SIGHUP or a saved change to the config file reloads it.
 
     Example: jobctl run -c jobctl.toml --log-format json
