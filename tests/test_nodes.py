@@ -441,3 +441,32 @@ argv = ["sleep", "60"]
                            " and status = 'running'") == [(0,)]
     assert live.proc.poll() is None
     assert live.stop() == 0
+
+
+def test_a_node_restarted_after_sigkill_takes_its_name_back_at_once(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s") + """
+[[tasks]]
+id = "node-long"
+schedule = "every 1s"
+argv = ["sleep", "60"]
+""")
+    first = NodeRunner(tmp_path, "solo")
+    nodes.append(first)
+    [(run_id, pid)] = wait_for(lambda: pg_rows(
+        pg_url, "select id, pid from jobctl.runs where task_id = 'node-long'"
+                " and status = 'running' and pid is not null"), what="node-long running")
+    first.stop(signal.SIGKILL)
+    # its lease has 30 s left, but its holder is provably dead on this host:
+    # the same name starts now, marks the old run and stops its process
+    again = NodeRunner(tmp_path, "solo")
+    nodes.append(again)
+    [(status, error)] = pg_rows(pg_url, f"select status, error from jobctl.runs where id = {run_id}")
+    # (found dead on this host as the new runner opened the state, before
+    # it took the lease)
+    assert status == "interrupted" and error == (
+        f"runner (pid {first.proc.pid} of node 'solo') stopped or died while it ran"), error
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+             open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="orphan stopped")
+    assert pg_rows(pg_url, "select pid, epoch from jobctl.nodes") == [(again.proc.pid, 2)]
+    assert again.stop() == 0
