@@ -64,7 +64,7 @@ class _SlowImport:
     def find_spec(self, name, path=None, target=None):
         if name == os.environ["SLOW_MODULE"]:
             open(os.environ["SLOW_MARKER"], "w").close()
-            time.sleep(60)
+            time.sleep(300)
         return None
 
 sys.meta_path.insert(0, _SlowImport())
@@ -87,13 +87,14 @@ def test_ctrl_c_while_importing_exits_130_without_a_traceback(
     proc = subprocess.Popen([JOBCTL, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        # deadlines, not sleeps: generous for a loaded machine, free when it is not
+        deadline = time.monotonic() + 90
         while not marker.exists():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the import hook never ran"
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
-        out, errors = proc.communicate(timeout=30)
+        out, errors = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
