@@ -101,6 +101,16 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30)
     return rc
 
 
+PROBLEMS_LEFT: list[int] = []  # pids of runs still alive after their runners stopped
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def spawn(argv: list[str], out: Path, cwd: Path) -> subprocess.Popen:  # type: ignore[type-arg]
     with open(out, "wb") as f:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
@@ -148,7 +158,8 @@ def jobctl_config(d: Path, url: str, n_tasks: int, lease: str | None, long_tasks
          "argv": ["true"]} for i in range(n_tasks)]
     tasks += [{"id": f"long-{i}", "schedule": "every 1s", "scope": "cluster", "concurrency": "forbid",
                "argv": ["sleep", "600"]} for i in range(long_tasks)]
-    settings: dict[str, Any] = {"state": url}
+    # a SIGTERMed node stops its `sleep 600` runs at once, well inside stop()'s 30 s
+    settings: dict[str, Any] = {"state": url, "shutdown_grace": "1s", "kill_grace": "2s"}
     if lease:
         settings["node_lease"] = lease
     cfg = d / "jobctl.toml"
@@ -252,13 +263,18 @@ def bench_failover(base: str, d: Path, n_tasks: int, after_s: float) -> dict[str
     rcs = {n: stop(procs[n]) for n in survivors}
     rcs[victim] = procs[victim].returncode
     # anything the killed runner left behind (its survivors should have stopped them)
-    left = [p for p in victim_pids if Path(f"/proc/{p}").exists()
-            and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
-    for p in left:
+    left = [p for p in victim_pids if alive(p)]
+    for p in {p for p, in pg(url, "select pid from jobctl.runs where pid is not null")}:
         try:
-            os.killpg(p, signal.SIGKILL)
+            ours = alive(p) and str(d) in os.readlink(f"/proc/{p}/cwd")  # a run in our dir
         except OSError:
-            pass
+            ours = False
+        if ours:
+            PROBLEMS_LEFT.append(p)
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except OSError:
+                pass
     seen = runs_per_slot(url, "tick-%")
     before = count(seen, tasks, slots_between(ready + 1, killed))
     gap = count(seen, tasks, slots_between(killed + 0.001, expiry))
@@ -272,7 +288,7 @@ def bench_failover(base: str, d: Path, n_tasks: int, after_s: float) -> dict[str
             "slots_lost_after_lease": after["missing_slots"],
             "duplicated_slots": sum(1 for n in seen.values() if n > 1),
             "interrupt_reason": reasons[0] if reasons else None,
-            "orphans_left": len(left), "exit_status": rcs}
+            "orphans_left": len(left), "runs_left_after_stop": len(PROBLEMS_LEFT), "exit_status": rcs}
 
 
 # -- APScheduler 3 -------------------------------------------------------------------------
@@ -407,6 +423,8 @@ def print_table(r: dict[str, Any]) -> None:
         say(f"  {label:<42} {f[key]['missing_slots']:>6} of {f[key]['expected_slots']}")
     say(f"  {'duplicated slots':<42} {f['duplicated_slots']:>6}")
     say(f"  {'orphan processes left':<42} {f['orphans_left']:>6}")
+    say(f"  {'runs alive after runners stopped':<42} {f['runs_left_after_stop']:>6}")
+    say(f"  {'exit status of the nodes':<42} {f['exit_status']}")
 
 
 def main() -> int:
@@ -462,7 +480,8 @@ def main() -> int:
     j, f = result["jobctl"], result["failover"]
     if "error" in j or "error" in f or "error" in result["apscheduler"]:
         return 2
-    ok = (j["duplicated_slots"] == 0 and j["missing_slots"] == 0 and f["duplicated_slots"] == 0
+    ok = (f["runs_left_after_stop"] == 0 and None not in f["exit_status"].values()
+          and j["duplicated_slots"] == 0 and j["missing_slots"] == 0 and f["duplicated_slots"] == 0
           and f["slots_lost_after_lease"] == 0)
     return 0 if ok else 1
 
