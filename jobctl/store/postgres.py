@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from jobctl.model import Concurrency, RunStatus, Scope, Trigger
+from jobctl.store.queries import RUN_COLUMNS, RUN_COLUMNS_R, RunQueries
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
@@ -136,10 +137,6 @@ MIGRATIONS: list[list[str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_RUN_COLUMNS = (
-    "id, task_id, trigger, status, attempt, scheduled_for, started_at, finished_at, "
-    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path, node"
-)
 _NODE_COLUMNS = ("name, host, pid, boot_id, proc_start, started_at, heartbeat_at, expires_at,"
                  " epoch, expires_at > clock_timestamp(), clock_timestamp()")
 _SCHEDULED = "trigger in ('schedule', 'catch-up')"
@@ -171,8 +168,12 @@ def _lease(r: Sequence[Any]) -> Lease:
                  r[6].astimezone(UTC))
 
 
-class PostgresStore:
+class PostgresStore(RunQueries):
     """jobctl's state in a PostgreSQL database. Use `open_store` to get one."""
+
+    _P = "%s"
+    _SCHEMA = "jobctl."
+    _to_run = staticmethod(_run)
 
     def __init__(self, url: str, conn: psycopg.Connection[Any]) -> None:
         self.url = url
@@ -278,7 +279,7 @@ class PostgresStore:
                 " n.name, to_char(n.expires_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')) end"
                 " from jobctl.nodes n where r.status = 'running' and r.epoch is not null"
                 " and n.name = r.node and (n.expires_at <= clock_timestamp() or n.epoch <> r.epoch)"
-                f" returning {', '.join('r.' + x.strip() for x in _RUN_COLUMNS.split(','))}"
+                f" returning {RUN_COLUMNS_R}"
             ).fetchall()
         return [_run(r) for r in rows]
 
@@ -440,7 +441,7 @@ class PostgresStore:
         # concurrency holds cluster-wide for a cluster task, per node for a node task
         mine = "" if cluster else " and coalesce(node, host) = %s"
         running = tuple(_run(r) for r in c.execute(
-            f"select {_RUN_COLUMNS} from jobctl.runs where task_id = %s and status = 'running'"
+            f"select {RUN_COLUMNS} from jobctl.runs where task_id = %s and status = 'running'"
             f"{mine} order by id", (task_id,) if cluster else (task_id, owner.node_name)))
         replaced: tuple[RunRecord, ...] = ()
         if running and concurrency is Concurrency.FORBID and not force:
@@ -547,49 +548,13 @@ class PostgresStore:
                     changed.append(run_id)
         return changed
 
-    def running(self, task_id: str | None = None) -> list[RunRecord]:
-        if task_id is None:
-            rows = self._query(f"select {_RUN_COLUMNS} from jobctl.runs where status = 'running'"
-                               " order by id")
-        else:
-            rows = self._query(f"select {_RUN_COLUMNS} from jobctl.runs where status = 'running'"
-                               " and task_id = %s order by id", (task_id,))
-        return [_run(r) for r in rows]
-
-    def get_run(self, run_id: int) -> RunRecord | None:
-        rows = self._query(f"select {_RUN_COLUMNS} from jobctl.runs where id = %s", (run_id,))
-        return _run(rows[0]) if rows else None
-
-    def history(self, task_id: str | None = None, *, limit: int = 20,
-                status: RunStatus | None = None) -> list[RunRecord]:
-        where: list[str] = []
-        args: list[object] = []
-        if task_id is not None:
-            where.append("task_id = %s")
-            args.append(task_id)
-        if status is not None:
-            where.append("status = %s")
-            args.append(status.value)
-        sql = f"select {_RUN_COLUMNS} from jobctl.runs"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by id desc limit %s"
-        args.append(limit)
-        return [_run(r) for r in self._query(sql, args)]
-
-    def last_runs(self) -> dict[str, RunRecord]:
-        rows = self._query(
-            f"select {', '.join('r.' + c.strip() for c in _RUN_COLUMNS.split(','))}"
-            " from jobctl.task_state t join jobctl.runs r on r.id = t.last_run_id")
-        return {r[1]: _run(r) for r in rows}
-
     def latest_runs(self, task_ids: Sequence[str], *, ended: bool = False) -> dict[str, RunRecord]:
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return {}
         only_ended = " and status != 'running'" if ended else ""
         rows = self._query(
-            f"select {_RUN_COLUMNS} from jobctl.runs where id in (select max(id) from jobctl.runs"
+            f"select {RUN_COLUMNS} from jobctl.runs where id in (select max(id) from jobctl.runs"
             f" where task_id = any(%s){only_ended} group by task_id)", (ids,))
         return {r[1]: _run(r) for r in rows}
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobctl.model import Concurrency, RunStatus, Scope, Trigger
+from jobctl.store.queries import RUN_COLUMNS, RunQueries
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
@@ -106,10 +107,6 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-_RUN_COLUMNS = (
-    "id, task_id, trigger, status, attempt, scheduled_for, started_at, finished_at, "
-    "exit_code, error, pid, proc_start, boot_id, host, owner_pid, owner_start, log_path, node"
-)
 
 
 def _run(row: sqlite3.Row | tuple) -> RunRecord:  # type: ignore[type-arg]
@@ -123,8 +120,12 @@ def _run(row: sqlite3.Row | tuple) -> RunRecord:  # type: ignore[type-arg]
     )
 
 
-class SqliteStore:
+class SqliteStore(RunQueries):
     """jobctl's state in one SQLite file. Use `open_store` to get one."""
+
+    _P = "?"
+    _SCHEMA = ""
+    _to_run = staticmethod(_run)
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -366,7 +367,7 @@ class SqliteStore:
         ).fetchone():
             return Claim("duplicate")
         running = tuple(_run(r) for r in c.execute(
-            f"select {_RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
+            f"select {RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
             (task_id,),
         ))
         replaced: tuple[RunRecord, ...] = ()
@@ -479,46 +480,6 @@ class SqliteStore:
                     changed.append(run_id)
         return changed
 
-    def running(self, task_id: str | None = None) -> list[RunRecord]:
-        if task_id is None:
-            rows = self._query(f"select {_RUN_COLUMNS} from runs where status = 'running' order by id")
-        else:
-            rows = self._query(
-                f"select {_RUN_COLUMNS} from runs where status = 'running' and task_id = ? order by id",
-                (task_id,),
-            )
-        return [_run(r) for r in rows]
-
-    def get_run(self, run_id: int) -> RunRecord | None:
-        rows = self._query(f"select {_RUN_COLUMNS} from runs where id = ?", (run_id,))
-        return _run(rows[0]) if rows else None
-
-    def history(self, task_id: str | None = None, *, limit: int = 20,
-                status: RunStatus | None = None) -> list[RunRecord]:
-        """Runs, newest first."""
-        where: list[str] = []
-        args: list[object] = []
-        if task_id is not None:
-            where.append("task_id = ?")
-            args.append(task_id)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status.value)
-        sql = f"select {_RUN_COLUMNS} from runs"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by id desc limit ?"
-        args.append(limit)
-        return [_run(r) for r in self._query(sql, args)]
-
-    def last_runs(self) -> dict[str, RunRecord]:
-        """Each task's most recent run."""
-        rows = self._query(
-            f"select {', '.join('r.' + c.strip() for c in _RUN_COLUMNS.split(','))}"
-            " from task_state t join runs r on r.id = t.last_run_id"
-        )
-        return {r[1]: _run(r) for r in rows}
-
     def latest_runs(self, task_ids: Sequence[str], *, ended: bool = False) -> dict[str, RunRecord]:
         """The most recent run of each of `task_ids` that has one; with
         `ended`, the most recent run that is no longer running."""
@@ -529,7 +490,7 @@ class SqliteStore:
             marks = ", ".join("?" * len(chunk))
             only_ended = " and status != 'running'" if ended else ""
             rows = self._query(
-                f"select {_RUN_COLUMNS} from runs where id in (select max(id) from runs"
+                f"select {RUN_COLUMNS} from runs where id in (select max(id) from runs"
                 f" where task_id in ({marks}){only_ended} group by task_id)",
                 chunk,
             )
