@@ -18,7 +18,8 @@ from jobctl.clock import Clock
 from jobctl.errors import JobctlError
 from jobctl.executor import reap_orphans
 from jobctl.model import ScheduleSet
-from jobctl.runner import CONTROL_POLL, ConfigLoader, Reporter, Runner, reload_error_event
+from jobctl.events import Reporter
+from jobctl.runner import CONTROL_POLL, ConfigLoader, Runner, reload_error_event
 
 
 def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None = None) -> int:

@@ -7,7 +7,9 @@ fire, a run's deadline, or the next control poll. Due fires wait in a
 fires due at one instant are claimed and spawned as a batch before their next
 fires are computed, and tasks with the same expression share one next-fire
 computation (timing's cache). The processes of running runs are held by a
-`Supervisor` (supervisor.py); the runner claims and records.
+`Supervisor` (supervisor.py); what the runner decides is written to the
+state store by its `Recorder` (recorder.py: claims, run ends and their
+retries, retention, the lease heartbeat).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from jobctl import lifecycle, liveness, procinfo
 from jobctl.clock import Clock
 from jobctl.errors import EXIT_BUSY, JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
+from jobctl.events import Event as Event  # re-exported: the CLI and tests name it here
+from jobctl.events import Reporter
 from jobctl.firequeue import FireQueue
 from jobctl.model import (
     CatchUp,
@@ -36,7 +40,9 @@ from jobctl.model import (
     Task,
     Trigger,
 )
-from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
+from jobctl.recorder import RECORD_RETRY as RECORD_RETRY  # re-exported for tests
+from jobctl.recorder import Ended, Recorder
+from jobctl.store import Claim, LeaseHeldError, Owner, RunRecord, Store
 from jobctl.supervisor import ActiveRun, Supervisor
 from jobctl.timing import load_zone, missed_fires, next_fire
 
@@ -54,29 +60,8 @@ PREPARE_LEAD_MAX = 0.4
 PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
-RECORD_RETRY = 5.0  # seconds between tries to record run ends the state file refused
 
 
-@dataclass(frozen=True)
-class Event:
-    """Something the runner did, for the output layer to render."""
-
-    kind: str
-    """ready, start, finish, skip, missed, reload, error, interrupted (a dead
-    node's run, marked by this one), stopping, stopped."""
-    at: datetime
-    task_id: str | None = None
-    run_id: int | None = None
-    trigger: Trigger | None = None
-    scheduled_for: datetime | None = None
-    status: RunStatus | None = None
-    exit_code: int | None = None
-    duration_s: float | None = None
-    message: str = ""
-    data: Mapping[str, object] = field(default_factory=dict)
-
-
-Reporter = Callable[[Event], None]
 ConfigLoader = Callable[[], ScheduleSet]
 
 
@@ -90,17 +75,6 @@ class _Start:
     slot: datetime | None
     claim: Claim
     launch: Launch
-
-
-@dataclass
-class _Ended:
-    """A run whose process has ended, with how it ended, until recorded."""
-
-    active: ActiveRun
-    status: RunStatus
-    error: str | None
-    code: int | None
-    finished: datetime
 
 
 class Runner:
@@ -125,7 +99,8 @@ class Runner:
         self.env = dict(os.environ if env is None else env)
         self.spawner = spawner
         self.reload_config = reload_config
-        self.owner = owner or liveness.self_owner()
+        self.recorder = Recorder(store, clock=clock, report=report,
+                                 owner=owner or liveness.self_owner())
         # next_fire as this module holds it (a test stands in a stuck search)
         self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
         self.supervisor = Supervisor()
@@ -138,14 +113,26 @@ class Runner:
         # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
-        self.unrecorded: list[_Ended] = []  # ends the state file refused; retried
-        self.next_record_retry = 0.0
         self.prepare_cost = PREPARE_COST_GUESS
         self._lead: tuple[tuple[datetime, int, float], float] | None = None
         self.stopping = False
         self.stop_deadline: float | None = None
         self.lost_lease = False
         self.heartbeat_every = HEARTBEAT_EVERY
+
+    @property
+    def owner(self) -> Owner:
+        """Who this runner is in the state (the node's epoch once it holds its lease)."""
+        return self.recorder.owner
+
+    @owner.setter
+    def owner(self, owner: Owner) -> None:
+        self.recorder.owner = owner
+
+    @property
+    def unrecorded(self) -> list[Ended]:
+        """Run ends the state store refused, waiting for another try."""
+        return self.recorder.unrecorded
 
     # -- set-up ------------------------------------------------------------------
 
@@ -245,6 +232,7 @@ class Runner:
         """Schedule a (new) set; return the @reboot tasks to start."""
         old = self.queue.tasks
         self.set = schedule_set
+        self.recorder.history_limit = schedule_set.settings.history_limit
         last = self.store.last_scheduled()
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
@@ -327,26 +315,10 @@ class Runner:
             self._heartbeat(now)
 
     def _heartbeat(self, now: datetime) -> None:
-        clustered = self.store.clustered
-        try:
-            beat = (self.store.node_heartbeat(self.owner) if clustered
-                    else self.store.heartbeat(self.owner, now))
-            if not beat:
-                # fenced: another runner may hold our name (or our runs) now
-                self.lost_lease = True
-                what = f"node '{self.owner.node_name}' lease" if clustered else "runner lease"
-                self.report(Event("error", now, message=f"lost the {what}; stopping"))
-                self.request_stop(fast=clustered)
-                return
-            if clustered:
-                # a dead node's runs: marked by whichever live node looks first
-                for run in self.store.interrupt_dead_nodes():
-                    lifecycle.kill_orphan_group(run, state_id=self.store.state_id)
-                    self.report(Event("interrupted", now, task_id=run.task_id, run_id=run.id,
-                                      message=f"run of node '{run.node}' marked interrupted: "
-                                              "its node's lease expired"))
-        except JobctlError as e:
-            self.report(Event("error", now, message=f"heartbeat: {e}"))
+        if not self.recorder.heartbeat(now):
+            # fenced: another runner may hold our name (or our runs) now
+            self.lost_lease = True
+            self.request_stop(fast=self.store.clustered)
 
     def _poll_control(self, force: bool = False) -> None:
         if not self.state_gone and isinstance(self.store.path, Path) \
@@ -461,29 +433,8 @@ class Runner:
         return those that may start. Skips are recorded and reported here."""
         if not items:
             return []
-        # ends the state file refused earlier go first: a run known to have
-        # ended must not make these fires `skipped`
-        self._retry_unrecorded()
-        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency, scope=t.scope)
-                    for t, trigger, slot in items]
-        try:
-            claims = self.store.claim_many(requests, owner=self.owner, now=now)
-        except JobctlError as e:
-            # the starts could not be recorded, so the tasks do not start
-            for task, _trigger, slot in items:
-                self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
-                                  message=f"not started: {e}"))
-            return []
         out = []
-        for (task, trigger, slot), claim in zip(items, claims):
-            if claim.outcome == "duplicate":
-                continue
-            if claim.outcome == "skipped":
-                blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
-                self.report(Event("skip", now, task_id=task.id, run_id=claim.run_id,
-                                  trigger=trigger, scheduled_for=slot, status=RunStatus.SKIPPED,
-                                  message=f"previous run {blocking} still running"))
-                continue
+        for task, trigger, slot, claim in self.recorder.claim(items, now):
             assert claim.run_id is not None
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
@@ -556,20 +507,15 @@ class Runner:
 
     def _reap(self, now: datetime) -> None:
         for ended in self.supervisor.reap():
-            self._record_finish(_Ended(ended.run, ended.status, ended.error, ended.code,
+            self.recorder.finish(Ended(ended.run, ended.status, ended.error, ended.code,
                                        self.clock.now()))
-        if self.unrecorded and self.clock.monotonic() >= self.next_record_retry:
+        if self.recorder.retry_due():
             # the state file could not take them (a full disk, a long lock):
             # try again, so no row stays `running` while this runner lives
-            self.next_record_retry = self.clock.monotonic() + RECORD_RETRY
             self._retry_unrecorded()
 
     def _retry_unrecorded(self) -> None:
-        """Try again to record the ends the state file refused (those it
-        refuses again go back on the list)."""
-        pending, self.unrecorded = self.unrecorded, []
-        for ended in pending:
-            self._record_finish(ended, retry=True)
+        self.recorder.retry_unrecorded()
 
     def child_pids(self) -> set[int]:
         """The pids of this runner's own run processes that it has not
@@ -584,42 +530,6 @@ class Runner:
         """Log what a run's pipe holds now; False once it is at EOF or gone
         (stop watching it)."""
         return self.supervisor.pump(run_id)
-
-    def _record_finish(self, ended: _Ended, retry: bool = False) -> None:
-        active, status, error = ended.active, ended.status, ended.error
-        run_id = active.run_id
-        try:
-            recorded = self.store.finish(run_id, status, ended.finished, exit_code=ended.code,
-                                         error=error)
-        except JobctlError as e:
-            if not self.unrecorded and not retry:
-                self.next_record_retry = self.clock.monotonic() + RECORD_RETRY
-            self.unrecorded.append(ended)
-            if not retry:
-                self.report(Event("error", ended.finished, task_id=active.task.id, run_id=run_id,
-                                  message=f"could not record the end of run #{run_id} "
-                                          f"(will retry): {e}"))
-            return
-        if not recorded:
-            record = self.store.get_run(run_id)
-            if record is not None:
-                status, error = record.status, record.error
-        self.report(Event("finish", ended.finished, task_id=active.task.id, run_id=run_id,
-                          trigger=active.trigger, scheduled_for=active.scheduled_for,
-                          status=status, exit_code=ended.code,
-                          duration_s=(ended.finished - active.started).total_seconds(),
-                          message=error or ""))
-        self._prune(active.task.id)
-
-    def _prune(self, task_id: str) -> None:
-        try:
-            for log in self.store.prune(task_id, self.set.settings.history_limit):
-                try:
-                    Path(log).unlink()
-                except OSError:
-                    pass
-        except JobctlError:
-            pass  # retention can wait for the next run
 
     def _enforce_deadlines(self, mono: float) -> None:
         self.supervisor.enforce_deadlines(self.set.settings.kill_grace, mono)
@@ -678,13 +588,9 @@ class Runner:
                 stopped[start.claim.run_id] = "runner stopped before it started"
         self.prepared = []
         try:
-            for run_id, why in stopped.items():
-                self.store.mark_interrupted([run_id], now, why)
+            self.recorder.interrupt(stopped, now)
             if not self.lost_lease:
-                if self.store.clustered:
-                    self.store.release_node(self.owner)
-                else:
-                    self.store.release_lease(self.owner)
+                self.recorder.release()
         except JobctlError as e:
             self.report(Event("error", now, message=f"recording the stop: {e}"))
         from jobctl.plugins import cleanup_plugins

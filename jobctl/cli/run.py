@@ -11,7 +11,8 @@ import typer
 from jobctl.cli._common import ConfigOption, StateOption, command, services
 
 if TYPE_CHECKING:
-    from jobctl.runner import Event, Runner
+    from jobctl.events import Event
+    from jobctl.runner import Runner
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -300,7 +301,7 @@ def run(
     clock = svc.clock or SystemClock()
 
     def load() -> Any:
-        from jobctl.runner import Event
+        from jobctl.events import Event
 
         reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
         from jobctl.store.url import same_target, shown_target
