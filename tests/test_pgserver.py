@@ -4,6 +4,7 @@ end, and a failure (never a skip) when it cannot be had."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,13 +35,20 @@ def run_probe(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProces
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
 
 
-def postgres_pids() -> set[int]:
+def postgres_pids(port: int | None = None) -> set[int]:
+    """PostgreSQL server processes (those listening on `port` when given:
+    other test sessions on the machine may run servers of their own)."""
     pids = set()
     for stat in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if stat.read_text().strip() in ("postgres", "postmaster"):
-                pids.add(int(stat.parent.name))
-        except OSError:
+            if stat.read_text().strip() not in ("postgres", "postmaster"):
+                continue
+            if port is not None:
+                args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if b"-p" not in args or args[args.index(b"-p") + 1] != str(port).encode():
+                    continue
+            pids.add(int(stat.parent.name))
+        except (OSError, IndexError):
             continue
     return pids
 
@@ -57,10 +65,10 @@ def test_an_unreachable_server_fails_the_tests_that_need_it(tmp_path: Path) -> N
 
 def test_a_server_of_its_own_is_started_and_stopped(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "JOBCTL_TEST_POSTGRES_URL"}
-    before = postgres_pids()
     done = run_probe(tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
     # a database of its own, on 127.0.0.1
-    assert "@127.0.0.1:" in done.stdout and "/jobctl_test_" in done.stdout
-    assert postgres_pids() <= before  # nothing left running
+    match = re.search(r"@127\.0\.0\.1:(\d+)/jobctl_test_", done.stdout)
+    assert match, done.stdout
+    assert not postgres_pids(int(match.group(1)))  # nothing left running
