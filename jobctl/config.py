@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import BadExpressionError, ConfigIsDirectoryError, ConfigNotFoundError
 from jobctl.model import (
@@ -32,6 +32,9 @@ from jobctl.model import (
 from jobctl.timing import load_zone, parse_at, parse_duration, parse_schedule
 
 from tomllib import TOMLDecodeError
+
+if TYPE_CHECKING:
+    from jobctl.taskenv import EnvFile
 
 try:
     import rtoml
@@ -98,14 +101,14 @@ MAX_NAME = 128
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
-    "node", "node_lease",
+    "node", "node_lease", "env", "env_file",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
 TASK_KEYS = (
     "id", "name", "group", "description", "schedule", "at", "timezone", "command",
     "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
-    "scope",
+    "scope", "env_file", "user",
 )
 TOP_KEYS = ("jobctl", "tasks")
 
@@ -587,7 +590,8 @@ class _Reader:
 
 
 def read_settings(table: object, path: Path, line: int, system_zone: str,
-                  problems: list[Problem], lines: KeyLines | None = None) -> Settings:
+                  problems: list[Problem], lines: KeyLines | None = None,
+                  env_files: dict[Path, EnvFile] | None = None) -> Settings:
     origin = Origin(path, line)
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"[jobctl] must be a table, got {_describe(table)}", "jobctl"))
@@ -596,6 +600,16 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     r.check_keys(SETTINGS_KEYS)
     state = r.get("state", _nonempty)
     base = path.parent
+    env_file = r.get("env_file", _os_string)
+    env_path = base / Path(env_file).expanduser() if env_file else None
+    file_env: Mapping[str, str] = {}
+    if env_path is not None:
+        read = _env_file(env_path, env_files)
+        if read.error:
+            r.error("env_file", read.error)
+        elif read.warning:
+            r.error("env_file", read.warning, severity="warning")
+        file_env = read.values
     return Settings(
         timezone=r.get("timezone", _zone, system_zone),
         # a URL is kept as written, never resolved against the config's folder
@@ -610,7 +624,24 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
         node=r.get("node", _node_name),
         node_lease=r.get("node_lease", _node_lease, 30.0),
+        env=r.get("env", _env, {}),
+        env_file=env_path,
+        file_env=file_env,
     )
+
+
+def _env_file(path: Path, cache: dict[Path, EnvFile] | None) -> EnvFile:
+    """An env file, read once per config load however many tasks name it;
+    its warning (readable by others) comes with the first reader only."""
+    from jobctl.taskenv import EnvFile, read_env_file
+
+    if cache is not None and path in cache:
+        seen = cache[path]
+        return EnvFile(seen.values, seen.error) if seen.warning else seen
+    read = read_env_file(path)
+    if cache is not None:
+        cache[path] = read
+    return read
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -694,6 +725,8 @@ _TASK_CONVERTERS: dict[str, Callable[[object], Any]] = {
     "enabled": _bool,
     "priority": _int,
     "scope": _CONVERT_ENUM[Scope],
+    "env_file": _os_string,
+    "user": _os_string,
 }
 
 
@@ -708,6 +741,7 @@ def read_task(
     owner: str = "config",
     needs_command: bool = True,
     lines: KeyLines | None = None,
+    env_files: dict[Path, EnvFile] | None = None,
 ) -> Task | None:
     """Convert one task table; None (with problems recorded) if it is invalid.
 
@@ -781,6 +815,26 @@ def read_task(
     if isinstance(schedule, RebootSchedule) and values.get("scope") is Scope.CLUSTER:
         error("scope", "'cluster' cannot go with @reboot: @reboot means one node's start, so "
                        "its scope is 'node'")
+    env_file = values.get("env_file")
+    if env_file is not None:
+        values["env_file"] = str(base_dir / Path(env_file).expanduser())
+        read = _env_file(Path(values["env_file"]), env_files)
+        if read.error:
+            error("env_file", read.error)
+        elif read.warning:
+            error("env_file", read.warning, severity="warning")
+        values["file_env"] = read.values
+    user = values.get("user")
+    if user is not None:
+        from jobctl.taskenv import UnknownUserError, lookup_user
+
+        try:
+            run_as = lookup_user(user)
+        except UnknownUserError as e:
+            error("user", str(e))
+        else:
+            values["user"] = replace(run_as, origin=lines.origin(origin, "user") if lines else origin,
+                                     where=f"{where}.user")
     if errors or schedule is None or task_id is None:
         return None
     cwd = values.get("cwd")
@@ -864,8 +918,9 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(lines.top_level(key), _unknown_key(key, TOP_KEYS)))
+    env_files: dict[Path, EnvFile] = {}
     settings = (
-        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines)
+        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines, env_files)
         if "jobctl" in doc else Settings(timezone=system_zone)
     )
     data = ConfigData(path, settings, problems=problems)
@@ -883,7 +938,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
             problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
             continue
         task = read_task(table, task_origin, where, settings, problems, now, base_dir,
-                         lines=lines)
+                         lines=lines, env_files=env_files)
         tables[index] = None  # free each table once read: lower the peak
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
         if task_id is not None:

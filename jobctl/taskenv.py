@@ -1,0 +1,162 @@
+"""What a task's process gets besides its command: variables from env files,
+and the user it runs as.
+
+Both are read when the config is loaded (so `validate` checks them, and a
+reload reads them again), never at each run. Env files are parsed with
+python-dotenv, imported only when a config names one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobctl.model import Problem, RunAs, Settings, Task
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """One env file as read: its variables, or what stops it being used
+    (`error`), and a `warning` that does not (it is readable by others)."""
+
+    values: Mapping[str, str]
+    error: str | None = None
+    warning: str | None = None
+
+
+def read_env_file(path: Path) -> EnvFile:
+    """Read a dotenv file: `NAME=VALUE` lines, `#` comments, optional
+    `export `, quoted values (escapes in double quotes). Values are taken
+    literally: `${VAR}` is not expanded, since the environment of whoever
+    loads the config (`validate`, a runner) is not the task's.
+
+    An error for a file that is missing or unreadable, that another user
+    could change (its variables run as the task, PATH and LD_PRELOAD
+    included), that is not UTF-8, or has a line that does not parse or a
+    name without `=`; a warning if others than its owner may read it.
+    """
+    from jobctl.perms import UntrustedFileError, check_trusted
+
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return EnvFile({}, error=f"env file {path} is not a regular file")
+        check_trusted(path, "env file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return EnvFile({}, error=f"env file {path} does not exist")
+    except UntrustedFileError as e:
+        return EnvFile({}, error=str(e))
+    except OSError as e:
+        reason = e.strerror or str(e)
+        return EnvFile({}, error=f"cannot read env file {path}: {reason[:1].lower()}{reason[1:]}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return EnvFile({}, error=f"env file {path}:{line}: not UTF-8 text "
+                                 f"(byte 0x{data[e.start]:02x})")
+    problem = _syntax_problem(path, text)
+    if problem:
+        return EnvFile({}, error=problem)
+    import io
+
+    from dotenv import dotenv_values
+
+    values = {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
+              if v is not None}
+    for key, value in values.items():
+        if "\0" in value:
+            return EnvFile({}, error=f"env file {path}: {key} holds a NUL character, which no "
+                                     "environment can")
+    mode = stat.S_IMODE(st.st_mode)
+    warning = None
+    if mode & 0o044:
+        who = "its group and others" if mode & 0o044 == 0o044 else (
+            "its group" if mode & 0o040 else "others")
+        warning = (f"env file {path} is readable by {who} (mode {mode:04o}), and env files "
+                   f"usually hold secrets; fix: chmod go-r {path}")
+    return EnvFile(values, warning=warning)
+
+
+def _syntax_problem(path: Path, text: str) -> str | None:
+    """The first line python-dotenv cannot parse, or a name without `=`
+    (which dotenv_values would keep as None, and only log about a bad line)."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            shown = binding.original.string.strip().splitlines()[0][:40] if \
+                binding.original.string.strip() else ""
+            return (f"env file {path}:{line}: cannot parse '{shown}': write NAME=VALUE, "
+                    "quoting a value with spaces or '#'")
+        if binding.key is not None and binding.value is None:
+            return (f"env file {path}:{line}: '{binding.key}' has no '=' "
+                    f"(write {binding.key}= for an empty value)")
+    return None
+
+
+class UnknownUserError(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown user '{name}': no such user on this machine (passwd)")
+
+
+def lookup_user(name: str) -> RunAs:
+    """The user `name` from the passwd and group databases, as
+    /etc/crontab and systemd's `User=` would run it; UnknownUserError if
+    there is none."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise UnknownUserError(name) from None
+    try:
+        groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except OSError:
+        groups = (entry.pw_gid,)
+    return RunAs(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups,
+                 home=entry.pw_dir, shell=entry.pw_shell or "/bin/sh")
+
+
+def user_switch_problems(tasks: Iterable[Task], euid: int, severity: str = "error") -> list[Problem]:
+    """One problem per task with a `user` when `euid` is not root's: only
+    a root runner can start a process as another user."""
+    if euid == 0:
+        return []
+    problems = []
+    for task in tasks:
+        if task.user is None or task.user.origin is None:
+            continue
+        problems.append(Problem(
+            task.user.origin,
+            f"runs as user '{task.user.name}', which only a runner running as root can do "
+            f"(this is uid {euid}); a runner that is not root refuses this config",
+            task.user.where, severity))
+    return problems
+
+
+def require_user_switch(tasks: Iterable[Task], euid: int) -> None:
+    """ConfigError naming each task with a `user` unless `euid` is root's:
+    a runner, or run-now, that would have to start one refuses up front."""
+    from jobctl.errors import ConfigError
+
+    problems = user_switch_problems(tasks, euid)
+    if problems:
+        raise ConfigError(problems)
+
+
+def task_env(task: Task, settings: Settings) -> Mapping[str, str]:
+    """The variables a task adds to the runner's environment, lowest first:
+    `[jobctl] env_file`, `[jobctl] env`, the task's `env_file`, then its own
+    `env` (jobctl's JOBCTL_* variables go on top of all, in build_env)."""
+    if not settings.file_env and not settings.env and not task.file_env:
+        return task.env  # the usual case: no copy on the way to a spawn
+    return {**settings.file_env, **settings.env, **task.file_env, **task.env}
