@@ -601,7 +601,7 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     state = r.get("state", _nonempty)
     base = path.parent
     env_file = r.get("env_file", _os_string)
-    env_path = base / Path(env_file).expanduser() if env_file else None
+    env_path = (base / Path(env_file).expanduser()).absolute() if env_file else None
     file_env: Mapping[str, str] = {}
     if env_path is not None:
         read = _env_file(env_path, env_files)
@@ -817,7 +817,7 @@ def read_task(
                        "its scope is 'node'")
     env_file = values.get("env_file")
     if env_file is not None:
-        values["env_file"] = str(base_dir / Path(env_file).expanduser())
+        values["env_file"] = str((base_dir / Path(env_file).expanduser()).absolute())
         read = _env_file(Path(values["env_file"]), env_files)
         if read.error:
             error("env_file", read.error)

@@ -90,7 +90,9 @@ def _syntax_problem(path: Path, text: str) -> str | None:
     from dotenv.parser import parse_stream
 
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        # a binding's text starts with the blank lines before it
+        source = binding.original.string
+        line = binding.original.line + source[:len(source) - len(source.lstrip())].count("\n")
         if binding.error:
             shown = binding.original.string.strip().splitlines()[0][:40] if \
                 binding.original.string.strip() else ""
