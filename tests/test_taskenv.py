@@ -434,3 +434,45 @@ def test_an_env_file_the_user_cannot_read_is_a_config_error(shared_dir: Path) ->
     assert result.stderr.startswith(
         f"{config}:4: tasks[0] (t).env_file: cannot read env file {shared_dir / 'app.env'}: "
         "permission denied\n"), result.stderr
+
+
+# -- plugin jobs ----------------------------------------------------------------------
+
+
+def test_plugin_jobs_get_the_shared_env_and_cannot_declare_user_or_env_file(tmp_path: Path) -> None:
+    private(tmp_path / "shared.env", "FROM_FILE=shared-file\n")
+    write_config(tmp_path, """
+        [jobctl]
+        state = "state.db"
+        plugins = ["plugins/*/plugin.toml"]
+        env = { SHARED = "jobctl-env" }
+        env_file = "shared.env"
+
+        [[tasks]]
+        id = "own"
+        schedule = "@daily"
+        command = "true"
+    """)
+    folder = tmp_path / "plugins" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "jobs.py").write_text(
+        "import os\n\ndef run(ctx):\n    print('callable', os.environ['SHARED'], os.environ['FROM_FILE'])\n")
+    (folder / "plugin.toml").write_text(
+        '[plugin]\nid = "demo"\n\n'
+        '[[jobs]]\nkey = "call"\nschedule = "@daily"\ncallable = "jobs:run"\n\n'
+        '[[jobs]]\nkey = "cmd"\nschedule = "@daily"\ncommand = "echo command $SHARED $FROM_FILE"\n')
+    for key, expected in (("call", "callable jobctl-env shared-file"),
+                          ("cmd", "command jobctl-env shared-file")):
+        result = jobctl("run-now", f"demo:{key}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(expected + "\n"), result.stdout
+    # a plugin does not choose who its jobs run as, nor read files for them
+    (folder / "plugin.toml").write_text(
+        '[plugin]\nid = "demo"\n\n'
+        '[[jobs]]\nkey = "cmd"\nschedule = "@daily"\ncommand = "true"\nuser = "nobody"\n'
+        'env_file = "x.env"\n')
+    listed = json.loads(jobctl("plugins", "--json", cwd=tmp_path).stdout)
+    [demo] = listed
+    assert not demo["loaded"]
+    assert any("unknown key 'user'" in p for p in demo["problems"]), demo["problems"]
+    assert any("unknown key 'env_file'" in p for p in demo["problems"]), demo["problems"]
