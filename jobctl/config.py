@@ -34,7 +34,7 @@ from jobctl.timing import load_zone, parse_at, parse_duration, parse_schedule
 from tomllib import TOMLDecodeError
 
 if TYPE_CHECKING:
-    from jobctl.taskenv import EnvFile
+    from jobctl.taskenv import EnvFile, LoadCache
 
 try:
     import rtoml
@@ -591,7 +591,7 @@ class _Reader:
 
 def read_settings(table: object, path: Path, line: int, system_zone: str,
                   problems: list[Problem], lines: KeyLines | None = None,
-                  env_files: dict[Path, EnvFile] | None = None) -> Settings:
+                  cache: LoadCache | None = None) -> Settings:
     origin = Origin(path, line)
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"[jobctl] must be a table, got {_describe(table)}", "jobctl"))
@@ -604,7 +604,7 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     env_path = (base / Path(env_file).expanduser()).absolute() if env_file else None
     file_env: Mapping[str, str] = {}
     if env_path is not None:
-        read = _env_file(env_path, env_files)
+        read = _env_file(env_path, cache)
         if read.error:
             r.error("env_file", read.error)
         elif read.warning:
@@ -630,18 +630,10 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     )
 
 
-def _env_file(path: Path, cache: dict[Path, EnvFile] | None) -> EnvFile:
-    """An env file, read once per config load however many tasks name it;
-    its warning (readable by others) comes with the first reader only."""
-    from jobctl.taskenv import EnvFile, read_env_file
+def _env_file(path: Path, cache: LoadCache | None) -> EnvFile:
+    from jobctl.taskenv import read_env_file
 
-    if cache is not None and path in cache:
-        seen = cache[path]
-        return EnvFile(seen.values, seen.error) if seen.warning else seen
-    read = read_env_file(path)
-    if cache is not None:
-        cache[path] = read
-    return read
+    return cache.env_file(path) if cache is not None else read_env_file(path)
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -741,7 +733,7 @@ def read_task(
     owner: str = "config",
     needs_command: bool = True,
     lines: KeyLines | None = None,
-    env_files: dict[Path, EnvFile] | None = None,
+    cache: LoadCache | None = None,
 ) -> Task | None:
     """Convert one task table; None (with problems recorded) if it is invalid.
 
@@ -818,7 +810,7 @@ def read_task(
     env_file = values.get("env_file")
     if env_file is not None:
         values["env_file"] = str((base_dir / Path(env_file).expanduser()).absolute())
-        read = _env_file(Path(values["env_file"]), env_files)
+        read = _env_file(Path(values["env_file"]), cache)
         if read.error:
             error("env_file", read.error)
         elif read.warning:
@@ -829,7 +821,7 @@ def read_task(
         from jobctl.taskenv import UnknownUserError, lookup_user
 
         try:
-            run_as = lookup_user(user)
+            run_as = cache.user(user) if cache is not None else lookup_user(user)
         except UnknownUserError as e:
             error("user", str(e))
         else:
@@ -918,9 +910,11 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(lines.top_level(key), _unknown_key(key, TOP_KEYS)))
-    env_files: dict[Path, EnvFile] = {}
+    from jobctl.taskenv import LoadCache
+
+    cache = LoadCache()
     settings = (
-        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines, env_files)
+        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines, cache)
         if "jobctl" in doc else Settings(timezone=system_zone)
     )
     data = ConfigData(path, settings, problems=problems)
@@ -938,7 +932,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
             problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
             continue
         task = read_task(table, task_origin, where, settings, problems, now, base_dir,
-                         lines=lines, env_files=env_files)
+                         lines=lines, cache=cache)
         tables[index] = None  # free each table once read: lower the peak
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
         if task_id is not None:
