@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from jobctl.model import (
     PluginLimits,
     Problem,
     RebootSchedule,
+    RunAs,
     Schedule,
     Scope,
     Settings,
@@ -604,7 +605,7 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     env_path = (base / Path(env_file).expanduser()).absolute() if env_file else None
     file_env: Mapping[str, str] = {}
     if env_path is not None:
-        read = _env_file(env_path, cache)
+        read = _env_file(str(env_path), cache)
         if read.error:
             r.error("env_file", read.error)
         elif read.warning:
@@ -630,10 +631,10 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     )
 
 
-def _env_file(path: Path, cache: LoadCache | None) -> EnvFile:
+def _env_file(path: str, cache: LoadCache | None) -> EnvFile:
     from jobctl.taskenv import read_env_file
 
-    return cache.env_file(path) if cache is not None else read_env_file(path)
+    return cache.env_file(path) if cache is not None else read_env_file(Path(path))
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -809,8 +810,11 @@ def read_task(
                        "its scope is 'node'")
     env_file = values.get("env_file")
     if env_file is not None:
-        values["env_file"] = str((base_dir / Path(env_file).expanduser()).absolute())
-        read = _env_file(Path(values["env_file"]), cache)
+        from jobctl.taskenv import absolute_path
+
+        values["env_file"] = (cache.path(base_dir, env_file) if cache is not None
+                              else absolute_path(base_dir, env_file))
+        read = _env_file(values["env_file"], cache)
         if read.error:
             error("env_file", read.error)
         elif read.warning:
@@ -825,8 +829,10 @@ def read_task(
         except UnknownUserError as e:
             error("user", str(e))
         else:
-            values["user"] = replace(run_as, origin=lines.origin(origin, "user") if lines else origin,
-                                     where=f"{where}.user")
+            # the task's own line: the key's is found only if a problem needs it
+            # (user_switch_problems), so a valid config pays nothing for it
+            values["user"] = RunAs(run_as.name, run_as.uid, run_as.gid, run_as.groups,
+                                   run_as.home, run_as.shell, origin, f"{where}.user")
     if errors or schedule is None or task_id is None:
         return None
     cwd = values.get("cwd")
@@ -836,6 +842,37 @@ def read_task(
         values["name"] = task_id
     return Task.build(id=task_id, schedule=schedule, timezone=zone_name, owner=owner,
                       origin=origin, **values)
+
+
+def user_switch_problems(tasks: Iterable[Task], euid: int, severity: str = "error") -> list[Problem]:
+    """One problem per task with a `user`, on its `user` line, when `euid`
+    is not root's: only a root runner can start a process as another user."""
+    if euid == 0:
+        return []
+    problems = []
+    lines: dict[Path, KeyLines] = {}
+    for task in tasks:
+        run_as = task.user
+        if run_as is None or run_as.origin is None:
+            continue
+        path = run_as.origin.path
+        key_lines = lines.setdefault(path, KeyLines(path))
+        problems.append(Problem(
+            key_lines.origin(run_as.origin, "user"),
+            f"runs as user '{run_as.name}', which only a runner running as root can do "
+            f"(this is uid {euid}); a runner that is not root refuses this config",
+            run_as.where, severity))
+    return problems
+
+
+def require_user_switch(tasks: Iterable[Task], euid: int) -> None:
+    """ConfigError naming each task with a `user` unless `euid` is root's:
+    a runner, or run-now, that would have to start one refuses up front."""
+    from jobctl.errors import ConfigError
+
+    problems = user_switch_problems(tasks, euid)
+    if problems:
+        raise ConfigError(problems)
 
 
 # tomllib's words for a string that never closes: at the end of the file

@@ -150,7 +150,7 @@ class RunAs:
     home: str
     shell: str
     origin: Origin | None = None
-    """Where `user` is written."""
+    """The table of the task that names it (its `user` line is found when a problem needs it)."""
     where: str = ""
     """The key as a problem names it, e.g. "tasks[2] (backup).user"."""
 

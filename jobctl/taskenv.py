@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobctl.model import Problem, RunAs, Settings, Task
+from jobctl.model import RunAs, Settings, Task
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,23 @@ class LoadCache:
     0.2 ms; 100,000 tasks would wait 20 s). A reload starts a new one."""
 
     def __init__(self) -> None:
-        self.env_files: dict[Path, EnvFile] = {}
+        self.env_files: dict[str, EnvFile] = {}
         self.users: dict[str, RunAs | UnknownUserError] = {}
+        self.paths: dict[tuple[Path, str], str] = {}
 
-    def env_file(self, path: Path) -> EnvFile:
+    def path(self, base: Path, written: str) -> str:
+        """`written` made absolute against `base`, once (pathlib is slow)."""
+        found = self.paths.get((base, written))
+        if found is None:
+            found = self.paths[(base, written)] = absolute_path(base, written)
+        return found
+
+    def env_file(self, path: str) -> EnvFile:
         """The file as read; its warning (readable by others) comes with the
         first reader only."""
         seen = self.env_files.get(path)
         if seen is None:
-            seen = self.env_files[path] = read_env_file(path)
+            seen = self.env_files[path] = read_env_file(Path(path))
             return seen
         return EnvFile(seen.values, seen.error) if seen.warning else seen
 
@@ -134,6 +142,11 @@ class LoadCache:
         if isinstance(seen, UnknownUserError):
             raise seen
         return seen
+
+
+def absolute_path(base: Path, written: str) -> str:
+    """A path as written in a config (`~` expanded), against its folder."""
+    return str((base / Path(written).expanduser()).absolute())
 
 
 class UnknownUserError(Exception):
@@ -158,33 +171,6 @@ def lookup_user(name: str) -> RunAs:
         groups = (entry.pw_gid,)
     return RunAs(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups,
                  home=entry.pw_dir, shell=entry.pw_shell or "/bin/sh")
-
-
-def user_switch_problems(tasks: Iterable[Task], euid: int, severity: str = "error") -> list[Problem]:
-    """One problem per task with a `user` when `euid` is not root's: only
-    a root runner can start a process as another user."""
-    if euid == 0:
-        return []
-    problems = []
-    for task in tasks:
-        if task.user is None or task.user.origin is None:
-            continue
-        problems.append(Problem(
-            task.user.origin,
-            f"runs as user '{task.user.name}', which only a runner running as root can do "
-            f"(this is uid {euid}); a runner that is not root refuses this config",
-            task.user.where, severity))
-    return problems
-
-
-def require_user_switch(tasks: Iterable[Task], euid: int) -> None:
-    """ConfigError naming each task with a `user` unless `euid` is root's:
-    a runner, or run-now, that would have to start one refuses up front."""
-    from jobctl.errors import ConfigError
-
-    problems = user_switch_problems(tasks, euid)
-    if problems:
-        raise ConfigError(problems)
 
 
 def task_env(task: Task, settings: Settings) -> Mapping[str, str]:

@@ -72,7 +72,7 @@ def run_now(
         raise UnknownTaskError(task_id, schedule_set.ids)
     import os
 
-    from jobctl.taskenv import require_user_switch
+    from jobctl.config import require_user_switch
 
     # only this task needs to switch user: the config's others do not matter here
     require_user_switch([task], os.geteuid())

@@ -51,7 +51,7 @@ def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
     schedule_set = services(ctx).load(config)
     import os
 
-    from jobctl.taskenv import user_switch_problems
+    from jobctl.config import user_switch_problems
 
     # the config may be meant for a root runner: said, but not an error here
     for problem in user_switch_problems(schedule_set.tasks, os.geteuid(), "warning"):

@@ -275,7 +275,7 @@ def run(
         raise UsageError(f"--log-format must be auto, text or json, not '{log_format}'")
     import os
 
-    from jobctl.taskenv import require_user_switch
+    from jobctl.config import require_user_switch
 
     svc = services(ctx)
     schedule_set = svc.load(config)
