@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import BadExpressionError, ConfigIsDirectoryError, ConfigNotFoundError
 from jobctl.model import (
@@ -24,6 +24,7 @@ from jobctl.model import (
     PluginLimits,
     Problem,
     RebootSchedule,
+    RunAs,
     Schedule,
     Scope,
     Settings,
@@ -32,6 +33,9 @@ from jobctl.model import (
 from jobctl.timing import load_zone, parse_at, parse_duration, parse_schedule
 
 from tomllib import TOMLDecodeError
+
+if TYPE_CHECKING:
+    from jobctl.taskenv import EnvFile, LoadCache
 
 try:
     import rtoml
@@ -98,14 +102,14 @@ MAX_NAME = 128
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
-    "node", "node_lease",
+    "node", "node_lease", "env", "env_file",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
 TASK_KEYS = (
     "id", "name", "group", "description", "schedule", "at", "timezone", "command",
     "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
-    "scope",
+    "scope", "env_file", "user",
 )
 TOP_KEYS = ("jobctl", "tasks")
 
@@ -587,7 +591,8 @@ class _Reader:
 
 
 def read_settings(table: object, path: Path, line: int, system_zone: str,
-                  problems: list[Problem], lines: KeyLines | None = None) -> Settings:
+                  problems: list[Problem], lines: KeyLines | None = None,
+                  cache: LoadCache | None = None) -> Settings:
     origin = Origin(path, line)
     if not isinstance(table, dict):
         problems.append(Problem(origin, f"[jobctl] must be a table, got {_describe(table)}", "jobctl"))
@@ -596,6 +601,16 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
     r.check_keys(SETTINGS_KEYS)
     state = r.get("state", _nonempty)
     base = path.parent
+    env_file = r.get("env_file", _os_string)
+    env_path = (base / Path(env_file).expanduser()).absolute() if env_file else None
+    file_env: Mapping[str, str] = {}
+    if env_path is not None:
+        read = _env_file(str(env_path), cache)
+        if read.error:
+            r.error("env_file", read.error)
+        elif read.warning:
+            r.error("env_file", read.warning, severity="warning")
+        file_env = read.values
     return Settings(
         timezone=r.get("timezone", _zone, system_zone),
         # a URL is kept as written, never resolved against the config's folder
@@ -610,7 +625,16 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
         node=r.get("node", _node_name),
         node_lease=r.get("node_lease", _node_lease, 30.0),
+        env=r.get("env", _env, {}),
+        env_file=env_path,
+        file_env=file_env,
     )
+
+
+def _env_file(path: str, cache: LoadCache | None) -> EnvFile:
+    from jobctl.taskenv import read_env_file
+
+    return cache.env_file(path) if cache is not None else read_env_file(Path(path))
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -694,6 +718,8 @@ _TASK_CONVERTERS: dict[str, Callable[[object], Any]] = {
     "enabled": _bool,
     "priority": _int,
     "scope": _CONVERT_ENUM[Scope],
+    "env_file": _os_string,
+    "user": _os_string,
 }
 
 
@@ -708,6 +734,7 @@ def read_task(
     owner: str = "config",
     needs_command: bool = True,
     lines: KeyLines | None = None,
+    cache: LoadCache | None = None,
 ) -> Task | None:
     """Convert one task table; None (with problems recorded) if it is invalid.
 
@@ -781,6 +808,31 @@ def read_task(
     if isinstance(schedule, RebootSchedule) and values.get("scope") is Scope.CLUSTER:
         error("scope", "'cluster' cannot go with @reboot: @reboot means one node's start, so "
                        "its scope is 'node'")
+    env_file = values.get("env_file")
+    if env_file is not None:
+        from jobctl.taskenv import absolute_path
+
+        values["env_file"] = (cache.path(base_dir, env_file) if cache is not None
+                              else absolute_path(base_dir, env_file))
+        read = _env_file(values["env_file"], cache)
+        if read.error:
+            error("env_file", read.error)
+        elif read.warning:
+            error("env_file", read.warning, severity="warning")
+        values["file_env"] = read.values
+    user = values.get("user")
+    if user is not None:
+        from jobctl.taskenv import UnknownUserError, lookup_user
+
+        try:
+            run_as = cache.user(user) if cache is not None else lookup_user(user)
+        except UnknownUserError as e:
+            error("user", str(e))
+        else:
+            # the task's own line: the key's is found only if a problem needs it
+            # (user_switch_problems), so a valid config pays nothing for it
+            values["user"] = RunAs(run_as.name, run_as.uid, run_as.gid, run_as.groups,
+                                   run_as.home, run_as.shell, origin, f"{where}.user")
     if errors or schedule is None or task_id is None:
         return None
     cwd = values.get("cwd")
@@ -790,6 +842,37 @@ def read_task(
         values["name"] = task_id
     return Task.build(id=task_id, schedule=schedule, timezone=zone_name, owner=owner,
                       origin=origin, **values)
+
+
+def user_switch_problems(tasks: Iterable[Task], euid: int, severity: str = "error") -> list[Problem]:
+    """One problem per task with a `user`, on its `user` line, when `euid`
+    is not root's: only a root runner can start a process as another user."""
+    if euid == 0:
+        return []
+    problems = []
+    lines: dict[Path, KeyLines] = {}
+    for task in tasks:
+        run_as = task.user
+        if run_as is None or run_as.origin is None:
+            continue
+        path = run_as.origin.path
+        key_lines = lines.setdefault(path, KeyLines(path))
+        problems.append(Problem(
+            key_lines.origin(run_as.origin, "user"),
+            f"runs as user '{run_as.name}', which only a runner running as root can do "
+            f"(this is uid {euid}); a runner that is not root refuses this config",
+            run_as.where, severity))
+    return problems
+
+
+def require_user_switch(tasks: Iterable[Task], euid: int) -> None:
+    """ConfigError naming each task with a `user` unless `euid` is root's:
+    a runner, or run-now, that would have to start one refuses up front."""
+    from jobctl.errors import ConfigError
+
+    problems = user_switch_problems(tasks, euid)
+    if problems:
+        raise ConfigError(problems)
 
 
 # tomllib's words for a string that never closes: at the end of the file
@@ -864,8 +947,11 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
     for key in doc:
         if key not in TOP_KEYS:
             problems.append(Problem(lines.top_level(key), _unknown_key(key, TOP_KEYS)))
+    from jobctl.taskenv import LoadCache
+
+    cache = LoadCache()
     settings = (
-        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines)
+        read_settings(doc["jobctl"], path, settings_line, system_zone, problems, lines, cache)
         if "jobctl" in doc else Settings(timezone=system_zone)
     )
     data = ConfigData(path, settings, problems=problems)
@@ -883,7 +969,7 @@ def read_config(path: Path, system_zone: str, now: datetime) -> ConfigData:
             problems.append(Problem(task_origin, f"expected a table, got {_describe(table)}", where))
             continue
         task = read_task(table, task_origin, where, settings, problems, now, base_dir,
-                         lines=lines)
+                         lines=lines, cache=cache)
         tables[index] = None  # free each table once read: lower the peak
         task_id = table.get("id") if isinstance(table.get("id"), str) else None
         if task_id is not None:

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import JobctlError
+from jobctl.model import RunAs
 
 _CHUNK = 64 * 1024
 # One pump() reads at most this much, so one noisy task cannot starve the
@@ -222,6 +223,8 @@ class Launch:
     """If set, output is also written here (e.g. `sys.stdout.buffer` for run-now)."""
     lazy_log: bool = False
     """Create the log file on first output (or at close) instead of before the spawn."""
+    user: RunAs | None = None
+    """Run as this user (its uid, primary gid and groups); None: as the runner's."""
 
 
 class RunningProcess:
@@ -428,12 +431,15 @@ def spawn(launch: Launch) -> RunningProcess:
         if os.path.exists(launch.cwd):
             raise SpawnError(f"cwd '{launch.cwd}' is not a directory")
         raise SpawnError(f"cwd '{launch.cwd}' does not exist")
+    if launch.user is not None and launch.cwd is not None:
+        _check_enterable(launch.cwd, launch.user)
     try:
         sink = LogSink(launch.log_path, launch.max_log_bytes, lazy=launch.lazy_log)
     except OSError as exc:
         raise SpawnError(f"cannot open log '{launch.log_path}': {_reason(exc)}") from exc
     try:
-        if launch.cwd is None and _posix_spawn_usable():
+        # posix_spawn cannot change the user either
+        if launch.cwd is None and launch.user is None and _posix_spawn_usable():
             try:
                 pid, read_fd = _posix_spawn(launch)
             except NotImplementedError:
@@ -446,7 +452,8 @@ def spawn(launch: Launch) -> RunningProcess:
         sink.close()
         if launch.cwd is not None and exc.filename == launch.cwd:
             raise SpawnError(f"cannot use cwd '{launch.cwd}': {_reason(exc)}") from exc
-        raise SpawnError(f"cannot start '{program}': {_reason(exc)}") from exc
+        as_user = f" as user '{launch.user.name}'" if launch.user is not None else ""
+        raise SpawnError(f"cannot start '{program}'{as_user}: {_reason(exc)}") from exc
     except ValueError as exc:
         # e.g. a NUL byte in an argument or env value.
         sink.close()
@@ -463,9 +470,37 @@ def spawn(launch: Launch) -> RunningProcess:
                           started_monotonic=time.monotonic(), popen=popen)
 
 
+def _check_enterable(cwd: str, user: RunAs) -> None:
+    """SpawnError unless `user` may enter `cwd`: Popen changes directory
+    while still root, before it switches user, so a task would otherwise
+    start in a folder it cannot even read. Judged by the mode bits of each
+    folder on the way (ACLs are not consulted)."""
+    if user.uid == 0:
+        return
+    path = os.path.realpath(cwd)
+    parts = path.split(os.sep)
+    for i in range(1, len(parts) + 1):
+        folder = os.sep.join(parts[:i]) or os.sep
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            raise SpawnError(f"cannot use cwd '{cwd}': {_reason(exc)}") from exc
+        if st.st_uid == user.uid:
+            bit = 0o100
+        elif st.st_gid in user.groups or st.st_gid == user.gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            raise SpawnError(f"cwd '{cwd}' is not accessible to user '{user.name}': "
+                             f"'{folder}' (mode {st.st_mode & 0o7777:04o}) does not let it in")
+
+
 def _popen(launch: Launch) -> subprocess.Popen[bytes]:
     # No preexec_fn: it would turn off the vfork fast path, and a big
-    # runner must not fork() its whole address space per job.
+    # runner must not fork() its whole address space per job. (A task with
+    # a `user` forks anyway: CPython uses vfork only without a user switch.)
+    user = launch.user
     return subprocess.Popen(
         launch.argv,
         stdin=subprocess.DEVNULL,
@@ -476,6 +511,9 @@ def _popen(launch: Launch) -> subprocess.Popen[bytes]:
         start_new_session=True,
         close_fds=True,
         bufsize=0,
+        user=user.uid if user is not None else None,
+        group=user.gid if user is not None else None,
+        extra_groups=list(user.groups) if user is not None else None,
     )
 
 

@@ -28,6 +28,7 @@ from jobctl.liveness import owner_alive, self_owner
 from jobctl.model import RunStatus, Settings, Task, Trigger
 from jobctl.store import Owner, RunRecord, Store
 from jobctl.supervisor import ActiveRun, RunExit, Supervisor
+from jobctl.taskenv import task_env
 
 
 def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:
@@ -88,9 +89,12 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
         extra = worker.worker_env(task, state_path=state_path, config_path=config_path)
     else:
         argv = build_argv(task.command, task.argv, settings.shell)
+    if task.user is not None:
+        # under everything the config says, as cron's env lines may set HOME
+        base_env = {**base_env, **task.user.identity_env()}
     return Launch(
         argv=argv,
-        env=build_env(base_env, task.env, task_id=task.id, run_id=run_id,
+        env=build_env(base_env, task_env(task, settings), task_id=task.id, run_id=run_id,
                       scheduled_for=slot, trigger=trigger.value, extra=extra,
                       state_id=state_id),
         cwd=task.cwd,
@@ -98,6 +102,7 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
         max_log_bytes=settings.max_log_bytes,
         echo=echo,  # type: ignore[arg-type]
         lazy_log=lazy_log,
+        user=task.user,
     )
 
 

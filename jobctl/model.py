@@ -137,6 +137,30 @@ Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The user a task runs as (its `user` key), from the passwd and group
+    databases when the config was loaded, as cron and systemd's `User=` use them."""
+
+    name: str
+    uid: int
+    gid: int
+    """The primary group."""
+    groups: tuple[int, ...]
+    """Every group it is in (`os.getgrouplist`), the primary one included."""
+    home: str
+    shell: str
+    origin: Origin | None = None
+    """The table of the task that names it (its `user` line is found when a problem needs it)."""
+    where: str = ""
+    """The key as a problem names it, e.g. "tasks[2] (backup).user"."""
+
+    def identity_env(self) -> dict[str, str]:
+        """HOME, USER, LOGNAME and SHELL from its passwd entry."""
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name,
+                "SHELL": self.shell}
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """One resolved, valid task."""
 
@@ -150,6 +174,12 @@ class Task:
     description: str | None = None
     cwd: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    env_file: str | None = None
+    """The task's `env_file`, made absolute; its variables are in `file_env`."""
+    file_env: Mapping[str, str] = field(default_factory=dict)
+    """What `env_file` held when the config was loaded (under `env`)."""
+    user: RunAs | None = None
+    """Run as this user instead of the runner's (a root runner only)."""
     timeout: float | None = None
     concurrency: Concurrency = Concurrency.FORBID
     catch_up: CatchUp = CatchUp.SKIP
@@ -180,7 +210,7 @@ class Task:
 
 
 _TASK_DEFAULTS: dict[str, Any] = {
-    # the one default_factory (env) gets a shared, read-only empty mapping
+    # the default_factory fields (env, file_env) get a shared, read-only empty mapping
     f.name: f.default if f.default is not MISSING else MappingProxyType({})
     for f in fields(Task)
     if f.default is not MISSING or f.default_factory is not MISSING
@@ -255,6 +285,12 @@ class Settings:
     """This runner's node name on a shared state (None: the host name)."""
     node_lease: float = 30.0
     """Seconds a node's lease lasts without a heartbeat (a shared state)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """`[jobctl] env`: for every task, under the task's own env and env_file."""
+    env_file: Path | None = None
+    """`[jobctl] env_file`, made absolute; its variables are in `file_env`."""
+    file_env: Mapping[str, str] = field(default_factory=dict)
+    """What `[jobctl] env_file` held when the config was loaded (under `env`)."""
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,12 @@ def run_now(
     task = schedule_set.get(task_id)
     if task is None:
         raise UnknownTaskError(task_id, schedule_set.ids)
+    import os
+
+    from jobctl.config import require_user_switch
+
+    # only this task needs to switch user: the config's others do not matter here
+    require_user_switch([task], os.geteuid())
     from dataclasses import replace
 
     from jobctl.config import node_name

@@ -49,6 +49,13 @@ def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
     Example: jobctl validate -c jobctl.toml
     """
     schedule_set = services(ctx).load(config)
+    import os
+
+    from jobctl.config import user_switch_problems
+
+    # the config may be meant for a root runner: said, but not an error here
+    for problem in user_switch_problems(schedule_set.tasks, os.geteuid(), "warning"):
+        err(str(problem))
     n = len(schedule_set.tasks)
     left_out = [r for r in schedule_set.plugins if not r.loaded]
     if left_out:

@@ -166,6 +166,9 @@ def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
             "argv": list(task.argv) if task.argv is not None else None,
             "cwd": task.cwd,
             "env": dict(task.env),
+            # the file's path, not its values: an env file holds secrets
+            "env_file": task.env_file,
+            "user": task.user.name if task.user is not None else None,
             "timeout": task.timeout,
             "concurrency": task.concurrency.value,
             "catch_up": task.catch_up.value,

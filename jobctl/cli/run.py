@@ -274,8 +274,13 @@ def run(
 
     if log_format not in ("auto", "text", "json"):
         raise UsageError(f"--log-format must be auto, text or json, not '{log_format}'")
+    import os
+
+    from jobctl.config import require_user_switch
+
     svc = services(ctx)
     schedule_set = svc.load(config)
+    require_user_switch(schedule_set.tasks, os.geteuid())
     path = find_config(config, svc.env, svc.cwd)
     from jobctl.cli._common import open_state
 
@@ -304,6 +309,8 @@ def run(
         from jobctl.events import Event
 
         reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
+        # a `user` added while running is refused like any config error
+        require_user_switch(reloaded.tasks, os.geteuid())
         from jobctl.store.url import same_target, shown_target
 
         moved = state_path(state, svc.env, reloaded.settings)
