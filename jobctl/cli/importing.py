@@ -174,6 +174,7 @@ def systemd(
         service = str(found)
     service_text, service_path = _read_text(service)
     snapshot, taken, _ = _target(svc, config, write)
-    result = import_systemd(timer_text, timer_path, service_text, service_path, taken=taken)
+    result = import_systemd(timer_text, timer_path, service_text, service_path,
+                            system_zone=svc.zone(), now=svc.now(), taken=taken)
     _finish(svc, snapshot, result, skip_unsupported)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
 from jobctl.errors import BadExpressionError
@@ -101,6 +102,52 @@ def calendar_to_cron(text: str) -> tuple[str, str | None]:
     except BadExpressionError as e:
         raise CalendarError(e.reason) from None
     return expr, zone
+
+
+def dst_difference(expr: str, zone: str, after: datetime, days: int = 400) -> str | None:
+    """Why systemd and jobctl would fire `expr` differently in `zone` within
+    `days` after `after`, or None if they agree.
+
+    At a clock change they part ways (measured with systemd-analyze 252):
+    a fixed time that a spring-forward gap skips is skipped that day by
+    systemd, run at the end of the gap by jobctl (as cronie does); in a
+    repeated fall-back hour, a wildcard or step time fires once in systemd,
+    on both passes in jobctl. A fixed time in a repeat fires once in both,
+    and wildcard times in a gap in neither."""
+    from jobctl.cron import parse_cron_fields
+    from jobctl.timing import load_zone
+
+    _, pattern = parse_cron_fields(expr)
+    tz = load_zone(zone)
+    start = int(after.timestamp()) // 3600 * 3600
+    offset = _offset(tz, start)
+    for real in range(start + 3600, start + days * 86400, 3600):
+        new = _offset(tz, real)
+        if new == offset:
+            continue
+        lo, hi = real - 3600, real  # the change is in (lo, hi]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _offset(tz, mid) == offset else (lo, mid)
+        gap = new > offset
+        first, end = (hi + offset, hi + new) if gap else (hi + new, hi + offset)
+        hit = pattern.next_wall(first, end)
+        offset = new
+        if hit is None or (gap and not pattern.fixed) or (not gap and pattern.fixed):
+            continue
+        wall = datetime.fromtimestamp(hit, timezone.utc).replace(tzinfo=None)
+        if gap:
+            return (f"in {zone} the clock skips {wall:%H:%M} on {wall:%Y-%m-%d}: systemd does not "
+                    "fire that day, jobctl fires at the end of the gap")
+        return (f"in {zone} the clock repeats {wall:%H:%M} on {wall:%Y-%m-%d}: systemd fires the "
+                "repeated times once, jobctl on both passes")
+    return None
+
+
+def _offset(tz: tzinfo, real: int) -> int:
+    moment = datetime.fromtimestamp(real, timezone.utc).astimezone(tz)
+    delta = moment.utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
 
 
 def _is_weekdays(word: str) -> bool:
@@ -245,11 +292,13 @@ _CONDITIONS = ("Condition", "Assert")
 
 
 def import_systemd(timer_text: str, timer_path: Path, service_text: str, service_path: Path,
-                   *, taken: Iterable[str] = ()) -> ImportResult:
+                   *, system_zone: str, now: datetime, taken: Iterable[str] = ()) -> ImportResult:
     """The tasks of one timer and its service: one per trigger (`OnCalendar=`
     line, `OnUnitActiveSec=`, `OnBootSec=0`), all running the service's
     command. Ids are the timer's name, or NAME-1, NAME-2, ... for several
-    triggers (then also their `group`)."""
+    triggers (then also their `group`). An OnCalendar= time without a zone
+    is read in `system_zone`, and is refused if systemd and jobctl would
+    fire it differently at a clock change in the year after `now`."""
     refused: list[Problem] = []
     notes: list[str] = []
 
@@ -273,6 +322,11 @@ def import_systemd(timer_text: str, timer_path: Path, service_text: str, service
                 expr, zone = calendar_to_cron(value)
             except CalendarError as e:
                 refuse(timer_path, entry, str(e))
+                continue
+            differs = dst_difference(expr, zone or system_zone, now)
+            if differs:
+                refuse(timer_path, entry, f"{differs}; give it a zone without clock changes "
+                       "(a suffix such as UTC) or a time clear of the change")
                 continue
             schedules.append((expr, zone, entry))
         elif entry.section == "Timer" and key in ("OnUnitActiveSec", "OnBootSec", "OnStartupSec"):
