@@ -26,11 +26,12 @@ DEFAULT_SHELL = "/bin/sh"
 PERCENT_WRAPPER = 'printf %s "$2" | "$0" -c "$1"'
 
 _ENV_RE = re.compile(r"""[ \t]*(?:"([^"]*)"|'([^']*)'|([^\s=]+))[ \t]*=[ \t]*(.*)""")
-# words that do not name what a job does, skipped when choosing its id
-_WRAPPERS = frozenset({
-    "cd", "test", "[", "[[", "true", ":", "exec", "nice", "ionice", "nohup", "sudo", "env",
-    "chronic", "flock", "timeout", "sleep", "export", "umask", "set", "if", "then", "run-one",
-})
+# words that do not name what a job does, when choosing its id: a segment
+# starting with plumbing is passed over; a prefix (and its options) is skipped
+_PLUMBING = frozenset({"cd", "test", "[", "[[", ":", "sleep", "export", "umask", "set", "if",
+                       "then", "mkdir"})
+_PREFIXES = frozenset({"exec", "nice", "ionice", "nohup", "sudo", "env", "chronic", "timeout",
+                       "run-one", "time", "command"})
 
 
 def is_system_crontab(path: Path) -> bool:
@@ -87,16 +88,23 @@ def id_stem(command: str) -> str:
     """A readable id stem: the name of the program the command is about
     (`/usr/local/bin/backup-db.sh --full` -> `backup-db`)."""
     for segment in re.split(r"&&|\|\||[;|&()]", command):
+        prefix = ""
         for word in segment.split():
-            if "=" in word.split("/", 1)[0] or word.startswith(("-", "<", ">", "$", "2>")):
+            if "=" in word.split("/", 1)[0] or word.startswith(("-", "<", ">", "$", "2>")) \
+                    or word[:1].isdigit():
                 continue
             base = word.rstrip("/").rsplit("/", 1)[-1]
-            if base in _WRAPPERS:
-                break  # the segment is plumbing: try the next one
+            if base in _PREFIXES:
+                prefix = prefix or base
+                continue
+            if base in _PLUMBING:
+                break  # try the next segment
             base = re.sub(r"\.(sh|py|pl|rb|bash)$", "", base)
             stem = slug(base, "")
             if stem:
                 return stem
+        if prefix:
+            return prefix  # `env` alone is what the job runs
     return "task"
 
 
