@@ -160,10 +160,11 @@ def _weekdays(word: str) -> str:
     for item in word.split(","):
         ends = re.split(r"\.\.|-", item)
         first, last = _WEEKDAYS[ends[0].lower()], _WEEKDAYS[ends[-1].lower()]
-        # Mon=1 .. Sun=7 as systemd orders them; Sat..Mon wraps around
+        # Mon=1 .. Sun=7 as systemd orders them
         a, b = (first or 7), (last or 7)
-        span = range(a, b + 1) if a <= b else [*range(a, 8), *range(1, b + 1)]
-        days.update(d % 7 for d in span)
+        if a > b:
+            raise CalendarError(f"weekdays '{item}': systemd refuses a range that wraps around")
+        days.update(d % 7 for d in range(a, b + 1))
     if len(days) == 7:
         return "*"
     return _ranges(sorted(days))
