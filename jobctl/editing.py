@@ -410,8 +410,9 @@ def _newline(lines: Sequence[str]) -> str:
 # -- the edits --------------------------------------------------------------------------
 
 
-def add_task(text: str, table: Mapping[str, Any]) -> str:
-    """`text` with a `[[tasks]]` table for `table` appended at the end.
+def add_task(text: str, table: Mapping[str, Any], comments: Sequence[str] = ()) -> str:
+    """`text` with a `[[tasks]]` table for `table` appended at the end,
+    `comments` (whole `# ...` lines) above its header.
 
     EditError if a task with the same id is already declared.
     """
@@ -422,7 +423,8 @@ def add_task(text: str, table: Mapping[str, Any]) -> str:
             line = layout.spans[i].header + 1
             raise EditError(f"a task with id '{task_id}' already exists (line {line})")
     newline = _newline(layout.lines)
-    lines = ["[[tasks]]" + newline] + [_key_line(k, v, "", newline) for k, v in table.items()]
+    lines = [c.rstrip("\r\n") + newline for c in comments if c.lstrip().startswith("#")]
+    lines += ["[[tasks]]" + newline] + [_key_line(k, v, "", newline) for k, v in table.items()]
     prefix = text
     if prefix and not prefix.endswith("\n"):
         prefix += newline

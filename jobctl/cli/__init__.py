@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobctl.cli import control, edit, inspect, run
+from jobctl.cli import control, edit, importing, inspect, run
 
 _SETTINGS: dict[str, Any] = dict(
     name="jobctl",
@@ -64,6 +64,7 @@ app.command("edit")(edit.edit)
 app.command("add")(edit.add)
 app.command("remove")(edit.remove)
 app.command("set")(edit.set_keys)
+app.add_typer(importing.import_app, name="import")
 
 
 def main() -> None:
@@ -88,7 +89,8 @@ def _app_for(args: list[str]) -> typer.Typer:
     if "_JOBCTL_COMPLETE" in os.environ:
         return app
     chosen = [info for info in app.registered_commands if args and info.name == args[0]]
-    if not chosen:
+    groups = [info for info in app.registered_groups if args and info.name == args[0]]
+    if not chosen and not groups:
         import copy
         import inspect as pyinspect
 
@@ -97,7 +99,13 @@ def _app_for(args: list[str]) -> typer.Typer:
             outline.help = info.help if info.help is not None else pyinspect.getdoc(info.callback)
             outline.callback = _outline
             chosen.append(outline)
+        for group in app.registered_groups:  # a group is listed as a command
+            sub = group.typer_instance
+            outline = typer.models.CommandInfo(name=group.name, callback=_outline,
+                                               help=sub.info.help if sub is not None else None)
+            chosen.append(outline)
     trimmed = typer.Typer(**_SETTINGS)
     trimmed.registered_callback = app.registered_callback
     trimmed.registered_commands = chosen
+    trimmed.registered_groups = groups
     return trimmed
