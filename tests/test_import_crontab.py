@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,31 @@ def test_the_percent_rule_gives_the_job_crons_argv_and_stdin(tmp_path: Path) -> 
         assert job["greeting"] == "from cron"
     saw = json.loads((tmp_path / "both.job").read_text())
     assert saw["argv"] == ["%d"] and saw["stdin"] == "50% off\n\nend\\"
+
+
+def test_a_system_crontab_with_users_writes_a_config_whose_tasks_run_as_those_users(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    # a folder nobody can write in (pytest's own tmp folders are root's only)
+    out = Path(tempfile.mkdtemp(prefix="jobctl-import-"))
+    out.chmod(0o777)
+    crontab = tmp_path / "crontab"
+    crontab.write_text("SHELL=/bin/sh\nGREETING=hi\n"
+                       f"*/5 * * * * nobody id -u > {out}/nobody; echo $GREETING >> {out}/nobody\n"
+                       f"0 4 * * * root id -u > {out}/root\n")
+    result = _invoke(tmp_path, ["import", "crontab", "--system", str(crontab), "--write",
+                                "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    checked = _invoke(tmp_path, ["validate", "-c", str(config)])
+    assert checked.exit_code == 0, checked.output
+    tasks = {t["id"]: t for t in rtoml.load(config)["tasks"]}
+    assert {t["user"] for t in tasks.values()} == {"nobody", "root"}
+    for task_id in tasks:
+        ran = _invoke(tmp_path, ["run-now", task_id, "-c", str(config)],
+                      env={"PATH": "/usr/bin:/bin"})
+        assert ran.exit_code == 0, ran.output
+    try:
+        assert (out / "nobody").read_text() == "65534\nhi\n"
+        assert (out / "root").read_text() == "0\n"
+    finally:
+        shutil.rmtree(out)
