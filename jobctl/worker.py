@@ -222,6 +222,42 @@ class HostJobs:
         return views
 
     def run(self, job_id: str) -> int:
+        try:
+            pid = self._run(job_id)
+        except HostServiceError as e:
+            self._audit(RUN, job_id, "refused", e.reason)
+            raise
+        self._audit(RUN, job_id, "ok", f"started jobctl run-now (pid {pid})")
+        return pid
+
+    def set_status(self, job_id: str, status: str) -> None:
+        try:
+            self._set_status(job_id, status)
+        except HostServiceError as e:
+            self._audit(SET_STATUS, job_id, "refused", e.reason)
+            raise
+        self._audit(SET_STATUS, job_id, "ok", f"{status} by plugin '{self.plugin_id}'")
+
+    def _audit(self, service: str, job_id: object, outcome: str, detail: str) -> None:
+        """Record a call of jobs.run or jobs.set_status in the audit trail;
+        one that cannot be written is a warning in the run's log."""
+        from jobctl import audit
+
+        warning: str | None = None
+        try:
+            store = self._open_store()
+        except JobctlError as e:
+            store, warning = None, f"the audit trail could not be written: {e}"
+        if store is not None:
+            node = (self._env if self._env is not None else os.environ).get("JOBCTL_NODE")
+            warning = audit.record(store, audit.event(
+                service, self._now(), node=node,
+                task_id=job_id if isinstance(job_id, str) else None, outcome=outcome,
+                detail=f"plugin '{self.plugin_id}' (run of {self.task_id}): {detail}"))
+        if warning:
+            self.logger.warning("jobctl: %s", warning)
+
+    def _run(self, job_id: str) -> int:
         self._allow(RUN)
         task = self._own(RUN, job_id)
         if self.config_path is None or self.state_path is None:
@@ -249,7 +285,7 @@ class HostJobs:
         self.logger.info("jobs.run: started jobctl run-now %s (pid %d)", job_id, pid)
         return pid
 
-    def set_status(self, job_id: str, status: str) -> None:
+    def _set_status(self, job_id: str, status: str) -> None:
         self._allow(SET_STATUS)
         if status not in JOB_STATUSES:
             allowed = " or ".join(f"'{s}'" for s in JOB_STATUSES)

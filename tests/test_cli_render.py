@@ -271,7 +271,7 @@ def test_every_table_fits_the_width_and_never_splits_ids_statuses_or_times(
     assert any("killed" not in line and "exit code 3" in line for line in lines if "last run" in line)
 
     lines = run("next", "db-backup", "-n", "3")
-    assert len(lines) == 3
+    assert len(lines) == 4 and lines[0].startswith("At ")  # the schedule in words, then 3 times
 
     lines = run("status")
     assert lines[:3] == ["runner: not running", "running: nothing", "next:"]

@@ -1016,3 +1016,55 @@ def test_postgres_password_is_never_shown_and_may_come_from_pgpassword(
         assert bare in str(held.value) and password not in str(held.value)
     finally:
         s.close()
+
+
+# -- the audit trail ---------------------------------------------------------------
+
+
+def _event(action: str, task_id: str | None = None, at: datetime = T0, outcome: str = "ok",
+           detail: str = ""):  # type: ignore[no-untyped-def]
+    from jobctl.store import EventRecord
+
+    return EventRecord(at=at, action=action, outcome=outcome, uid=1000, user="alice",
+                       host="host-a", node="web1", task_id=task_id, detail=detail)
+
+
+def test_events_are_recorded_with_who_and_read_newest_first(store: Store) -> None:
+    first = store.record_event(_event("enable", "backup", detail="enabled"), keep=10)
+    second = store.record_event(_event("runner.start", at=T0 + timedelta(seconds=5)), keep=10)
+    third = store.record_event(_event("run-now", "backup", at=T0 + timedelta(seconds=9),
+                                      outcome="refused", detail="already running"), keep=10)
+    assert first < second < third
+    got = store.events()
+    assert [e.id for e in got] == [third, second, first]
+    newest = got[0]
+    assert (newest.action, newest.task_id, newest.outcome, newest.detail) == (
+        "run-now", "backup", "refused", "already running")
+    assert (newest.uid, newest.user, newest.host, newest.node) == (1000, "alice", "host-a", "web1")
+    assert newest.at == T0 + timedelta(seconds=9) and newest.at.tzinfo is not None
+    assert [e.id for e in store.events(task_id="backup")] == [third, first]
+    assert [e.id for e in store.events(since=T0 + timedelta(seconds=5))] == [third, second]
+    assert [e.id for e in store.events(limit=1)] == [third]
+
+
+def test_event_retention_keeps_the_newest_per_task_and_taskless_apart(store: Store) -> None:
+    for i in range(5):
+        store.record_event(_event("enable", "a", at=T0 + timedelta(seconds=i), detail=str(i)),
+                           keep=3)
+        store.record_event(_event("runner.reload", at=T0 + timedelta(seconds=i), detail=str(i)),
+                           keep=2)
+    store.record_event(_event("disable", "b"), keep=3)
+    assert [e.detail for e in store.events(task_id="a")] == ["4", "3", "2"]
+    assert [e.detail for e in store.events() if e.task_id is None] == ["4", "3"]
+    assert len(store.events(task_id="b")) == 1
+
+
+def test_events_survive_reopening(store: Store, target: Path | str) -> None:
+    store.record_event(_event("add", "x"), keep=5)
+    store.close()
+    again = open_store(target, create=False)
+    assert again is not None
+    try:
+        assert [e.action for e in again.events()] == ["add"]
+    finally:
+        again.close()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobctl.cli import control, edit, importing, inspect, run
+from jobctl.cli import control, edit, events, importing, inspect, run
 
 _SETTINGS: dict[str, Any] = dict(
     name="jobctl",
@@ -59,6 +59,7 @@ app.command("disable")(control.disable)
 app.command("history")(control.history)
 app.command("logs")(control.logs)
 app.command("status")(control.status)
+app.command("events")(events.events)
 app.command("init")(edit.init)
 app.command("edit")(edit.edit)
 app.command("add")(edit.add)

@@ -142,7 +142,7 @@ def print_json(value: Any) -> None:
 # commands that change nothing, so an invalid config's summary does not
 # reassure that "nothing was changed"
 READ_ONLY = frozenset({"validate", "list_tasks", "show", "next_fires", "plugins", "history",
-                       "logs", "status"})
+                       "logs", "status", "events"})
 
 
 @contextmanager

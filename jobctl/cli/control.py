@@ -96,6 +96,11 @@ def run_now(
     # task and record it, not leave it running unsupervised
     previous = {sig: signal.signal(sig, on_signal)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    from jobctl import audit
+    from jobctl.errors import JobctlError
+
+    asked = svc.now()
+    outcome, detail = audit.FAILED, "interrupted"
     try:
         echo = getattr(sys.stdout, "buffer", None)
         if echo is not None:
@@ -103,15 +108,24 @@ def run_now(
                 sys.stdout.flush()
             except OSError:
                 echo = None
-        record = run_task(
-            store, task, schedule_set.settings, now=svc.now, env=svc.env,
-            echo=echo,
-            force=force, stop_requested=lambda: stops["n"] > 0,
-            config_path=schedule_set.path, owner=owner,
-        )
+        try:
+            record = run_task(
+                store, task, schedule_set.settings, now=svc.now, env=svc.env,
+                echo=echo,
+                force=force, stop_requested=lambda: stops["n"] > 0,
+                config_path=schedule_set.path, owner=owner,
+            )
+        except JobctlError as e:
+            outcome = audit.REFUSED if e.exit_code == 75 else audit.FAILED
+            detail = str(e)
+            raise
+        outcome = audit.OK
+        detail = f"run #{record.id}: {record.status.value}" + (" (--force)" if force else "")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _audit(store, audit.event("run-now", asked, node=owner.node, task_id=task.id,
+                                  outcome=outcome, detail=detail), schedule_set)
         store.close()
     duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
     summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
@@ -130,6 +144,15 @@ def run_now(
     raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
 
 
+def _audit(store: Any, events: Any, schedule_set: Any) -> None:
+    """Record control actions; a trail that cannot be written is a warning."""
+    from jobctl.audit import record
+
+    warning = record(store, events, schedule_set.settings.history_limit)
+    if warning:
+        err(f"warning: {warning}")
+
+
 def _set_enabled(ctx: typer.Context, ids: list[str], config: Any, state: Any, enabled: bool) -> None:
     from jobctl.errors import UnknownTaskError
 
@@ -141,11 +164,20 @@ def _set_enabled(ctx: typer.Context, ids: list[str], config: Any, state: Any, en
             raise UnknownTaskError(task_id, schedule_set.ids)
     store = open_state(svc, schedule_set, state, create=True)
     assert store is not None
+    from jobctl import audit
+    from jobctl.config import node_name
+    from jobctl.procinfo import host_name
+
+    node = node_name(None, svc.env, schedule_set.settings, host_name())
+    word = "enabled" if enabled else "disabled"
+    now = svc.now()
     try:
-        store.set_enabled(ids, enabled, now=svc.now())
+        store.set_enabled(ids, enabled, now=now)
+        _audit(store, [audit.event("enable" if enabled else "disable", now, node=node,
+                                   task_id=task_id, detail=word) for task_id in ids],
+               schedule_set)
     finally:
         store.close()
-    word = "enabled" if enabled else "disabled"
     for task_id in ids:
         typer.echo(f"{word} {task_id}")
 

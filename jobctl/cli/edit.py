@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +18,75 @@ from jobctl.cli._common import ConfigOption, Services, command, err, services
 
 if TYPE_CHECKING:
     from jobctl.model import Problem
+
+
+def _audited(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record the command in the audit trail of the config's state, however
+    it ends: `ok`, or `failed` with why. The edit stands whatever happens to
+    the record; a trail that cannot be written is one warning line."""
+    import functools
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from jobctl.audit import FAILED, OK
+            from jobctl.errors import ConfigError, JobctlError
+
+            ctx: typer.Context = kwargs["ctx"]
+            note: dict[str, Any] = ctx.meta.setdefault("audit", {})
+            outcome, why = FAILED, "interrupted"
+            try:
+                result = fn(*args, **kwargs)
+                outcome = OK
+                return result
+            except typer.Exit as e:
+                if not e.exit_code:
+                    outcome = OK
+                why = note.get("failed", f"exit status {e.exit_code}")
+                raise
+            except ConfigError as e:
+                first = next((p for p in e.problems if p.severity == "error"), None)
+                why = f"{e}: {first}" if first else str(e)
+                raise
+            except JobctlError as e:
+                why = str(e).splitlines()[0]
+                raise
+            finally:
+                _audit(ctx, action, outcome, note.get("detail", "") if outcome == OK else why,
+                       kwargs)
+
+        return wrapper
+
+    return wrap
+
+
+def _audit(ctx: typer.Context, action: str, outcome: str, detail: str,
+           kwargs: dict[str, Any]) -> None:
+    from jobctl.audit import record_config_edit
+
+    svc = services(ctx)
+    path: Path | None = ctx.meta.get("audit", {}).get("path")
+    if path is None:
+        from jobctl.config import find_config
+        from jobctl.errors import JobctlError
+
+        try:
+            path = find_config(kwargs.get("config"), svc.env, svc.cwd)
+        except JobctlError:
+            path = None
+    try:
+        now, zone = svc.now(), svc.zone()
+    except Exception:  # noqa: BLE001 - the edit is done; the record is a bonus
+        return
+    warning = record_config_edit(path, action, now, env=svc.env, system_zone=zone,
+                                 outcome=outcome, task_id=kwargs.get("task_id"), detail=detail)
+    if warning:
+        err(f"warning: {warning}")
+
+
+def _note(ctx: typer.Context, **items: Any) -> None:
+    """What the audit record of this edit says: `path` (the config), `detail`."""
+    ctx.meta.setdefault("audit", {}).update(items)
 
 
 def _existing_config(svc: Services, config: Path | None) -> Path:
@@ -86,6 +156,7 @@ def _read(svc: Services, config: Path | None) -> _Snapshot:
 
 
 @command
+@_audited("init")
 def init(
     ctx: typer.Context,
     path: Annotated[str | None, typer.Argument(
@@ -118,6 +189,7 @@ def init(
     # Path drops a trailing slash: read it from the string
     if target.is_dir() or (given and given.endswith(("/", os.sep))):
         target = target / CONFIG_NAME
+    _note(ctx, path=target)
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; pass --force to overwrite it")
     try:
@@ -128,6 +200,7 @@ def init(
         atomic_write(target, STARTER, expect=None if force else ABSENT)
     except OSError as e:
         raise UsageError(f"cannot write {target}: {e.strerror or e}") from None
+    _note(ctx, detail=f"wrote a starter config to {target}")
     typer.echo(f"wrote a starter config to {target}")
     shadow = svc.cwd / CONFIG_NAME
     if default and shadow.is_file():
@@ -135,6 +208,7 @@ def init(
 
 
 @command
+@_audited("edit")
 def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Edit the config in your editor; it is saved only if it is valid.
 
@@ -168,6 +242,7 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
 
     svc = services(ctx)
     shown = _existing_config(svc, config)
+    _note(ctx, path=shown)
     path = Path(os.path.realpath(shown))
     try:
         original = path.read_bytes()
@@ -209,6 +284,7 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
             except OSError:
                 raise EditError(f"the edited copy {copy} is gone; {shown} was not changed") from None
             if edited == original:
+                _note(ctx, detail=f"no changes to {shown}")
                 typer.echo(f"no changes to {shown}")
                 return
             try:
@@ -234,6 +310,7 @@ def edit(ctx: typer.Context, config: ConfigOption = None) -> None:
                                  f"is kept in {copy}") from None
             _warn([moved(w, copy, shown) for w in schedule_set.warnings])
             n = len(schedule_set.tasks)
+            _note(ctx, detail=f"saved {shown} ({n} task{'s' if n != 1 else ''})")
             typer.echo(f"saved {shown} ({n} task{'s' if n != 1 else ''})")
             return
     finally:
@@ -265,6 +342,7 @@ def _confirm(question: str) -> bool:
 
 
 @command
+@_audited("add")
 def add(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="The new task's id.")],
@@ -345,10 +423,12 @@ def add(
     if disabled:
         table["enabled"] = False
     snapshot = _read(services(ctx), config)
+    _note(ctx, path=snapshot.path)
     try:
         snapshot.save(services(ctx), add_task(snapshot.text, table))
     except ConfigError as e:
         raise ConfigError([_as_option(p, snapshot.text) for p in e.problems]) from None
+    _note(ctx, detail=f"added {task_id} to {snapshot.path}")
     typer.echo(f"added {task_id} to {snapshot.path}")
 
 
@@ -368,6 +448,7 @@ def _as_option(problem: Problem, text: str) -> Problem:
 
 
 @command
+@_audited("remove")
 def remove(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
@@ -385,11 +466,14 @@ def remove(
 
     _not_a_plugin_job(task_id)
     snapshot = _read(services(ctx), config)
+    _note(ctx, path=snapshot.path)
     snapshot.save(services(ctx), remove_task(snapshot.text, task_id))
+    _note(ctx, detail=f"removed {task_id} from {snapshot.path}")
     typer.echo(f"removed {task_id} from {snapshot.path}")
 
 
 @command
+@_audited("set")
 def set_keys(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
@@ -426,8 +510,11 @@ def set_keys(
         changes.append((key, parse_value(raw)))
     _not_a_plugin_job(task_id)
     snapshot = _read(services(ctx), config)
+    _note(ctx, path=snapshot.path)
     if snapshot.save(services(ctx), set_in_text(snapshot.text, task_id, changes, unset or [])):
         keys = [k for k, _ in changes] + list(unset or [])
+        _note(ctx, detail=f"updated {task_id} in {snapshot.path}: {', '.join(dict.fromkeys(keys))}")
         typer.echo(f"updated {task_id} in {snapshot.path}: {', '.join(dict.fromkeys(keys))}")
     else:
+        _note(ctx, detail=f"no change to {task_id} in {snapshot.path}")
         typer.echo(f"no change to {task_id} in {snapshot.path}")

@@ -39,31 +39,93 @@ def _last_run_json(record: Any) -> dict[str, object] | None:
             **exit_fields(record.exit_code)}
 
 
+StrictOption = Annotated[bool, typer.Option(
+    "--strict", help="Warnings fail too: exit 2 if there is any warning.")]
+
+
 @command
-def validate(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """Check the config and report every problem.
+def validate(ctx: typer.Context, config: ConfigOption = None, strict: StrictOption = False,
+             json: Annotated[bool, typer.Option(
+                 "--json", help="Print one JSON object with every problem.")] = False) -> None:
+    """Check the config and report every problem, and warn about schedule foot-guns.
 
     Prints "N tasks OK" and exits 0, or lists each error (file:line, task, key,
-    what is wrong) on stderr and exits 2.
+    what is wrong) on stderr and exits 2. Warnings (a time DST skips or
+    repeats, a step that does not divide its range, cron's day OR rule, a
+    forbid task without timeout, a day some months lack) go to stderr too and
+    keep exit 0, unless --strict. --json prints one object: ok, tasks, problems.
 
-    Example: jobctl validate -c jobctl.toml
+    Example: jobctl validate --strict -c jobctl.toml
     """
-    schedule_set = services(ctx).load(config)
+    svc = services(ctx)
+    if json:
+        _validate_json(svc, config, strict)
+        return
+    from jobctl.lint import lint, source_locator
+
+    schedule_set = svc.load(config)
+    found = lint(schedule_set, svc.now(), source_locator()) + _user_switch_warnings(schedule_set)
+    for problem in found:
+        err(str(problem))
+    n = len(schedule_set.tasks)
+    tasks = f"{n} task{'s' if n != 1 else ''} OK"
+    left_out = [r for r in schedule_set.plugins if not r.loaded]
+    if left_out:
+        names = ", ".join(f"'{r.id}'" for r in left_out)
+        err(f"{tasks}, but plugin{'s' if len(left_out) > 1 else ''} "
+            f"{names} left out (see above)")
+        raise typer.Exit(2)
+    warnings = len(found) + len(schedule_set.warnings)
+    if strict and warnings:
+        err(f"{tasks}, but {warnings} warning{'s' if warnings != 1 else ''} (--strict)")
+        raise typer.Exit(2)
+    typer.echo(tasks)
+
+
+def _user_switch_warnings(schedule_set: Any) -> list[Any]:
+    """Tasks with `user` checked by someone who is not root: the config may
+    be meant for a root runner, so this is said, but is not an error here."""
     import os
 
     from jobctl.config import user_switch_problems
 
-    # the config may be meant for a root runner: said, but not an error here
-    for problem in user_switch_problems(schedule_set.tasks, os.geteuid(), "warning"):
-        err(str(problem))
-    n = len(schedule_set.tasks)
-    left_out = [r for r in schedule_set.plugins if not r.loaded]
-    if left_out:
-        names = ", ".join(f"'{r.id}'" for r in left_out)
-        err(f"{n} task{'s' if n != 1 else ''} OK, but plugin{'s' if len(left_out) > 1 else ''} "
-            f"{names} left out (see above)")
-        raise typer.Exit(2)
-    typer.echo(f"{n} task{'s' if n != 1 else ''} OK")
+    return user_switch_problems(schedule_set.tasks, os.geteuid(), "warning")
+
+
+def _validate_json(svc: Any, config: Any, strict: bool) -> None:
+    """`validate --json`: every problem located, the exit status as without --json."""
+    from jobctl.errors import ConfigError, JobctlError
+    from jobctl.lint import lint, problem_fields, source_locator
+    from jobctl.resolve import load_schedule_set
+
+    problems: list[dict[str, object]] = []
+    n = 0
+    try:
+        schedule_set = load_schedule_set(config, svc.env, svc.cwd, system_zone=svc.zone(),
+                                         now=svc.now())
+    except ConfigError as e:
+        problems = [problem_fields(p) for p in e.problems]
+        code = e.exit_code
+    except JobctlError as e:
+        # no config found, or one refused for its permissions: the whole file
+        tried = getattr(e, "tried", None)
+        path = getattr(e, "path", None) or (tried[0] if tried else None)
+        problems = [{"severity": "error", "file": str(path) if path else None, "line": None,
+                     "task": None, "key": None, "message": str(e)}]
+        code = e.exit_code
+    else:
+        n = len(schedule_set.tasks)
+        problems = [problem_fields(p) for p in schedule_set.warnings]
+        problems += [problem_fields(p, plugin=r.id) for r in schedule_set.plugins for p in r.problems]
+        manifests = {r.source: r.id for r in schedule_set.plugins}
+        problems += [problem_fields(p, plugin=manifests.get(str(p.origin.path)))
+                     for p in lint(schedule_set, svc.now(), source_locator())
+                     + _user_switch_warnings(schedule_set)]
+        errors = any(p["severity"] == "error" for p in problems)
+        code = 2 if errors or (strict and problems) else 0
+    print_json({"ok": code == 0, "tasks": n, "problems": problems})
+    if code:
+        raise typer.Exit(code)
 
 
 @command
@@ -189,7 +251,14 @@ def show(
     if task is None:
         raise UnknownTaskError(task_id, view.schedule_set.ids)
     upcoming = _next_runs(task, now, 5, view.anchor) if task.enabled else []
-    detail = task_detail(task, upcoming)
+    from jobctl.lint import explain
+
+    detail: dict[str, Any] = {}
+    for key, value in task_detail(task, upcoming).items():
+        detail[key] = value
+        if key == "schedule":
+            # in words, as cron-descriptor says it ("At 02:30, Monday through Friday")
+            detail["explanation"] = explain(task.schedule)
     last = store.last_runs().get(task.id) if store else None
     detail["last_run"] = _last_run_json(last)
     if json:
@@ -351,6 +420,13 @@ def next_fires(
         else:
             err("no fire times: the schedule never fires after " + start.isoformat())
         return
+    from jobctl.lint import explain
+
+    words = explain(schedule)
+    if words:
+        from jobctl.model import CronSchedule
+
+        typer.echo(f"{words} ({zone.key})" if isinstance(schedule, CronSchedule) else words)
     width = len(str(len(fires)))
     for i, fire in enumerate(fires, start=1):
         typer.echo(f"{i:>{width}}  {fire.isoformat()}  ({relative(fire, now)})")

@@ -241,6 +241,46 @@ class LiveReporter:
         return Group(*parts)
 
 
+class AuditReporter:
+    """Passes each runner event on to `inner`, and records the runner's
+    start (`ready`), stop (`stopped`), reloads and refused reloads in the
+    audit trail, from the events the runner reports (so the runner itself
+    knows nothing of the trail). A record that cannot be written is
+    reported as an `error` event; the runner goes on."""
+
+    def __init__(self, inner: Any, store: Any, node: str, keep: int) -> None:
+        self.inner = inner
+        self.store = store
+        self.node = node
+        self.keep = keep
+
+    def __call__(self, event: Event) -> None:
+        import os
+
+        from jobctl import audit
+
+        self.inner(event)
+        message = event.message or ""
+        if event.kind == "ready":
+            action, outcome, detail = "runner.start", audit.OK, f"pid {os.getpid()}: {message}"
+        elif event.kind == "stopped":
+            action, outcome, detail = "runner.stop", audit.OK, f"pid {os.getpid()}"
+        elif event.kind == "reload":
+            action, outcome, detail = "runner.reload", audit.OK, message
+        elif event.kind == "error" and message.startswith("config not reloaded"):
+            problems = [str(p) for p in event.data.get("problems", [])]  # type: ignore[attr-defined]
+            action, outcome = "runner.reload", audit.REFUSED
+            detail = message + (f"; {problems[0]}" if problems else "")
+        else:
+            return
+        warning = audit.record(self.store, audit.event(action, event.at, node=self.node,
+                                                       outcome=outcome, detail=detail), self.keep)
+        if warning:
+            from jobctl.runner import Event as RunnerEvent
+
+            self.inner(RunnerEvent("error", event.at, message=warning))
+
+
 @command
 def run(
     ctx: typer.Context,
@@ -304,6 +344,8 @@ def run(
     else:
         reporter = PlainReporter()
     clock = svc.clock or SystemClock()
+    shown = reporter
+    reporter = AuditReporter(shown, store, owner.node_name, schedule_set.settings.history_limit)
 
     def load() -> Any:
         from jobctl.events import Event
@@ -329,12 +371,12 @@ def run(
                     reload_config=load, owner=owner)
     watcher = ConfigWatcher(path, load, clock, reporter)
     if live:
-        reporter.attach(runner)
+        shown.attach(runner)
     try:
         code = run_forever(runner, watch=watcher)
     finally:
         if live:
-            reporter.close()
+            shown.close()
         store.close()
     raise typer.Exit(code)
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Protocol
 
 from jobctl.model import Concurrency, RunStatus, Scope, Trigger
-from jobctl.store.records import Claim, ClaimRequest, Lease, NodeRecord, Owner, RunRecord
+from jobctl.store.records import (
+    Claim,
+    ClaimRequest,
+    EventRecord,
+    Lease,
+    NodeRecord,
+    Owner,
+    RunRecord,
+)
 
 
 class Store(Protocol):
@@ -190,3 +198,15 @@ class Store(Protocol):
     def prune(self, task_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` runs of a task (skipped fires
         counted apart); return the deleted runs' log paths. Running runs stay."""
+
+    # -- the audit trail -------------------------------------------------------------
+
+    def record_event(self, event: EventRecord, keep: int) -> int:
+        """Append one control action to the audit trail and return its id; in
+        the same transaction, delete all but the newest `keep` events of its
+        task (events naming no task are counted apart, as one group)."""
+
+    def events(self, *, task_id: str | None = None, since: datetime | None = None,
+               limit: int = 50) -> list[EventRecord]:
+        """Audit events, newest first: of one task, at or after `since`, at
+        most `limit`."""

@@ -31,6 +31,7 @@ from jobctl.store.queries import RUN_COLUMNS, RUN_COLUMNS_R, RunQueries
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
+    EventRecord,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -133,6 +134,23 @@ MIGRATIONS: list[list[str]] = [
             lease_s double precision not null,
             epoch bigint not null
         )""",
+    ],
+    [
+        # the audit trail (feature: events): every control action, who did
+        # it and how it ended
+        """create table if not exists jobctl.events (
+            id bigserial primary key,
+            at timestamptz not null,
+            action text not null,
+            outcome text not null,
+            uid integer not null,
+            "user" text not null,
+            host text not null,
+            node text not null,
+            task_id text,
+            detail text not null default ''
+        )""",
+        "create index if not exists events_task on jobctl.events (task_id, id)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -577,6 +595,41 @@ class PostgresStore(RunQueries):
                     (task_id, row[0]))]
                 c.execute(f"delete from jobctl.runs where {where}", (task_id, row[0]))
         return logs
+
+    # -- the audit trail -------------------------------------------------------------
+
+    def record_event(self, event: EventRecord, keep: int) -> int:
+        with self._write() as c:
+            row = c.execute(
+                'insert into jobctl.events (at, action, outcome, uid, "user", host, node, task_id,'
+                " detail) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
+                (event.at, event.action, event.outcome, event.uid, event.user, event.host,
+                 event.node, event.task_id, event.detail)).fetchone()
+            # retention as for runs: the newest `keep` of each task
+            c.execute(
+                "delete from jobctl.events where task_id is not distinct from %s and id <="
+                " coalesce((select id from jobctl.events where task_id is not distinct from %s"
+                " order by id desc limit 1 offset %s), 0)",
+                (event.task_id, event.task_id, keep))
+        return int(row[0]) if row else 0
+
+    def events(self, *, task_id: str | None = None, since: datetime | None = None,
+               limit: int = 50) -> list[EventRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        if task_id is not None:
+            where.append("task_id = %s")
+            args.append(task_id)
+        if since is not None:
+            where.append("at >= %s")
+            args.append(since)
+        rows = self._query(
+            'select id, at, action, outcome, uid, "user", host, node, task_id, detail'
+            " from jobctl.events" + (" where " + " and ".join(where) if where else "")
+            + " order by id desc limit %s", (*args, limit))
+        return [EventRecord(at=r[1].astimezone(UTC), action=r[2], outcome=r[3], uid=r[4],
+                            user=r[5], host=r[6], node=r[7], task_id=r[8], detail=r[9], id=r[0])
+                for r in rows]
 
 
 def _message(e: BaseException, url: str) -> str:

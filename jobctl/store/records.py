@@ -191,3 +191,25 @@ class Claim:
     blocking: tuple[RunRecord, ...] = ()
     """The running runs that caused a skip or refusal, or that were replaced."""
     replaced: tuple[RunRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One control action of the audit trail: when, who, what, and how it
+    ended. `id` is 0 until the store gives it one."""
+
+    at: datetime
+    action: str
+    """`run-now`, `enable`, `disable`, `init`, `add`, `set`, `remove`, `edit`,
+    `import`, `runner.start`, `runner.stop`, `runner.reload`, `jobs.run`,
+    `jobs.set_status`."""
+    outcome: str
+    """`ok`, `failed` or `refused`."""
+    uid: int
+    user: str
+    host: str
+    node: str
+    task_id: str | None = None
+    detail: str = ""
+    """What was done or why it did not happen, in words."""
+    id: int = 0

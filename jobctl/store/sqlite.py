@@ -21,6 +21,7 @@ from jobctl.store.queries import RUN_COLUMNS, RunQueries
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
+    EventRecord,
     Lease,
     LeaseHeldError,
     NodeRecord,
@@ -102,6 +103,23 @@ MIGRATIONS: list[list[str]] = [
     [
         # the node that ran each run (null before nodes had names: the host)
         "alter table runs add column node text",
+    ],
+    [
+        # the audit trail (feature: events): every control action, who did
+        # it and how it ended
+        """create table if not exists events (
+            id integer primary key autoincrement,
+            at text not null,
+            action text not null,
+            outcome text not null,
+            uid integer not null,
+            user text not null,
+            host text not null,
+            node text not null,
+            task_id text,
+            detail text not null default ''
+        )""",
+        "create index if not exists events_task on events (task_id, id)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -528,6 +546,55 @@ class SqliteStore(RunQueries):
                 )]
                 c.execute(f"delete from runs where {where}", (task_id, row[0]))
         return logs
+
+    # -- the audit trail -------------------------------------------------------------
+
+    def record_event(self, event: EventRecord, keep: int) -> int:
+        with self._write() as c:
+            cur = c.execute(
+                "insert into events (at, action, outcome, uid, user, host, node, task_id, detail)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (to_text(event.at), event.action, event.outcome, event.uid, event.user,
+                 event.host, event.node, event.task_id, event.detail))
+            event_id = int(cur.lastrowid or 0)
+            # retention as for runs: the newest `keep` of each task
+            c.execute(
+                "delete from events where task_id is ? and id <= coalesce((select id from events"
+                " where task_id is ? order by id desc limit 1 offset ?), 0)",
+                (event.task_id, event.task_id, keep))
+        return event_id
+
+    def events(self, *, task_id: str | None = None, since: datetime | None = None,
+               limit: int = 50) -> list[EventRecord]:
+        where, args = _event_filter(task_id, to_text(since) if since else None, "?")
+        try:
+            rows = self.conn.execute(
+                f"select {_EVENT_COLUMNS} from events{where} order by id desc limit ?",
+                (*args, limit)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []  # a state file opened read-only, of a jobctl before the trail
+            raise self._translate(e) from None
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+        return [EventRecord(at=from_text(r[1]), action=r[2], outcome=r[3], uid=r[4], user=r[5],  # type: ignore[arg-type]
+                            host=r[6], node=r[7], task_id=r[8], detail=r[9], id=r[0])
+                for r in rows]
+
+
+_EVENT_COLUMNS = "id, at, action, outcome, uid, user, host, node, task_id, detail"
+
+
+def _event_filter(task_id: str | None, since: object, p: str) -> tuple[str, list[object]]:
+    where: list[str] = []
+    args: list[object] = []
+    if task_id is not None:
+        where.append(f"task_id = {p}")
+        args.append(task_id)
+    if since is not None:
+        where.append(f"at >= {p}")
+        args.append(since)
+    return (" where " + " and ".join(where) if where else ""), args
 
 
 def _connect(path: Path) -> sqlite3.Connection:
