@@ -337,3 +337,20 @@ def min_gap_seconds(schedule: Schedule) -> float | None:
     gaps = [b - a for a, b in zip(times, times[1:])]
     gaps.append(times[0] + 1440 - times[-1])  # last fire of a day to the first of the next
     return float(min(gaps) * 60)
+
+
+def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timedelta:
+    """A task's fixed delay after each of its slots, in [0, jitter): from a
+    stable hash (not Python's per-process `hash()`) of the task id, and of
+    `node` for a task each node runs, so it is the same after every restart
+    and on every machine, and tasks sharing a schedule spread out."""
+    if jitter <= 0:
+        return timedelta(0)
+    import hashlib
+
+    key = task_id if node is None else f"{task_id}@{node}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    # 53 bits: exactly representable, so the fraction stays below 1
+    fraction = (int.from_bytes(digest, "big") >> 11) / 2.0 ** 53
+    return timedelta(microseconds=max(0, min(int(fraction * jitter * 1_000_000),
+                                             int(jitter * 1_000_000) - 1)))

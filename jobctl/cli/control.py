@@ -47,11 +47,14 @@ def run_now(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
     force: Annotated[bool, typer.Option("--force", help="Start even if a run is going and concurrency is 'forbid'.")] = False,
+    no_retry: Annotated[bool, typer.Option("--no-retry", help="Run once, even if the task has `retries`.")] = False,
     config: ConfigOption = None,
     state: StateOption = None,
 ) -> None:
     """Run a task now, in this terminal, and record it (trigger: manual).
 
+    A failed attempt is retried as the task's `retries` say (after its
+    delay) unless --no-retry; the exit status is the last attempt's.
     Streams the task's output; exits 0 on success, 1 on failure or timeout,
     75 if the task is already running and its concurrency is 'forbid', and
     128 + the signal's number if stopped by one (130 for Ctrl-C).
@@ -102,26 +105,36 @@ def run_now(
             echo=echo,
             force=force, stop_requested=lambda: stops["n"] > 0,
             config_path=schedule_set.path, owner=owner,
+            retry=not no_retry,
+            on_attempt=lambda record, delay: err(_run_summary(record, task, delay)),
         )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         store.close()
-    duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
-    summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
+    if stops["first"] and record.status is not RunStatus.SUCCESS:
+        # as a shell reports a command a signal stopped: 130 for Ctrl-C
+        raise typer.Exit(128 + stops["first"])
+    raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
+
+
+def _run_summary(record: Any, task: Any, retry_in: float | None) -> str:
+    """`run #7 backup: failed in 0.01s (exit code 1); retry in 10s (attempt 2 of 4)`."""
     from jobctl.cli.render import signal_name
 
+    duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
+    summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
     notes = [record.error] if record.error else []
     name = signal_name(record.exit_code)
     if name and not any(f"killed by {name}" in n for n in notes):
         notes.append(f"killed by {name}")
     if notes:
         summary += f" ({'; '.join(notes)})"
-    err(summary)
-    if stops["first"] and record.status is not RunStatus.SUCCESS:
-        # as a shell reports a command a signal stopped: 130 for Ctrl-C
-        raise typer.Exit(128 + stops["first"])
-    raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
+    if retry_in is not None:
+        summary += f"; retry in {retry_in:g}s (attempt {record.attempt + 1} of {task.retries + 1})"
+    elif record.attempt > 1:
+        summary += f" [attempt {record.attempt} of {task.retries + 1}]"
+    return summary
 
 
 def _set_enabled(ctx: typer.Context, ids: list[str], config: Any, state: Any, enabled: bool) -> None:
@@ -225,7 +238,10 @@ def history(
 
     tty = is_terminal(sys.stdout)
     now = svc.now()
+    # attempts of retried slots: a column only when some run is a retry
+    tries = any(r.attempt > 1 for r in records)
     columns = [Column("RUN", right=True), Column("TASK", squeeze=True), Column("STATUS"),
+               *([Column("TRY", right=True, drop=5)] if tries else []),
                Column("TRIGGER", drop=5), Column("SCHEDULED", drop=6), Column("STARTED"),
                Column("DURATION", drop=4, right=True), Column("EXIT", drop=3),
                Column("NODE", drop=7), Column("ERROR", flex=True, drop=2)]
@@ -235,6 +251,7 @@ def history(
         rows.append([cell(v, terminal=tty) for v in (
             r.id, r.task_id)] + [
             cell(r.status.value, STATUS_STYLE.get(r.status.value, ""), terminal=tty),
+            *([cell(r.attempt, terminal=tty)] if tries else []),
             cell(r.trigger.value, terminal=tty),
             time_cell(r.scheduled_for.astimezone(), now, terminal=tty) if r.scheduled_for
             else cell("-", terminal=tty),
