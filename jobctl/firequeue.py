@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from jobctl.errors import ScheduleSearchError
-from jobctl.model import RebootSchedule, Schedule, Scope, Task
-from jobctl.timing import jitter_offset, load_zone, next_fire
+from jobctl.model import RebootSchedule, Schedule, Task
+from jobctl.timing import load_zone, next_fire, task_jitter
 
 UTC = timezone.utc
 
@@ -66,8 +66,7 @@ class FireQueue:
         """How long after each of its slots the task really starts (its jitter offset)."""
         if not task.jitter:
             return _ZERO
-        return jitter_offset(task.id, task.jitter,
-                             self.node if task.scope is Scope.NODE else None)
+        return task_jitter(task, self.node)
 
     def fire_instant(self, task: Task, slot: datetime) -> datetime:
         """When the task's fire for `slot` starts: the slot plus its offset (UTC)."""

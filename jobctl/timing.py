@@ -22,6 +22,8 @@ from jobctl.model import (
     IntervalSchedule,
     RebootSchedule,
     Schedule,
+    Scope,
+    Task,
 )
 
 UTC = timezone.utc
@@ -352,5 +354,24 @@ def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timed
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     # 53 bits: exactly representable, so the fraction stays below 1
     fraction = (int.from_bytes(digest, "big") >> 11) / 2.0 ** 53
-    return timedelta(microseconds=max(0, min(int(fraction * jitter * 1_000_000),
-                                             int(jitter * 1_000_000) - 1)))
+    if jitter >= 1:
+        # whole seconds: a cron slot plus its offset reads "03:02:13"
+        return timedelta(seconds=int(fraction * jitter))
+    return timedelta(milliseconds=int(fraction * jitter * 1000))
+
+
+def task_jitter(task: Task, node: str | None) -> timedelta:
+    """`jitter_offset` of a task on node `node` (used only for scope = "node")."""
+    if not task.jitter:
+        return timedelta(0)
+    return jitter_offset(task.id, task.jitter, node if task.scope is Scope.NODE else None)
+
+
+def next_starts(task: Task, after: datetime, count: int, anchor: datetime | None = None,
+                node: str | None = None) -> list[tuple[datetime, datetime]]:
+    """The task's next `count` (slot, start) pairs whose start, the slot plus
+    its jitter offset, is after `after`."""
+    offset = task_jitter(task, node)
+    zone = load_zone(task.timezone)
+    return [(slot, slot + offset)
+            for slot in fire_times(task.schedule, zone, after - offset, count, anchor)]

@@ -118,6 +118,16 @@ def run_now(
     raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
 
 
+def _jittered(cells: Any, offset: float | None) -> Any:
+    """A time cell, with ' (jitter +2m13s)' when its task has jitter."""
+    if offset is not None:
+        from jobctl.timing import format_duration
+
+        for part in cells:
+            part.append(f" (jitter +{format_duration(offset) if offset else '0s'})")
+    return cells
+
+
 def _run_summary(record: Any, task: Any, retry_in: float | None) -> str:
     """`run #7 backup: failed in 0.01s (exit code 1); retry in 10s (attempt 2 of 4)`."""
     from jobctl.cli.render import signal_name
@@ -397,6 +407,19 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     running = store.running() if store else []
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
     upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
+    # a jittered task's next fire is when it really starts: its slot plus its offset
+    offsets: dict[str, float] = {}
+    if any(t.jitter for t in enabled):
+        from jobctl.cli._common import view_node
+        from jobctl.timing import next_starts
+
+        node = view_node(view.svc, view.schedule_set)
+        for i, task in enumerate(enabled):
+            if task.jitter:
+                starts = next_starts(task, now, 1, view.anchor, node)
+                upcoming[i] = starts[0][1] if starts else None
+                if starts:
+                    offsets[task.id] = (starts[0][1] - starts[0][0]).total_seconds()
     fires = sorted(((f, t.id) for t, f in zip(enabled, upcoming) if f is not None),
                    key=lambda f: f[0])[:5]
     runner = None
@@ -428,7 +451,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
                  "running_for_s": round((now - r.started_at).total_seconds(), 3)}
                 for r in running
             ],
-            "next": [{"task_id": t, "at": f.isoformat()} for f, t in fires],
+            "next": [{"task_id": t, "at": f.isoformat(),
+                      **({"jitter_s": offsets[t]} if t in offsets else {})} for f, t in fires],
         })
         return
     from jobctl.cli.render import Column, cell, is_terminal, print_table, shown, time_cell, when
@@ -468,7 +492,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     typer.echo("next:")
     if fires:
         print_table([Column("TASK", squeeze=True), Column("WHEN")],
-                    [[cell(task_id, terminal=tty), time_cell(fire, now, terminal=tty)]
+                    [[cell(task_id, terminal=tty), _jittered(time_cell(fire, now, terminal=tty),
+                                                             offsets.get(task_id))]
                      for fire, task_id in fires], header=False, indent=2)
     else:
         typer.echo("  nothing scheduled")
