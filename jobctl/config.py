@@ -102,14 +102,14 @@ MAX_NAME = 128
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
-    "node", "node_lease", "env", "env_file",
+    "node", "node_lease", "env", "env_file", "retries", "retry_delay", "retry_max_delay",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
 TASK_KEYS = (
     "id", "name", "group", "description", "schedule", "at", "timezone", "command",
     "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
-    "scope", "env_file", "user",
+    "scope", "env_file", "user", "retries", "retry_delay", "retry_max_delay", "jitter",
 )
 TOP_KEYS = ("jobctl", "tasks")
 
@@ -628,6 +628,7 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         env=r.get("env", _env, {}),
         env_file=env_path,
         file_env=file_env,
+        **_retry_settings(r),
     )
 
 
@@ -635,6 +636,37 @@ def _env_file(path: str, cache: LoadCache | None) -> EnvFile:
     from jobctl.taskenv import read_env_file
 
     return cache.env_file(path) if cache is not None else read_env_file(Path(path))
+
+
+MAX_RETRIES = 100
+
+
+def _retries(value: object) -> int:
+    number = _int(value)
+    if not 0 <= number <= MAX_RETRIES:
+        raise _Invalid(f"must be from 0 to {MAX_RETRIES}, got {number}")
+    return number
+
+
+def _retry_settings(r: _Reader) -> dict[str, Any]:
+    """`retries`, `retry_delay`, `retry_max_delay` of one table (defaults
+    for the keys it leaves out); a delay above its cap is a problem."""
+    out = {"retries": r.get("retries", _retries, 0),
+           "retry_delay": r.get("retry_delay", _duration, 10.0),
+           "retry_max_delay": r.get("retry_max_delay", _duration, 600.0)}
+    problem = _retry_delay_problem(out["retry_delay"], out["retry_max_delay"])
+    if problem:
+        r.error("retry_delay", problem)
+    return out
+
+
+def _retry_delay_problem(delay: float, cap: float) -> str | None:
+    if delay <= cap:
+        return None
+    from jobctl.timing import format_duration
+
+    return (f"{format_duration(delay)} is longer than retry_max_delay "
+            f"({format_duration(cap)}), which caps every retry's delay; raise retry_max_delay")
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -720,6 +752,10 @@ _TASK_CONVERTERS: dict[str, Callable[[object], Any]] = {
     "scope": _CONVERT_ENUM[Scope],
     "env_file": _os_string,
     "user": _os_string,
+    "retries": _retries,
+    "retry_delay": _duration,
+    "retry_max_delay": _duration,
+    "jitter": _grace,
 }
 
 
@@ -833,6 +869,19 @@ def read_task(
             # (user_switch_problems), so a valid config pays nothing for it
             values["user"] = RunAs(run_as.name, run_as.uid, run_as.gid, run_as.groups,
                                    run_as.home, run_as.shell, origin, f"{where}.user")
+    for key in ("retries", "retry_delay", "retry_max_delay"):
+        if key not in values and key not in table:
+            values[key] = getattr(settings, key)  # the [jobctl] default
+    if "retry_delay" in table or "retry_max_delay" in table:
+        problem = _retry_delay_problem(values.get("retry_delay", settings.retry_delay),
+                                       values.get("retry_max_delay", settings.retry_max_delay))
+        if problem:
+            error("retry_delay", problem)
+    jitter = values.get("jitter")
+    if jitter and schedule is not None:
+        problem = _jitter_problem(jitter, schedule)
+        if problem:
+            error("jitter", problem)
     if errors or schedule is None or task_id is None:
         return None
     cwd = values.get("cwd")
@@ -873,6 +922,21 @@ def require_user_switch(tasks: Iterable[Task], euid: int) -> None:
     problems = user_switch_problems(tasks, euid)
     if problems:
         raise ConfigError(problems)
+
+
+def _jitter_problem(jitter: float, schedule: Schedule) -> str | None:
+    """Jitter must leave each fire before the next slot: it is refused (not
+    clamped) when it reaches the shortest gap between two fires."""
+    from jobctl.timing import format_duration, min_gap_seconds
+
+    if isinstance(schedule, RebootSchedule):
+        return "@reboot has no slot to delay; remove jitter"
+    gap = min_gap_seconds(schedule)
+    if gap is not None and jitter >= gap:
+        return (f"{format_duration(jitter)} is not shorter than the shortest gap between two "
+                f"fires of '{schedule.text}' ({format_duration(gap)}): a jittered fire would "
+                "reach the next slot")
+    return None
 
 
 # tomllib's words for a string that never closes: at the end of the file

@@ -4,18 +4,22 @@ Pure: tasks, the anchor interval schedules count from, and the instants asked
 about go in; fires come out. It reads no clock and no state store, starts
 nothing, and knows nothing of enable/disable, catch-up or concurrency: the
 runner decides what a due fire becomes.
+
+Jitter lives here: a task with `jitter` is queued at its slot plus its fixed
+offset (`timing.jitter_offset`), the instant it really starts; `slot_of`
+gives back the slot, which is what the runner records and counts from.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from jobctl.errors import ScheduleSearchError
 from jobctl.model import RebootSchedule, Schedule, Task
-from jobctl.timing import load_zone, next_fire
+from jobctl.timing import load_zone, next_fire, task_jitter
 
 UTC = timezone.utc
 
@@ -24,6 +28,7 @@ NextFire = Callable[[Schedule, ZoneInfo, datetime, datetime | None], datetime | 
 
 # (instant in UTC, priority, file order, generation, task id)
 _Entry = tuple[datetime, int, int, int, str]
+_ZERO = timedelta(0)
 
 
 class FireQueue:
@@ -44,6 +49,7 @@ class FireQueue:
         *,
         on_error: Callable[[Task, ScheduleSearchError], None] | None = None,
         find_next: NextFire = next_fire,
+        node: str = "",
     ) -> None:
         self.anchor = anchor
         """The instant interval schedules count from (the runner's start)."""
@@ -53,6 +59,22 @@ class FireQueue:
         self._heap: list[_Entry] = []
         self._on_error = on_error
         self._find_next = find_next
+        self.node = node
+        """This runner's node name: part of the jitter offset of a task with scope = "node"."""
+
+    def offset(self, task: Task) -> timedelta:
+        """How long after each of its slots the task really starts (its jitter offset)."""
+        if not task.jitter:
+            return _ZERO
+        return task_jitter(task, self.node)
+
+    def fire_instant(self, task: Task, slot: datetime) -> datetime:
+        """When the task's fire for `slot` starts: the slot plus its offset (UTC)."""
+        return slot.astimezone(UTC) + self.offset(task)
+
+    def slot_of(self, task: Task, instant: datetime) -> datetime:
+        """The slot of a fire queued at `instant` (see `pop_due`)."""
+        return instant - self.offset(task) if task.jitter else instant
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -91,6 +113,15 @@ class FireQueue:
             changed.append(task)
             if isinstance(task.schedule, RebootSchedule):
                 continue
+            if task.jitter:
+                # the first slot whose jittered instant is after now: a slot
+                # just passed whose fire is still to come is not lost
+                offset = self.offset(task)
+                fire = self.next_fire(task, now - offset)
+                fire = None if fire is None else fire.astimezone(UTC) + offset
+                if fire is not None:
+                    entries.append((fire, task.priority, order, gen[task_id], task_id))
+                continue
             key = (id(task.schedule), task.timezone)
             if key in upcoming:
                 fire = upcoming[key]
@@ -110,15 +141,16 @@ class FireQueue:
         return changed
 
     def push(self, task: Task, fire: datetime | None) -> None:
-        """Queue the task's next fire (None: it has none)."""
+        """Queue the task's next fire, given by its slot (None: it has none),
+        at the slot's instant (`fire_instant`)."""
         if fire is None:
             return
-        heapq.heappush(self._heap, (fire.astimezone(UTC), task.priority, self.order[task.id],
-                                    self._gen[task.id], task.id))
+        heapq.heappush(self._heap, (self.fire_instant(task, fire), task.priority,
+                                    self.order[task.id], self._gen[task.id], task.id))
 
     def pop_due(self, horizon: datetime) -> list[tuple[datetime, Task]]:
         """Take out every live fire at or before `horizon`, in queue order,
-        as (instant in UTC, task)."""
+        as (instant in UTC, task); `slot_of` gives a jittered fire's slot."""
         horizon = horizon.astimezone(UTC)
         heap, gen, tasks = self._heap, self._gen, self.tasks
         due = []
@@ -142,7 +174,8 @@ class FireQueue:
     def upcoming(self, count: int,
                  enabled: Callable[[Task], bool] | None = None) -> list[tuple[datetime, str]]:
         """The next `count` fires (instant in UTC, task id) of the tasks
-        `enabled` accepts (all by default), soonest first."""
+        `enabled` accepts (all by default), soonest first: when they really
+        start (a jittered slot plus its offset)."""
         out = []
         for fire, _p, _o, gen, task_id in heapq.nsmallest(count * 2 + 16, self._heap):
             task = self.tasks.get(task_id)

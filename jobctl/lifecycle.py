@@ -76,7 +76,7 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
                scheduled_for: datetime | None, trigger: Trigger, base_env: Mapping[str, str],
                started: datetime, echo: object = None, lazy_log: bool = False,
                state_path: Path | str | None = None, config_path: Path | None = None,
-               state_id: str = "") -> Launch:
+               state_id: str = "", attempt: int = 1) -> Launch:
     """How to start one run. A task with a `callable` runs in a plugin worker
     (`python -m jobctl.worker`), told what to run, and where the state file
     and config are, through its environment."""
@@ -95,7 +95,7 @@ def launch_for(task: Task, settings: Settings, *, run_id: int, log_path: Path,
     return Launch(
         argv=argv,
         env=build_env(base_env, task_env(task, settings), task_id=task.id, run_id=run_id,
-                      scheduled_for=slot, trigger=trigger.value, extra=extra,
+                      scheduled_for=slot, trigger=trigger.value, attempt=attempt, extra=extra,
                       state_id=state_id),
         cwd=task.cwd,
         log_path=log_path,
@@ -168,20 +168,59 @@ def run_now(
     owner: Owner | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     config_path: Path | None = None,
+    retry: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    on_attempt: Callable[[RunRecord, float | None], None] | None = None,
 ) -> RunRecord:
-    """Run one task in this process (trigger `manual`) and return its record.
+    """Run one task in this process (trigger `manual`) and return the record
+    of its last attempt.
 
     Follows the task's concurrency policy wherever the other run lives:
     `forbid` raises RunBusyError unless `force`; `replace` stops the running
     one first. `stop_requested` is polled: when it turns true the run is
-    stopped and recorded `interrupted`. `config_path` reaches a plugin
-    callable's worker, for the host services that need the config.
+    stopped and recorded `interrupted`, and no retry follows. With `retry`,
+    a failed or timed-out attempt is run again as the task's `retries` say,
+    after its delay (waited here); `on_attempt(record, delay)` is told of
+    each attempt's end, with the delay before the next one (None: it is the
+    last, `final`). `config_path` reaches a plugin callable's worker, for
+    the host services that need the config.
     """
+    from jobctl.retries import retried, retry_delay
+
     owner = owner or self_owner()
+    attempt = 1
+    while True:
+        record = _run_once(store, task, settings, now=now, env=env, echo=echo, force=force,
+                           stop_requested=stop_requested, owner=owner, monotonic=monotonic,
+                           config_path=config_path, attempt=attempt)
+        delay = None
+        if retry and retried(task, record.status, attempt) and not stop_requested():
+            delay = retry_delay(task, attempt)
+        if on_attempt is not None:
+            on_attempt(record, delay)
+        if delay is None:
+            return record
+        deadline = monotonic() + delay
+        while (left := deadline - monotonic()) > 0:
+            if stop_requested():
+                return record
+            sleep(min(left, 0.05))
+        if stop_requested():
+            return record
+        attempt += 1
+
+
+def _run_once(store: Store, task: Task, settings: Settings, *, now: Callable[[], datetime],
+              env: Mapping[str, str], echo: BinaryIO | None, force: bool,
+              stop_requested: Callable[[], bool], owner: Owner,
+              monotonic: Callable[[], float], config_path: Path | None,
+              attempt: int) -> RunRecord:
+    from jobctl.store import ClaimRequest
+
     recover_orphans(store, now())
-    claim = store.claim(task_id=task.id, trigger=Trigger.MANUAL, scheduled_for=None,
-                        concurrency=task.concurrency, force=force, owner=owner, now=now(),
-                        scope=task.scope)
+    [claim] = store.claim_many([ClaimRequest(task.id, Trigger.MANUAL, None, task.concurrency,
+                                             force, task.scope, attempt)],
+                               owner=owner, now=now())
     if claim.outcome == "refused":
         raise RunBusyError(task.id, claim.blocking)
     assert claim.run_id is not None
@@ -191,12 +230,13 @@ def run_now(
     launch = launch_for(task, settings, run_id=run_id, log_path=store.log_dir / f"{run_id}.log",
                         scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
                         started=now(), echo=echo, state_path=store.path,
-                        config_path=config_path, state_id=store.state_id)
+                        config_path=config_path, state_id=store.state_id, attempt=attempt)
     proc = start_process(store, launch, run_id, now)
     if proc is not None:
         supervisor = Supervisor()
         deadline = monotonic() + task.timeout if task.timeout else None
-        supervisor.add(ActiveRun(run_id, task, proc, Trigger.MANUAL, None, now(), deadline))
+        supervisor.add(ActiveRun(run_id, task, proc, Trigger.MANUAL, None, now(), deadline,
+                                 attempt=attempt))
         grace = settings.kill_grace
         exits: list[RunExit] = []
         while not exits:

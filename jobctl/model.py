@@ -198,6 +198,14 @@ class Task:
     """The manifest's `trusted`: may its callables use `jobs.run` and `jobs.set_status`."""
     host_services: tuple[str, ...] = ()
     """The manifest's `host_services`: which of `ctx.jobs`'s services its callables may call."""
+    retries: int = 0
+    """How many times a failed (or timed-out) run of a slot is tried again."""
+    retry_delay: float = 10.0
+    """Seconds before the first retry; doubled before each further one."""
+    retry_max_delay: float = 600.0
+    """The longest wait before a retry."""
+    jitter: float = 0.0
+    """Each fire starts this task's fixed offset in [0, jitter) seconds after its slot."""
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
@@ -291,6 +299,12 @@ class Settings:
     """`[jobctl] env_file`, made absolute; its variables are in `file_env`."""
     file_env: Mapping[str, str] = field(default_factory=dict)
     """What `[jobctl] env_file` held when the config was loaded (under `env`)."""
+    retries: int = 0
+    """Every task's `retries` unless it sets its own."""
+    retry_delay: float = 10.0
+    """Every task's `retry_delay` unless it sets its own."""
+    retry_max_delay: float = 600.0
+    """Every task's `retry_max_delay` unless it sets its own."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ fails is reported as an event, never raised into the loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,15 @@ class Ended:
     error: str | None
     code: int | None
     finished: datetime
+    final: bool = True
+    """No further attempt of its slot follows (set when its end is recorded)."""
+
+
+# What the runner decides once a run's end is recorded, from the status the
+# store holds: whether another attempt of its slot follows (not `final`), and
+# what to do after the end is reported (queue the retry, or record it dropped).
+EndPlanner = Callable[[ActiveRun, RunStatus, datetime],
+                      "tuple[bool, Callable[[], None] | None]"]
 
 
 Fire = tuple[Task, Trigger, "datetime | None"]
@@ -51,22 +60,24 @@ class Recorder:
         self.history_limit = 0  # runs kept per task (0: all); the runner sets it from its settings
         self.unrecorded: list[Ended] = []  # ends the state file refused; retried
         self.next_retry = 0.0
+        self.plan_end: EndPlanner = lambda _run, _status, _at: (True, None)
 
     # -- claims ----------------------------------------------------------------------
 
-    def claim(self, items: Sequence[Fire], now: datetime) -> list[tuple[Task, Trigger,
-                                                                        datetime | None, Claim]]:
+    def claim(self, items: Sequence[Fire], now: datetime, *,
+              attempt: int = 1) -> list[tuple[Task, Trigger, datetime | None, Claim]]:
         """Record a batch of fires (those of one instant) in one transaction;
         return those that may start, with their claims. Skips are reported
         here; a duplicate (another node's claim of a cluster slot) is silent;
         when the store refuses the batch, nothing starts and each fire is
-        reported."""
+        reported. `attempt` > 1: the fires are retries of their slots."""
         if not items:
             return []
         # ends the state file refused earlier go first: a run known to have
         # ended must not make these fires `skipped`
         self.retry_unrecorded()
-        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency, scope=t.scope)
+        requests = [ClaimRequest(t.id, trigger, slot, t.concurrency, scope=t.scope,
+                                 attempt=attempt)
                     for t, trigger, slot in items]
         try:
             claims = self.store.claim_many(requests, owner=self.owner, now=now)
@@ -83,7 +94,8 @@ class Recorder:
                 blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
                 self.report(Event("skip", now, task_id=task.id, run_id=claim.run_id,
                                   trigger=trigger, scheduled_for=slot, status=RunStatus.SKIPPED,
-                                  message=f"previous run {blocking} still running"))
+                                  message=f"previous run {blocking} still running",
+                                  data={"attempt": attempt}))
                 continue
             out.append((task, trigger, slot, claim))
         return out
@@ -112,11 +124,17 @@ class Recorder:
             record = self.store.get_run(run_id)
             if record is not None:
                 status, error = record.status, record.error
+        # with the status the store holds: a run another writer ended
+        # (interrupted) is not retried
+        ended.final, then = self.plan_end(active, status, ended.finished)
         self.report(Event("finish", ended.finished, task_id=active.task.id, run_id=run_id,
                           trigger=active.trigger, scheduled_for=active.scheduled_for,
                           status=status, exit_code=ended.code,
                           duration_s=(ended.finished - active.started).total_seconds(),
-                          message=error or ""))
+                          message=error or "",
+                          data={"attempt": active.attempt, "final": ended.final}))
+        if then is not None:
+            then()
         self.prune(active.task.id, self.history_limit)
 
     def retry_due(self) -> bool:

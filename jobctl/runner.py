@@ -42,7 +42,8 @@ from jobctl.model import (
 )
 from jobctl.recorder import RECORD_RETRY as RECORD_RETRY  # re-exported for tests
 from jobctl.recorder import Ended, Recorder
-from jobctl.store import Claim, LeaseHeldError, Owner, RunRecord, Store
+from jobctl.retries import PendingRetry, RetryQueue, retried, retry_delay
+from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
 from jobctl.supervisor import ActiveRun, Supervisor
 from jobctl.timing import load_zone, missed_fires, next_fire
 
@@ -75,6 +76,7 @@ class _Start:
     slot: datetime | None
     claim: Claim
     launch: Launch
+    attempt: int = 1
 
 
 class Runner:
@@ -102,8 +104,11 @@ class Runner:
         self.recorder = Recorder(store, clock=clock, report=report,
                                  owner=owner or liveness.self_owner())
         # next_fire as this module holds it (a test stands in a stuck search)
-        self.queue = FireQueue(on_error=self._search_error, find_next=next_fire)
+        self.queue = FireQueue(on_error=self._search_error, find_next=next_fire,
+                               node=self.owner.node_name)
         self.supervisor = Supervisor()
+        self.retries = RetryQueue()  # failed runs' next attempts, waiting for their instant
+        self.recorder.plan_end = self._plan_end
         self.catch_up_queue: dict[str, deque[datetime]] = {}
         self.overrides: dict[str, bool] = {}
         self.control_version = -1
@@ -254,7 +259,7 @@ class Runner:
                 if not catches_up or not self.enabled(task):
                     # cheap check, shared by tasks with the same expression
                     first = self.queue.next_fire(task, seen)
-                    if first is not None and first <= now:
+                    if first is not None and self.queue.fire_instant(task, first) <= now:
                         skipped.append((task.id, now))
                 else:
                     self._catch_up(task, seen, now)
@@ -274,7 +279,9 @@ class Runner:
 
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
         limit = {CatchUp.SKIP: 1, CatchUp.ONCE: 1, CatchUp.ALL: CATCH_UP_LIMIT}[task.catch_up]
-        missed = missed_fires(task.schedule, self._zone(task), since, now, limit)
+        # a jittered slot whose instant is still to come is not missed
+        missed = missed_fires(task.schedule, self._zone(task), since,
+                              now - self.queue.offset(task), limit)
         if missed and task.catch_up is not CatchUp.SKIP:
             # fires that came while the task was disabled are not caught up
             try:
@@ -309,6 +316,7 @@ class Runner:
         self._reap(now)
         self._enforce_deadlines(mono)
         if not self.stopping:
+            self._start_retries(now)
             self._start_catch_ups(now)
         if mono >= self.next_heartbeat and not self.lost_lease:
             self.next_heartbeat = mono + self.heartbeat_every
@@ -363,9 +371,11 @@ class Runner:
         passed: list[tuple[str, datetime]] = []
         follow: list[tuple[Task, datetime]] = []
         batch: list[tuple[Task, Trigger, datetime | None]] = []
-        for fire, task in self.queue.pop_due(horizon):
+        for instant, task in self.queue.pop_due(horizon):
             task_id = task.id
-            late = (now_utc - fire).total_seconds()
+            late = (now_utc - instant).total_seconds()
+            # what is recorded and counted from is the slot, not its jittered instant
+            fire = self.queue.slot_of(task, instant)
             interval = isinstance(task.schedule, IntervalSchedule)
             if late > MISSED_AFTER:
                 # the clock jumped or the machine slept: everything from this
@@ -395,7 +405,10 @@ class Runner:
             self.prepared.extend(claimed)
         # next fires only after the whole batch has started (or been claimed)
         for task, after in follow:
-            self.queue.push(task, self.queue.next_fire(task, max(after, claimed_at)))
+            # in slots: a jittered task's next slot counts from its slot's
+            # share of claimed_at
+            since = claimed_at - self.queue.offset(task) if task.jitter else claimed_at
+            self.queue.push(task, self.queue.next_fire(task, max(after, since)))
         if held:
             # a regular fire moved last_scheduled past catch-ups still queued:
             # move it back, so a restart computes them again
@@ -424,31 +437,33 @@ class Runner:
         self._launch_batch([(task, trigger, slot)], now)
 
     def _launch_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
-                      now: datetime) -> None:
-        self._spawn_claimed(self._claim_batch(items, now), now)
+                      now: datetime, *, attempt: int = 1) -> None:
+        self._spawn_claimed(self._claim_batch(items, now, attempt=attempt), now)
 
     def _claim_batch(self, items: list[tuple[Task, Trigger, datetime | None]],
-                     now: datetime) -> list[_Start]:
+                     now: datetime, *, attempt: int = 1) -> list[_Start]:
         """Record a batch of fires (those of one instant) in one transaction;
-        return those that may start. Skips are recorded and reported here."""
+        return those that may start. Skips are recorded and reported here.
+        `attempt` > 1: retries of their slots."""
         if not items:
             return []
         out = []
-        for task, trigger, slot, claim in self.recorder.claim(items, now):
+        for task, trigger, slot, claim in self.recorder.claim(items, now, attempt=attempt):
             assert claim.run_id is not None
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
                 log_path=self.store.log_dir / f"{claim.run_id}.log", scheduled_for=slot,
                 trigger=trigger, base_env=self.env, started=now, lazy_log=True,
                 state_path=self.store.path, config_path=self.set.path,
-                state_id=self.store.state_id)
-            out.append(_Start(task, trigger, slot, claim, launch))
+                state_id=self.store.state_id, attempt=attempt)
+            out.append(_Start(task, trigger, slot, claim, launch, attempt))
         return out
 
     def _spawn_claimed(self, claimed: list[_Start], now: datetime) -> None:
         """Start the processes of claimed runs back to back, then record their
         pids (and real start instants) in one transaction."""
         started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
+        attempts: dict[int, int] = {}
         for index, start in enumerate(claimed):
             if self.stop_requested():
                 # stopping: the rest never start; finish() records them
@@ -462,13 +477,21 @@ class Runner:
             try:
                 proc = self.spawner(launch)
             except SpawnError as e:
-                lifecycle.record_spawn_failure(self.store, launch, claim.run_id, e, self.clock.now())
+                ended_at = self.clock.now()
+                lifecycle.record_spawn_failure(self.store, launch, claim.run_id, e, ended_at)
+                # a failed start is retried like a failed run
+                final, then = self._plan(task, trigger, slot, start.attempt, RunStatus.FAILED,
+                                         ended_at)
                 self.report(Event("finish", now, task_id=task.id, run_id=claim.run_id,
                                   trigger=trigger, scheduled_for=slot, status=RunStatus.FAILED,
-                                  duration_s=0.0, message=str(e)))
+                                  duration_s=0.0, message=str(e),
+                                  data={"attempt": start.attempt, "final": final}))
+                if then is not None:
+                    then()
                 continue
             # `at` of the start event: when the process exists
             started.append((task, trigger, slot, claim.run_id, proc, self.clock.now()))
+            attempts[claim.run_id] = start.attempt
         if not started:
             return
         try:
@@ -492,9 +515,91 @@ class Runner:
                                   duration_s=0.0, message=(record.error or "") if record else ""))
                 continue
             deadline = mono + task.timeout if task.timeout else None
-            self.supervisor.add(ActiveRun(run_id, task, proc, trigger, slot, spawned_at, deadline))
+            attempt = attempts[run_id]
+            self.supervisor.add(ActiveRun(run_id, task, proc, trigger, slot, spawned_at, deadline,
+                                          attempt=attempt))
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
-                              trigger=trigger, scheduled_for=slot, data={"pid": proc.pid}))
+                              trigger=trigger, scheduled_for=slot,
+                              data={"pid": proc.pid, "attempt": attempt}))
+
+    # -- retries -------------------------------------------------------------------
+
+    def _plan_end(self, run: ActiveRun, status: RunStatus,
+                  at: datetime) -> tuple[bool, Callable[[], None] | None]:
+        return self._plan(run.task, run.trigger, run.scheduled_for, run.attempt, status, at)
+
+    def _plan(self, task: Task, trigger: Trigger, slot: datetime | None, attempt: int,
+              status: RunStatus, at: datetime) -> tuple[bool, Callable[[], None] | None]:
+        """Whether a run that ended `status` at `at` gets another attempt
+        (not final), and what to do once its end is reported: queue the
+        retry, or record it dropped when it would start at or after the
+        task's next fire (or the runner is stopping)."""
+        task = self.tasks.get(task.id, task)  # as the config says now (a reload)
+        if trigger is Trigger.MANUAL or not retried(task, status, attempt):
+            return True, None
+        delay = retry_delay(task, attempt)
+        due = at + timedelta(seconds=delay)
+        nxt = attempt + 1
+        if self.stopping:
+            return True, lambda: self._drop_retry(task, trigger, slot, nxt, at,
+                                                  "the runner is stopping")
+        if slot is not None:
+            following = self.queue.next_fire(task, slot)
+            if following is not None:
+                limit = self.queue.fire_instant(task, following)
+                if due >= limit:
+                    why = (f"it would start at {due.astimezone().isoformat(timespec='seconds')}, "
+                           f"{delay:g}s after attempt {attempt} ended, not before the next "
+                           f"fire at {limit.astimezone().isoformat(timespec='seconds')}")
+                    return True, lambda: self._drop_retry(task, trigger, slot, nxt, at, why)
+
+        def queue() -> None:
+            self.retries.push(due, task.id, trigger, slot, nxt)
+            self.report(Event("retry", at, task_id=task.id, trigger=trigger, scheduled_for=slot,
+                              message=f"attempt {nxt} of {task.retries + 1} in {delay:g}s",
+                              data={"attempt": nxt, "due": due}))
+
+        return False, queue
+
+    def _drop_retry(self, task: Task, trigger: Trigger, slot: datetime | None, attempt: int,
+                    now: datetime, why: str) -> None:
+        """Record a retry that will not run as a `skipped` run of its slot."""
+        reason = f"retry dropped: {why}"
+        try:
+            run_id = self.store.record_skipped(
+                ClaimRequest(task.id, trigger, slot, task.concurrency, scope=task.scope,
+                             attempt=attempt),
+                owner=self.owner, now=now, reason=reason)
+        except JobctlError as e:
+            self.report(Event("error", now, task_id=task.id, scheduled_for=slot,
+                              message=f"{reason}; not recorded: {e}"))
+            return
+        if run_id is not None:
+            self.report(Event("skip", now, task_id=task.id, run_id=run_id, trigger=trigger,
+                              scheduled_for=slot, status=RunStatus.SKIPPED, message=reason,
+                              data={"attempt": attempt}))
+
+    def _start_retries(self, now: datetime) -> None:
+        for retry in self.retries.pop_due(now.astimezone(UTC)):
+            task = self.tasks.get(retry.task_id)
+            if task is None:
+                continue  # removed from the config meanwhile: nothing to run
+            if not self.enabled(task):
+                self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
+                                 "the task was disabled")
+                continue
+            self._launch_batch([(task, retry.trigger, retry.slot)], now, attempt=retry.attempt)
+
+    def _drop_pending_retries(self, now: datetime) -> None:
+        for retry in self.retries.drain():
+            task = self.tasks.get(retry.task_id)
+            if task is not None:
+                self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
+                                 f"the runner stopped before attempt {retry.attempt} was due")
+
+    def pending_retries(self) -> list[PendingRetry]:
+        """The retries waiting for their instant, soonest first (read only)."""
+        return self.retries.pending()
 
     def _stop_replaced(self, record: RunRecord, new_run: int) -> None:
         grace, mono = self.set.settings.kill_grace, self.clock.monotonic()
@@ -587,6 +692,8 @@ class Runner:
             if start.claim.run_id is not None:
                 stopped[start.claim.run_id] = "runner stopped before it started"
         self.prepared = []
+        # pending retries do not outlive the runner: each is recorded dropped
+        self._drop_pending_retries(now)
         try:
             self.recorder.interrupt(stopped, now)
             if not self.lost_lease:
@@ -612,6 +719,9 @@ class Runner:
         wake = self.supervisor.next_wake(mono)
         if wake is not None:
             wait = min(wait, wake)
+        retry_in = None if self.stopping else self.retries.time_to_next(now.astimezone(UTC))
+        if retry_in is not None:
+            wait = min(wait, retry_in)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
         return max(wait, 0.0)

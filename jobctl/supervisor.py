@@ -36,6 +36,7 @@ class ActiveRun:
     stopper: GroupStopper | None = None  # once we stop it (SIGTERM sent)
     end_reason: RunStatus | None = None  # TIMEOUT / INTERRUPTED once we stop it
     end_error: str | None = None
+    attempt: int = 1  # 2, 3, ... for retries of its slot
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from jobctl.model import (
     IntervalSchedule,
     RebootSchedule,
     Schedule,
+    Scope,
+    Task,
 )
 
 UTC = timezone.utc
@@ -337,3 +339,39 @@ def min_gap_seconds(schedule: Schedule) -> float | None:
     gaps = [b - a for a, b in zip(times, times[1:])]
     gaps.append(times[0] + 1440 - times[-1])  # last fire of a day to the first of the next
     return float(min(gaps) * 60)
+
+
+def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timedelta:
+    """A task's fixed delay after each of its slots, in [0, jitter): from a
+    stable hash (not Python's per-process `hash()`) of the task id, and of
+    `node` for a task each node runs, so it is the same after every restart
+    and on every machine, and tasks sharing a schedule spread out."""
+    if jitter <= 0:
+        return timedelta(0)
+    import hashlib
+
+    key = task_id if node is None else f"{task_id}@{node}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    # 53 bits: exactly representable, so the fraction stays below 1
+    fraction = (int.from_bytes(digest, "big") >> 11) / 2.0 ** 53
+    if jitter >= 1:
+        # whole seconds: a cron slot plus its offset reads "03:02:13"
+        return timedelta(seconds=int(fraction * jitter))
+    return timedelta(milliseconds=int(fraction * jitter * 1000))
+
+
+def task_jitter(task: Task, node: str | None) -> timedelta:
+    """`jitter_offset` of a task on node `node` (used only for scope = "node")."""
+    if not task.jitter:
+        return timedelta(0)
+    return jitter_offset(task.id, task.jitter, node if task.scope is Scope.NODE else None)
+
+
+def next_starts(task: Task, after: datetime, count: int, anchor: datetime | None = None,
+                node: str | None = None) -> list[tuple[datetime, datetime]]:
+    """The task's next `count` (slot, start) pairs whose start, the slot plus
+    its jitter offset, is after `after`."""
+    offset = task_jitter(task, node)
+    zone = load_zone(task.timezone)
+    return [(slot, slot + offset)
+            for slot in fire_times(task.schedule, zone, after - offset, count, anchor)]

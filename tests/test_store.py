@@ -285,6 +285,62 @@ def test_scheduled_slot_fires_at_most_once(store: Store) -> None:
     assert start(store, force=True).outcome == "started"
 
 
+def test_a_retry_is_the_slots_next_attempt_unique_per_attempt(store: Store) -> None:
+    from jobctl.store import ClaimRequest
+
+    slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    first = start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot)
+    store.finish(first.run_id, RunStatus.FAILED, slot, exit_code=1)  # type: ignore[arg-type]
+
+    def retry(attempt: int, at: datetime) -> object:
+        [claim] = store.claim_many([ClaimRequest("backup", Trigger.SCHEDULE, slot,
+                                                 Concurrency.FORBID, attempt=attempt)],
+                                   owner=ME, now=at)
+        return claim
+
+    second = retry(2, slot + timedelta(seconds=10))
+    assert second.outcome == "started"  # type: ignore[attr-defined]
+    # the same attempt of the slot again (another node, a clock jump): once only
+    assert retry(2, slot + timedelta(seconds=11)).outcome == "duplicate"  # type: ignore[attr-defined]
+    assert start(store, trigger=Trigger.SCHEDULE, slot=slot).outcome == "duplicate"
+    store.finish(second.run_id, RunStatus.FAILED, slot + timedelta(seconds=12))  # type: ignore[attr-defined]
+    # a retry that will not run: a skipped row with its reason, once per attempt
+    request = ClaimRequest("backup", Trigger.SCHEDULE, slot, Concurrency.FORBID, attempt=3)
+    dropped = store.record_skipped(request, owner=ME, now=slot + timedelta(seconds=20),
+                                   reason="retry dropped: the next slot comes first")
+    assert dropped is not None
+    assert store.record_skipped(request, owner=ME, now=slot, reason="again") is None
+    rows = sorted(store.history("backup"), key=lambda r: r.id)
+    assert [(r.attempt, r.status, r.scheduled_for) for r in rows] == [
+        (1, RunStatus.FAILED, slot), (2, RunStatus.FAILED, slot), (3, RunStatus.SKIPPED, slot)]
+    assert rows[2].error == "retry dropped: the next slot comes first"
+    assert rows[2].finished_at == slot + timedelta(seconds=20)
+    # manual runs are no slot: their attempts are recorded, never duplicates
+    for attempt in (1, 2, 2):
+        [manual] = store.claim_many([ClaimRequest("backup", Trigger.MANUAL, None,
+                                                  Concurrency.ALLOW, attempt=attempt)],
+                                    owner=ME, now=T0)
+        assert manual.outcome == "started"
+    assert [r.attempt for r in store.history("backup", limit=3)] == [2, 2, 1]
+
+
+def test_a_cluster_tasks_retry_is_claimed_once_in_the_cluster(store: Store) -> None:
+    from jobctl.model import Scope
+    from jobctl.store import ClaimRequest
+
+    slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    node_a = Owner(1, "h", "b", "s", node="node-a")
+    node_b = Owner(2, "h", "b", "s", node="node-b")
+    request = ClaimRequest("sync", Trigger.SCHEDULE, slot, Concurrency.ALLOW,
+                           scope=Scope.CLUSTER, attempt=2)
+    [a] = store.claim_many([request], owner=node_a, now=slot)
+    [b] = store.claim_many([request], owner=node_b, now=slot)
+    assert a.outcome == "started"
+    # PostgreSQL: the retry of a cluster slot is the cluster's, once; a
+    # SQLite state has one runner, whatever its node name says
+    assert b.outcome == "duplicate"
+
+
 @sqlite_only
 def test_slot_uniqueness_is_enforced_by_the_database(store: Store) -> None:
     slot = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

@@ -230,6 +230,14 @@ class StateView:
         self.anchor = anchor
 
 
+def view_node(svc: Services, schedule_set: ScheduleSet) -> str:
+    """The node name a runner started here would have (for jitter offsets)."""
+    from jobctl.config import node_name
+    from jobctl.procinfo import host_name
+
+    return node_name(None, svc.env, schedule_set.settings, host_name())
+
+
 def load_view(ctx: typer.Context, config: Path | None, state: Path | str | None) -> StateView:
     from jobctl.resolve import with_overrides
 

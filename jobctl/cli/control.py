@@ -47,11 +47,14 @@ def run_now(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
     force: Annotated[bool, typer.Option("--force", help="Start even if a run is going and concurrency is 'forbid'.")] = False,
+    no_retry: Annotated[bool, typer.Option("--no-retry", help="Run once, even if the task has `retries`.")] = False,
     config: ConfigOption = None,
     state: StateOption = None,
 ) -> None:
     """Run a task now, in this terminal, and record it (trigger: manual).
 
+    A failed attempt is retried as the task's `retries` say (after its
+    delay) unless --no-retry; the exit status is the last attempt's.
     Streams the task's output; exits 0 on success, 1 on failure or timeout,
     75 if the task is already running and its concurrency is 'forbid', and
     128 + the signal's number if stopped by one (130 for Ctrl-C).
@@ -114,6 +117,8 @@ def run_now(
                 echo=echo,
                 force=force, stop_requested=lambda: stops["n"] > 0,
                 config_path=schedule_set.path, owner=owner,
+                retry=not no_retry,
+                on_attempt=lambda record, delay: err(_run_summary(record, task, delay)),
             )
         except JobctlError as e:
             outcome = audit.REFUSED if e.exit_code == 75 else audit.FAILED
@@ -127,21 +132,39 @@ def run_now(
         _audit(store, audit.event("run-now", asked, node=owner.node, task_id=task.id,
                                   outcome=outcome, detail=detail), schedule_set)
         store.close()
-    duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
-    summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
+    if stops["first"] and record.status is not RunStatus.SUCCESS:
+        # as a shell reports a command a signal stopped: 130 for Ctrl-C
+        raise typer.Exit(128 + stops["first"])
+    raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
+
+
+def _jittered(cells: Any, offset: float | None) -> Any:
+    """A time cell, with ' (jitter +2m13s)' when its task has jitter."""
+    if offset is not None:
+        from jobctl.timing import format_duration
+
+        for part in cells:
+            part.append(f" (jitter +{format_duration(offset) if offset else '0s'})")
+    return cells
+
+
+def _run_summary(record: Any, task: Any, retry_in: float | None) -> str:
+    """`run #7 backup: failed in 0.01s (exit code 1); retry in 10s (attempt 2 of 4)`."""
     from jobctl.cli.render import signal_name
 
+    duration = f"{record.duration_s:.2f}s" if record.duration_s is not None else ""
+    summary = f"run #{record.id} {task.id}: {record.status.value} in {duration}"
     notes = [record.error] if record.error else []
     name = signal_name(record.exit_code)
     if name and not any(f"killed by {name}" in n for n in notes):
         notes.append(f"killed by {name}")
     if notes:
         summary += f" ({'; '.join(notes)})"
-    err(summary)
-    if stops["first"] and record.status is not RunStatus.SUCCESS:
-        # as a shell reports a command a signal stopped: 130 for Ctrl-C
-        raise typer.Exit(128 + stops["first"])
-    raise typer.Exit(0 if record.status is RunStatus.SUCCESS else 1)
+    if retry_in is not None:
+        summary += f"; retry in {retry_in:g}s (attempt {record.attempt + 1} of {task.retries + 1})"
+    elif record.attempt > 1:
+        summary += f" [attempt {record.attempt} of {task.retries + 1}]"
+    return summary
 
 
 def _audit(store: Any, events: Any, schedule_set: Any) -> None:
@@ -263,7 +286,10 @@ def history(
 
     tty = is_terminal(sys.stdout)
     now = svc.now()
+    # attempts of retried slots: a column only when some run is a retry
+    tries = any(r.attempt > 1 for r in records)
     columns = [Column("RUN", right=True), Column("TASK", squeeze=True), Column("STATUS"),
+               *([Column("TRY", right=True, drop=5)] if tries else []),
                Column("TRIGGER", drop=5), Column("SCHEDULED", drop=6), Column("STARTED"),
                Column("DURATION", drop=4, right=True), Column("EXIT", drop=3),
                Column("NODE", drop=7), Column("ERROR", flex=True, drop=2)]
@@ -273,6 +299,7 @@ def history(
         rows.append([cell(v, terminal=tty) for v in (
             r.id, r.task_id)] + [
             cell(r.status.value, STATUS_STYLE.get(r.status.value, ""), terminal=tty),
+            *([cell(r.attempt, terminal=tty)] if tries else []),
             cell(r.trigger.value, terminal=tty),
             time_cell(r.scheduled_for.astimezone(), now, terminal=tty) if r.scheduled_for
             else cell("-", terminal=tty),
@@ -418,6 +445,19 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     running = store.running() if store else []
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
     upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
+    # a jittered task's next fire is when it really starts: its slot plus its offset
+    offsets: dict[str, float] = {}
+    if any(t.jitter for t in enabled):
+        from jobctl.cli._common import view_node
+        from jobctl.timing import next_starts
+
+        node = view_node(view.svc, view.schedule_set)
+        for i, task in enumerate(enabled):
+            if task.jitter:
+                starts = next_starts(task, now, 1, view.anchor, node)
+                upcoming[i] = starts[0][1] if starts else None
+                if starts:
+                    offsets[task.id] = (starts[0][1] - starts[0][0]).total_seconds()
     fires = sorted(((f, t.id) for t, f in zip(enabled, upcoming) if f is not None),
                    key=lambda f: f[0])[:5]
     runner = None
@@ -449,7 +489,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
                  "running_for_s": round((now - r.started_at).total_seconds(), 3)}
                 for r in running
             ],
-            "next": [{"task_id": t, "at": f.isoformat()} for f, t in fires],
+            "next": [{"task_id": t, "at": f.isoformat(),
+                      **({"jitter_s": offsets[t]} if t in offsets else {})} for f, t in fires],
         })
         return
     from jobctl.cli.render import Column, cell, is_terminal, print_table, shown, time_cell, when
@@ -489,7 +530,8 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     typer.echo("next:")
     if fires:
         print_table([Column("TASK", squeeze=True), Column("WHEN")],
-                    [[cell(task_id, terminal=tty), time_cell(fire, now, terminal=tty)]
+                    [[cell(task_id, terminal=tty), _jittered(time_cell(fire, now, terminal=tty),
+                                                             offsets.get(task_id))]
                      for fire, task_id in fires], header=False, indent=2)
     else:
         typer.echo("  nothing scheduled")

@@ -15,18 +15,22 @@ from jobctl.cli._common import (
     err,
     live_anchor,
     load_view,
+    view_node,
     open_state,
     print_json,
     services,
 )
 
 
-def _next_runs(task: object, now: datetime, count: int, anchor: datetime | None) -> list[datetime]:
+def _next_runs(task: object, now: datetime, count: int, anchor: datetime | None,
+               node: str | None = None) -> list[tuple[datetime, datetime]]:
+    """(slot, real start) of the task's next `count` fires: a jittered
+    task starts its offset after each slot."""
     from jobctl.model import Task
-    from jobctl.timing import fire_times, load_zone
+    from jobctl.timing import next_starts
 
     assert isinstance(task, Task)
-    return fire_times(task.schedule, load_zone(task.timezone), now, count, anchor)
+    return next_starts(task, now, count, anchor, node)
 
 
 def _last_run_json(record: Any) -> dict[str, object] | None:
@@ -169,7 +173,7 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
 
     Example: jobctl list --json
     """
-    from jobctl.cli.render import schedule_text, task_summary
+    from jobctl.cli.render import jitter_note, schedule_text, task_summary
     from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
@@ -177,12 +181,25 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
     last_runs = view.store.last_runs() if view.store else {}
     tasks = view.schedule_set.tasks
     fires = next_fires(((t.schedule, t.timezone) for t in tasks), now, anchor)
+    # a jittered task's next run is when it really starts: its slot plus its offset
+    slots: dict[str, datetime] = {}
+    if any(t.jitter for t in tasks):
+        node = view_node(view.svc, view.schedule_set)
+        for i, task in enumerate(tasks):
+            if task.jitter:
+                starts = _next_runs(task, now, 1, anchor, node)
+                fires[i] = starts[0][1] if starts else None
+                if starts:
+                    slots[task.id] = starts[0][0]
     rows = [(task, fire if task.enabled else None, last_runs.get(task.id))
             for task, fire in zip(tasks, fires)]
     if json:
         out = []
         for task, upcoming, last in rows:
             item = task_summary(task, upcoming)
+            if task.jitter:
+                item["jitter_s"] = ((upcoming - slots[task.id]).total_seconds()
+                                    if upcoming is not None and task.id in slots else None)
             item["last_run"] = _last_run_json(last)
             out.append(item)
         print_json(out)
@@ -208,6 +225,10 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
                              terminal=tty)
         else:
             next_cell = time_cell(upcoming, now, terminal=tty)
+            if task.id in slots:
+                note = jitter_note(task, upcoming, slots[task.id])
+                for part in next_cell:
+                    part.append(note)
         table.append([
             *(cell(v, terminal=tty) for v in (task.id, task.name, task.group or "",
                                                schedule_text(task), task.timezone)),
@@ -250,7 +271,9 @@ def show(
     task = view.schedule_set.get(task_id)
     if task is None:
         raise UnknownTaskError(task_id, view.schedule_set.ids)
-    upcoming = _next_runs(task, now, 5, view.anchor) if task.enabled else []
+    node = view_node(view.svc, view.schedule_set) if task.jitter else None
+    pairs = _next_runs(task, now, 5, view.anchor, node) if task.enabled else []
+    upcoming = [start for _slot, start in pairs]
     from jobctl.lint import explain
 
     detail: dict[str, Any] = {}
@@ -259,6 +282,11 @@ def show(
         if key == "schedule":
             # in words, as cron-descriptor says it ("At 02:30, Monday through Friday")
             detail["explanation"] = explain(task.schedule)
+    if task.jitter:
+        from jobctl.timing import task_jitter
+
+        detail["jitter_s"] = task_jitter(task, node).total_seconds()
+        detail["next_slots"] = [slot.isoformat() for slot, _start in pairs]
     last = store.last_runs().get(task.id) if store else None
     detail["last_run"] = _last_run_json(last)
     if json:
@@ -275,13 +303,13 @@ def show(
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in detail.items():
-        if key in ("next_runs", "next_run", "last_run"):
+        if key in ("next_runs", "next_run", "last_run", "next_slots", "jitter_s"):
             continue
         if value is None or value == {}:
             text = "-"
         elif isinstance(value, bool):
             text = "yes" if value else "no"
-        elif key == "timeout":
+        elif key in ("timeout", "retry_delay", "retry_max_delay", "jitter"):
             from jobctl.timing import format_duration
 
             text = format_duration(value)  # as the config writes it: 30s, 1h30m
@@ -305,8 +333,11 @@ def show(
         table.add_row("next runs", "none: the task is disabled")
     elif not upcoming:
         table.add_row("next runs", "none")
-    for i, fire in enumerate(upcoming):
-        text = cell(f"{fire.isoformat()}  ({relative(fire, now)})", terminal=tty)
+    from jobctl.cli.render import jitter_note
+
+    for i, (slot, fire) in enumerate(pairs):
+        text = cell(f"{fire.isoformat()}  ({relative(fire, now)}){jitter_note(task, fire, slot)}",
+                    terminal=tty)
         text.no_wrap = True
         table.add_row("next runs" if i == 0 else "", text)
     print_rich(table)
@@ -361,6 +392,7 @@ def next_fires(
     # a config task's id, or a plugin job's PLUGIN:KEY
     looks_like_id = all(TASK_ID_RE.fullmatch(part) for part in target.split(":", 1))
     known: list[str] = []
+    jittered: tuple[Any, str] | None = None  # a task with jitter, and this node's name
     if config_path is not None and looks_like_id:
         data = read_config(config_path, svc.zone(), now)
         if target in data.declared_ids or ":" in target:
@@ -370,6 +402,8 @@ def next_fires(
             if task is not None:
                 schedule, zone_name = task.schedule, task.timezone
                 show_zone = tz
+                if task.jitter:
+                    jittered = (task, view_node(svc, schedule_set))
                 if after is None:
                     # intervals count from a live runner's start, as in `list`
                     store = open_state(svc, schedule_set, None, create=False)
@@ -405,7 +439,17 @@ def next_fires(
             raise UsageError(f"--after: {e}") from None
     from jobctl.timing import fire_times
 
-    fires = [f.astimezone(shown) for f in fire_times(schedule, zone, start, count, anchor)]
+    notes: list[str] = []
+    if jittered is not None:
+        # when the task really starts: each slot plus its jitter offset
+        from jobctl.cli.render import jitter_note
+        from jobctl.timing import next_starts
+
+        pairs = next_starts(jittered[0], start, count, anchor, jittered[1])
+        fires = [s.astimezone(shown) for _slot, s in pairs]
+        notes = [jitter_note(jittered[0], s, slot) for slot, s in pairs]
+    else:
+        fires = [f.astimezone(shown) for f in fire_times(schedule, zone, start, count, anchor)]
     if json:
         print_json([f.isoformat() for f in fires])
         return
@@ -429,5 +473,6 @@ def next_fires(
         typer.echo(f"{words} ({zone.key})" if isinstance(schedule, CronSchedule) else words)
     width = len(str(len(fires)))
     for i, fire in enumerate(fires, start=1):
-        typer.echo(f"{i:>{width}}  {fire.isoformat()}  ({relative(fire, now)})")
+        note = notes[i - 1] if notes else ""
+        typer.echo(f"{i:>{width}}  {fire.isoformat()}  ({relative(fire, now)}){note}")
 

@@ -156,6 +156,16 @@ def task_summary(task: Task, next_run: datetime | None) -> dict[str, Any]:
     }
 
 
+def jitter_note(task: Task, start: datetime, slot: datetime) -> str:
+    """' (jitter +2m13s)' for a jittered task's start; '' otherwise."""
+    if not task.jitter:
+        return ""
+    from jobctl.timing import format_duration
+
+    offset = (start - slot).total_seconds()
+    return f" (jitter +{format_duration(offset) if offset else '0s'})"
+
+
 def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
     """Every resolved field of a task, as `show --json` prints it."""
     out = task_summary(task, next_runs[0] if next_runs else None)
@@ -174,6 +184,10 @@ def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
             "catch_up": task.catch_up.value,
             "priority": task.priority,
             "scope": task.scope.value,
+            "retries": task.retries,
+            "retry_delay": task.retry_delay,
+            "retry_max_delay": task.retry_max_delay,
+            "jitter": task.jitter or None,
             "source": str(task.origin) if task.origin else None,
             "callable": task.callable,
             "payload": dict(task.payload) if task.payload is not None else None,

@@ -33,6 +33,9 @@ def _fields(event: Event) -> dict[str, Any]:
         out["status"] = event.status.value
     if event.message:
         out["message"] = event.message
+    for key in ("attempt", "final"):  # retries (see Retries and jitter)
+        if key in event.data:
+            out[key] = event.data[key]
     problems = event.data.get("problems")
     if problems:
         out["problems"] = list(problems)  # type: ignore[call-overload]
@@ -115,6 +118,8 @@ class PlainReporter:
             line += f" pid={event.data.get('pid')}"
         elif event.kind == "finish":
             line = f"finish{task}{run} status={f['status']} duration={f.get('duration_s', 0):.3f}s"
+            if f.get("attempt", 1) != 1:
+                line += f" attempt={f['attempt']}"
             if "signal" in f:
                 line += f" signal={f['signal']}"
             elif event.exit_code is not None:
@@ -177,7 +182,7 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
-                            "interrupted"):
+                            "interrupted", "retry"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")

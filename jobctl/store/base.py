@@ -155,7 +155,17 @@ class Store(Protocol):
 
     def claim_many(self, requests: Sequence[ClaimRequest], *, owner: Owner,
                    now: datetime) -> list[Claim]:
-        """`claim` for the fires of one instant, in one transaction, in order."""
+        """`claim` for the fires of one instant, in one transaction, in order.
+        A request's `attempt` (a retry of its slot) is recorded with the run,
+        and a slot is unique per attempt: a retry's claim is 'duplicate' if
+        that attempt of the slot already has a run (cluster-wide for a
+        CLUSTER task)."""
+
+    def record_skipped(self, request: ClaimRequest, *, owner: Owner, now: datetime,
+                       reason: str) -> int | None:
+        """Record a fire (or a retry, `request.attempt`) that will not run as
+        a `skipped` run with `reason`, ended at `now`; returns its id, or None
+        when that attempt of the slot already has a run (nothing written)."""
 
     def set_processes(self, items: Sequence[tuple[int, int, str | None, str, datetime]]) -> set[int]:
         """Record started processes, (run_id, pid, proc_start, boot_id,

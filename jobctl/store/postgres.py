@@ -152,6 +152,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "create index if not exists events_task on jobctl.events (task_id, id)",
     ],
+    [
+        # retries (issue 11): a retry is its slot's next attempt, so a slot
+        # fires at most once per attempt: once in the cluster (cluster
+        # tasks), once per node (node tasks)
+        "drop index if exists jobctl.runs_slot_node",
+        """create unique index if not exists runs_slot_attempt
+            on jobctl.runs (task_id, scheduled_for, slot_node, attempt)
+            where trigger in ('schedule', 'catch-up')""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -451,10 +460,8 @@ class PostgresStore(RunQueries):
         scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
         cluster = request.scope is Scope.CLUSTER
         slot_node = "" if cluster else owner.node_name
-        if scheduled and c.execute(
-            "select 1 from jobctl.runs where task_id = %s and scheduled_for = %s"
-            f" and slot_node = %s and {_SCHEDULED}", (task_id, slot, slot_node),
-        ).fetchone():
+        attempt = request.attempt
+        if scheduled and self._slot_taken(c, task_id, slot, slot_node, attempt):
             return Claim("duplicate")
         # concurrency holds cluster-wide for a cluster task, per node for a node task
         mine = "" if cluster else " and coalesce(node, host) = %s"
@@ -469,14 +476,14 @@ class PostgresStore(RunQueries):
             when = now if slot is None else max(now, slot)
             run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, when, owner,
                                   error=f"previous run {ids} still running (concurrency = forbid)",
-                                  finished=True, slot_node=slot_node)
+                                  finished=True, slot_node=slot_node, attempt=attempt)
             if run_id is None:
                 return Claim("duplicate")
             return Claim("skipped", run_id=run_id, blocking=running)
         if running and concurrency is Concurrency.REPLACE:
             replaced = running
         run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner,
-                              slot_node=slot_node)
+                              slot_node=slot_node, attempt=attempt)
         if run_id is None:
             return Claim("duplicate")
         for old in replaced:
@@ -487,22 +494,41 @@ class PostgresStore(RunQueries):
                   (str(self.log_dir / f"{run_id}.log"), run_id))
         return Claim("started", run_id=run_id, blocking=replaced, replaced=replaced)
 
+    @staticmethod
+    def _slot_taken(c: psycopg.Connection[Any], task_id: str, slot: datetime | None,
+                    slot_node: str, attempt: int) -> bool:
+        return c.execute(
+            "select 1 from jobctl.runs where task_id = %s and scheduled_for = %s"
+            f" and slot_node = %s and attempt = %s and {_SCHEDULED}",
+            (task_id, slot, slot_node, attempt),
+        ).fetchone() is not None
+
+    def record_skipped(self, request: ClaimRequest, *, owner: Owner, now: datetime,
+                       reason: str) -> int | None:
+        slot_node = "" if request.scope is Scope.CLUSTER else owner.node_name
+        with self._write() as c:
+            self._check_node(c, owner)
+            return self._insert(c, request.task_id, request.trigger, RunStatus.SKIPPED,
+                                request.scheduled_for, now, owner, error=reason, finished=True,
+                                slot_node=slot_node, attempt=request.attempt)
+
     def _insert(self, c: psycopg.Connection[Any], task_id: str, trigger: Trigger,
                 status: RunStatus, slot: datetime | None, now: datetime, owner: Owner, *,
                 error: str | None = None, finished: bool = False,
-                slot_node: str = "") -> int | None:
+                slot_node: str = "", attempt: int = 1) -> int | None:
         # the unique slot index is the last word: a slot claimed meanwhile
         # (by this node, or by any node for a cluster task) inserts nothing
         # (None: a duplicate)
         row = c.execute(
             "insert into jobctl.runs (task_id, trigger, status, scheduled_for, started_at,"
-            " finished_at, error, host, owner_pid, owner_start, boot_id, node, epoch, slot_node)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            f" on conflict (task_id, scheduled_for, slot_node) where {_SCHEDULED}"
+            " finished_at, error, host, owner_pid, owner_start, boot_id, node, epoch, slot_node,"
+            " attempt)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" on conflict (task_id, scheduled_for, slot_node, attempt) where {_SCHEDULED}"
             " do nothing returning id",
             (task_id, trigger.value, status.value, slot, now, now if finished else None, error,
              owner.host, owner.pid, owner.start, owner.boot_id, owner.node_name,
-             owner.epoch or None, slot_node),
+             owner.epoch or None, slot_node, attempt),
         ).fetchone()
         if row is None:
             return None

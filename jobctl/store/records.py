@@ -178,6 +178,9 @@ class ClaimRequest:
     scope: Scope = Scope.NODE
     """On a shared state: NODE slots are unique per node, CLUSTER slots per
     cluster (and `forbid` looks at runs on every node)."""
+    attempt: int = 1
+    """1 for a fire, 2, 3, ... for its retries: a scheduled slot fires at
+    most once per attempt."""
 
 
 @dataclass(frozen=True)

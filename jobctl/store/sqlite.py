@@ -121,6 +121,14 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "create index if not exists events_task on events (task_id, id)",
     ],
+    [
+        # retries (issue 11): a retry is its slot's next attempt, so a slot
+        # fires at most once per attempt, whatever the clock does
+        "drop index if exists runs_slot",
+        """create unique index if not exists runs_slot_attempt
+            on runs (task_id, scheduled_for, attempt)
+            where trigger in ('schedule', 'catch-up')""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -378,11 +386,8 @@ class SqliteStore(RunQueries):
                                                 request.concurrency, request.force)
         slot = to_text(request.scheduled_for)
         scheduled = trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP)
-        if scheduled and c.execute(
-            "select 1 from runs where task_id = ? and scheduled_for = ?"
-            " and trigger in ('schedule', 'catch-up')",
-            (task_id, slot),
-        ).fetchone():
+        attempt = request.attempt
+        if scheduled and self._slot_taken(c, task_id, slot, attempt):
             return Claim("duplicate")
         running = tuple(_run(r) for r in c.execute(
             f"select {RUN_COLUMNS} from runs where task_id = ? and status = 'running' order by id",
@@ -398,11 +403,12 @@ class SqliteStore(RunQueries):
             when = now if request.scheduled_for is None else max(now, request.scheduled_for)
             run_id = self._insert(c, task_id, trigger, RunStatus.SKIPPED, slot, when, owner,
                                   error=f"previous run {ids} still running (concurrency = forbid)",
-                                  finished=True)
+                                  finished=True, attempt=attempt)
             return Claim("skipped", run_id=run_id, blocking=running)
         if running and concurrency is Concurrency.REPLACE:
             replaced = running
-        run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner)
+        run_id = self._insert(c, task_id, trigger, RunStatus.RUNNING, slot, now, owner,
+                              attempt=attempt)
         for old in replaced:
             c.execute(
                 "update runs set status = 'interrupted', finished_at = ?, error = ?"
@@ -413,16 +419,37 @@ class SqliteStore(RunQueries):
         c.execute("update runs set log_path = ? where id = ?", (log_path, run_id))
         return Claim("started", run_id=run_id, blocking=replaced, replaced=replaced)
 
+    @staticmethod
+    def _slot_taken(c: sqlite3.Connection, task_id: str, slot: str | None, attempt: int) -> bool:
+        return c.execute(
+            "select 1 from runs where task_id = ? and scheduled_for = ? and attempt = ?"
+            " and trigger in ('schedule', 'catch-up')",
+            (task_id, slot, attempt),
+        ).fetchone() is not None
+
+    def record_skipped(self, request: ClaimRequest, *, owner: Owner, now: datetime,
+                       reason: str) -> int | None:
+        """Record a fire or retry that will not run as `skipped` with `reason`;
+        None if that attempt of the slot already has a run."""
+        slot = to_text(request.scheduled_for)
+        with self._write() as c:
+            if request.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP) and \
+                    self._slot_taken(c, request.task_id, slot, request.attempt):
+                return None
+            return self._insert(c, request.task_id, request.trigger, RunStatus.SKIPPED, slot,
+                                now, owner, error=reason, finished=True,
+                                attempt=request.attempt)
+
     def _insert(self, c: sqlite3.Connection, task_id: str, trigger: Trigger, status: RunStatus,
                 slot: str | None, now: datetime, owner: Owner, *, error: str | None = None,
-                finished: bool = False) -> int:
+                finished: bool = False, attempt: int = 1) -> int:
         cur = c.execute(
             "insert into runs (task_id, trigger, status, scheduled_for, started_at, finished_at,"
-            " error, host, owner_pid, owner_start, boot_id, node)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, host, owner_pid, owner_start, boot_id, node, attempt)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (task_id, trigger.value, status.value, slot, to_text(now),
              to_text(now) if finished else None, error, owner.host, owner.pid, owner.start,
-             owner.boot_id, owner.node_name),
+             owner.boot_id, owner.node_name, attempt),
         )
         run_id = int(cur.lastrowid)  # type: ignore[arg-type]
         values: list[object] = [task_id, run_id]
