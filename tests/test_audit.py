@@ -305,3 +305,19 @@ def test_plugin_jobs_run_and_set_status_are_recorded(tmp_path: Path) -> None:
     assert "may only use its own jobs" in events[0].detail
     assert events[0].at == NOW + timedelta(minutes=1)
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
+
+
+def test_import_write_is_recorded_ok_and_refused(cli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, CONFIG)
+    crontab = tmp_path / "crontab"
+    crontab.write_text("15 4 * * * /usr/bin/backup-db --full\n")
+    assert cli("import", "crontab", str(crontab)).exit_code == 0  # prints only: no record
+    assert cli("import", "crontab", str(crontab), "--write").exit_code == 0
+    crontab.write_text("0 1~5 * * * /usr/bin/rotate\n")
+    before = config.read_bytes()
+    assert cli("import", "crontab", str(crontab), "--write").exit_code == 2
+    assert config.read_bytes() == before
+    events = _events(cli)
+    assert _brief(events) == [("import", None, "failed"), ("import", None, "ok")]
+    assert events[1]["detail"] == f"imported backup-db from {crontab} into {config}"
+    assert "cannot be imported exactly" in str(events[0]["detail"])

@@ -74,10 +74,13 @@ def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool) -
             err(f"{'skipped' if skip else 'refused'}: {problem}")
         if not skip:
             n = len(result.refused)
-            raise UsageError(f"{n} line{'s' if n != 1 else ''} of {result.source} cannot be "
-                             "imported exactly; nothing was imported (--skip-unsupported imports "
-                             "the rest)")
+            refused = UsageError(f"{n} line{'s' if n != 1 else ''} of {result.source} cannot be "
+                                 "imported exactly; nothing was imported (--skip-unsupported "
+                                 "imports the rest)")
+            _audit(svc, snapshot, "failed", str(refused))
+            raise refused
     if not result.tasks:
+        _audit(svc, snapshot, "failed", f"no jobs to import in {result.source}")
         raise UsageError(f"no jobs to import in {result.source}")
     if snapshot is None:
         sys.stdout.write(render_toml(result))
@@ -91,10 +94,31 @@ def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool) -
     text = snapshot.text
     for task in result.tasks:
         text = add_task(text, task.table, [c.rstrip("\n") for c in comment_lines(task.comments)])
-    snapshot.save(svc, text)
+    try:
+        snapshot.save(svc, text)
+    except Exception as e:
+        _audit(svc, snapshot, "failed", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise
     ids = [str(t.table["id"]) for t in result.tasks]
     n = len(ids)
+    _audit(svc, snapshot, "ok", f"imported {', '.join(ids)} from {result.source} "
+                                f"into {snapshot.path}")
     typer.echo(f"imported {n} task{'s' if n != 1 else ''} into {snapshot.path}: {', '.join(ids)}")
+
+
+def _audit(svc: Services, snapshot: object, outcome: str, detail: str) -> None:
+    """`import --write` in the audit trail of the config's state (a plain
+    import, which only prints, is not a control action)."""
+    if snapshot is None:
+        return
+    from jobctl.audit import record_config_edit
+    from jobctl.cli.edit import _Snapshot
+
+    assert isinstance(snapshot, _Snapshot)
+    warning = record_config_edit(snapshot.path, "import", svc.now(), env=svc.env,
+                                 system_zone=svc.zone(), outcome=outcome, detail=detail)
+    if warning:
+        err(f"warning: {warning}")
 
 
 @import_app.command("crontab")
