@@ -202,13 +202,15 @@ def test_cluster_slots_are_one_per_cluster_node_slots_one_per_node(pg_url: str) 
 class NodeRunner:
     """`jobctl run --node NAME` in its own process, its JSON events in a file of its own."""
 
-    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True) -> None:
+    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.path = tmp_path / f"runner-{node}.out"
         self.out = self.path.open("w+")
         self.node = node
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobctl", "run", "--log-format", "json", "--node", node],
-            cwd=tmp_path, env=env(), stdout=self.out, stderr=subprocess.STDOUT)
+            cwd=tmp_path, env={**env(), **(extra_env or {})}, stdout=self.out,
+            stderr=subprocess.STDOUT)
         if wait:
             self.wait_event("ready")
 
@@ -470,3 +472,49 @@ argv = ["sleep", "60"]
              open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="orphan stopped")
     assert pg_rows(pg_url, "select pid, epoch from jobctl.nodes") == [(again.proc.pid, 2)]
     assert again.stop() == 0
+
+
+# -- wake-ups: LISTEN/NOTIFY ---------------------------------------------------------
+
+
+def test_enable_and_disable_wake_every_node_at_once_through_notify(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    # a control poll so slow that only a notice can explain a fast wake
+    slow = {"JOBCTL_TEST_CONTROL_POLL": "60"}
+    a, b = (NodeRunner(tmp_path, n, extra_env=slow) for n in ("a", "b"))
+    nodes += [a, b]
+    # both are past their first control read (at start and at the first step)
+    for r in nodes:
+        r.wait_event("start", task_id="node-tick")
+
+    def woken(what: str) -> float:
+        began = time.monotonic()
+        done = jobctl(what, "node-tick", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        returned = time.monotonic()
+        for r in nodes:
+            r.wait_event("control", timeout=15, task_id="node-tick", message=f"{what}d")
+        took = time.monotonic() - returned
+        assert took < 10, (what, took, time.monotonic() - began)  # far below the 60 s poll
+        return took
+
+    woken("disable")
+    woken("enable")
+
+    # the listener's connection dropped (a server restart, a proxy): the
+    # runner says so, reconnects, and the next change wakes it again
+    pg_rows(pg_url, "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where query = 'listen jobctl_control'")
+    for r in nodes:
+        r.wait_event("error", message="enable/disable wake-ups lost their database connection; "
+                                      "polling every 60s until it is back")
+        r.wait_event("reconnected", message="enable/disable wake-ups on again")
+    took = woken("disable")
+    assert a.stop() == 0 and b.stop() == 0
+    # every change reached each node once
+    for r in nodes:
+        assert [e["message"] for e in r.events() if e["event"] == "control"] == [
+            "disabled", "enabled", "disabled"], r.events()

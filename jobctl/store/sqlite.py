@@ -529,6 +529,22 @@ class SqliteStore(RunQueries):
                 c.execute(f"delete from runs where {where}", (task_id, row[0]))
         return logs
 
+    # -- wake-ups and logs: one runner per file, and its logs are files --------
+
+    def control_listener(self) -> None:
+        return None
+
+    stores_logs = False
+
+    def append_logs(self, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        pass
+
+    def put_log(self, run_id: int, data: bytes) -> None:
+        pass
+
+    def read_log(self, run_id: int, offset: int = 0) -> tuple[bytes, bool] | None:
+        return None
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
