@@ -324,6 +324,10 @@ class Runner:
         self._enforce_deadlines(mono)
         if not self.stopping:
             self._start_catch_ups(now)
+        logs = self.recorder.logs
+        if logs is not None and logs.due():
+            logs.ship([(run_id, self.store.log_dir / f"{run_id}.log") for run_id in self.active],
+                      self.set.settings.max_log_bytes // 2, now)
         if mono >= self.next_heartbeat and not self.lost_lease:
             self.next_heartbeat = mono + self.heartbeat_every
             self._heartbeat(now)
