@@ -129,6 +129,7 @@ class Runner:
         self.listening = False  # a listener is wanted (a shared state)
         self.next_listen = 0.0
         self.listen_generation = 0
+        self.outage_since: float | None = None  # monotonic; the state unreachable since then
         self.listen_down: str | None = None  # why the listener is down (reported once)
 
     @property
@@ -353,7 +354,19 @@ class Runner:
                 if not force:
                     self._report_control(before)
         except JobctlError as e:
-            self.report(Event("error", self.clock.now(), message=f"reading control state: {e}"))
+            # the control read doubles as the outage probe: one event when
+            # the state becomes unreachable, one when it is back
+            if self.outage_since is None:
+                self.outage_since = self.clock.monotonic()
+                self.report(Event("error", self.clock.now(),
+                                  message=f"reading control state: {e}"))
+            return
+        if self.outage_since is not None:
+            down = self.clock.monotonic() - self.outage_since
+            self.outage_since = None
+            self.report(Event("reconnected", self.clock.now(), message=(
+                f"the state {self.store.path} is reachable again (unreachable for about "
+                f"{down:.0f}s)"), data={"down_s": round(down, 1)}))
 
     def _report_control(self, before: dict[str, bool]) -> None:
         """One event per task whose enable/disable override changed."""

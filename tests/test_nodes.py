@@ -518,3 +518,70 @@ def test_enable_and_disable_wake_every_node_at_once_through_notify(
     for r in nodes:
         assert [e["message"] for e in r.events() if e["event"] == "control"] == [
             "disabled", "enabled", "disabled"], r.events()
+
+
+# -- the database restarting under live runners --------------------------------------
+
+
+def restartable(server: Any) -> Any:
+    from pgserver import URL_ENV
+
+    if os.environ.get(URL_ENV):
+        pytest.skip(f"restarts only a server the suite started itself (not {URL_ENV})")
+    return server
+
+
+def test_nodes_ride_out_a_database_restart_shorter_than_their_lease(
+        tmp_path: Path, pg_server: Any, pg_url: str, nodes: list[NodeRunner]) -> None:
+    server = restartable(pg_server)
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="20s"))
+    a, b = NodeRunner(tmp_path, "a"), NodeRunner(tmp_path, "b")
+    nodes += [a, b]
+    for r in nodes:
+        r.wait_event("start", task_id="node-tick")
+    server.restart(down_s=3)
+    [(restarted,)] = pg_rows(pg_url, "select pg_postmaster_start_time()")
+    for r in nodes:
+        # the outage is reported once, and its end
+        wait_for(lambda r=r: any(e["event"] == "reconnected" and e["message"].startswith(
+            "the state postgresql://") for e in r.events()), timeout=30,
+            what=f"{r.node} reconnected")
+        assert r.proc.poll() is None
+    # after the restart each task fires again, on both nodes for the node task
+    wait_for(lambda: len(pg_rows(pg_url, "select distinct node from jobctl.runs where task_id ="
+                                         f" 'node-tick' and started_at > '{restarted.isoformat()}'"
+                                         " and status = 'success'")) == 2,
+             timeout=30, what="node-tick on both nodes after the restart")
+    wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where task_id ="
+                                     f" 'cluster-tick' and started_at > '{restarted.isoformat()}'"
+                                     " and status = 'success'")[0][0] >= 2,
+             timeout=30, what="cluster-tick after the restart")
+    assert a.stop() == 0 and b.stop() == 0
+    for r in nodes:
+        errors = [e["message"] for e in r.events() if e["event"] == "error"
+                  and e["message"].startswith("reading control state")]
+        assert len(errors) == 1, r.events()  # reported once, not every poll
+    # never twice, none left running
+    assert all(sum(c.values()) == 1 for c in slot_counts(pg_url, "cluster-tick").values())
+    assert all(n == 1 for c in slot_counts(pg_url, "node-tick").values() for n in c.values())
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]
+
+
+def test_a_database_outage_longer_than_the_lease_fences_the_nodes(
+        tmp_path: Path, pg_server: Any, pg_url: str, nodes: list[NodeRunner]) -> None:
+    server = restartable(pg_server)
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="2s"))
+    a = NodeRunner(tmp_path, "a")
+    nodes.append(a)
+    a.wait_event("start", task_id="cluster-tick")
+    server.restart(down_s=5)
+    [(restarted,)] = pg_rows(pg_url, "select pg_postmaster_start_time()")
+    # back, it finds its lease lapsed (the database's clock): it claims
+    # nothing more and stops, exit 75, saying why
+    assert a.proc.wait(30) == 75, a.path.read_text()
+    assert "lost the node 'a' lease; stopping" in a.path.read_text()
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where started_at >"
+                           f" '{restarted.isoformat()}'") == [(0,)]
+    # what it could not record is marked by the next look at the state
+    assert jobctl("status", cwd=tmp_path).returncode == 0
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -207,15 +207,28 @@ class PostgresStore(RunQueries):
         self.conn.close()
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self.conn.closed or self.conn.broken:
+        if _dead(self.conn):
             self.conn = _connect(self.url, without_password(self.url))
         return self.conn
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        # A connection found dead when the transaction begins (the server
+        # restarted, a proxy dropped it) is replaced once: nothing of this
+        # write was sent yet. One that dies later raises StoreError, and the
+        # write may or may not have committed; every caller copes (a claim
+        # tried again meets the unique slot index, a run's end is a
+        # conditional update the recorder tries again).
         conn = self._connection()
         try:
-            with conn.transaction():
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if not _dead(conn):
+                        raise
+                    conn = self._connection()
+                    stack.enter_context(conn.transaction())
                 yield conn
         except psycopg.Error as e:
             raise self._translate(e) from None
@@ -225,7 +238,13 @@ class PostgresStore(RunQueries):
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._connection().execute(sql, args).fetchall()
+            try:
+                return self._connection().execute(sql, args).fetchall()
+            except psycopg.OperationalError:
+                if not _dead(self.conn):
+                    raise
+                # a read is safe to repeat: once, on a new connection
+                return self._connection().execute(sql, args).fetchall()
         except psycopg.Error as e:
             raise self._translate(e) from None
 
@@ -691,6 +710,10 @@ class PostgresListener:
             except psycopg.Error:
                 pass
             self.conn = None
+
+
+def _dead(conn: psycopg.Connection[Any]) -> bool:
+    return conn.closed or conn.broken or conn.pgconn.status != psycopg.pq.ConnStatus.OK
 
 
 def _message(e: BaseException, url: str) -> str:
