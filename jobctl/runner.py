@@ -677,6 +677,11 @@ class Runner:
                 self.recorder.release()
         except JobctlError as e:
             self.report(Event("error", now, message=f"recording the stop: {e}"))
+        logs = self.recorder.logs
+        if logs is not None:
+            # the runs it stopped, and ends whose logs still wait: their final logs
+            for run_id in [*stopped, *logs.finals]:
+                logs.final(run_id, self.store.log_dir / f"{run_id}.log", now)
         from jobctl.plugins import cleanup_plugins
 
         # entry-point plugins loaded in this process get their cleanup() call
