@@ -251,6 +251,12 @@ def _run_once(store: Store, task: Task, settings: Settings, *, now: Callable[[],
         supervisor.kill_all("jobctl run-now ended")
         [ended] = exits
         store.finish(run_id, ended.status, now(), exit_code=ended.code, error=ended.error)
+        if store.stores_logs:
+            # readable from every node; the end is recorded whatever this does
+            try:
+                store.put_log(run_id, launch.log_path.read_bytes())
+            except (OSError, JobctlError):
+                pass
     for log in store.prune(task.id, settings.history_limit):
         try:
             Path(log).unlink()

@@ -22,6 +22,9 @@ from jobctl.events import Reporter
 from jobctl.runner import CONTROL_POLL, ConfigLoader, Runner, reload_error_event
 
 
+_CONTROL = "control"  # the selector's mark for the control listener's socket
+
+
 def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
     """Run `runner` until SIGTERM/SIGINT; return the exit status (0; 75 if it
     stopped because it lost its lease).
@@ -50,6 +53,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                              (signal.SIGHUP, on_hup), (signal.SIGCHLD, lambda *_: None))
     }
     registered: dict[int, int] = {}
+    # the control listener's socket (a shared state): (fd, identity) registered
+    control: tuple[int, int] | None = None
     # As PID 1 (a container without an init) the runner inherits every
     # process a task leaves behind: it reaps those, never its own runs.
     init = os.getpid() == 1
@@ -94,6 +99,20 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                         registered[run_id] = fd
                     except (KeyError, ValueError, OSError):
                         pass
+            wanted = runner.control_fd()
+            if wanted != control:
+                if control is not None:
+                    try:
+                        selector.unregister(control[0])
+                    except (KeyError, ValueError):
+                        pass
+                control = None
+                if wanted is not None:
+                    try:
+                        selector.register(wanted[0], selectors.EVENT_READ, _CONTROL)
+                        control = wanted
+                    except (KeyError, ValueError, OSError):
+                        pass
             wait = runner.sleep_for(runner.clock.now())
             fire_in = runner.time_to_next_fire(runner.clock.now())
             lead = runner.prepare_lead()
@@ -110,6 +129,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                             pass
                     except OSError:
                         pass
+                elif key.data is _CONTROL:
+                    runner.control_woken()
                 elif not runner.pump(key.data):
                     try:
                         selector.unregister(registered.pop(key.data))

@@ -19,6 +19,7 @@ from jobctl import lifecycle
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError
 from jobctl.events import Event, Reporter
+from jobctl.logship import LogShipper
 from jobctl.model import RunStatus, Task, Trigger
 from jobctl.store import Claim, ClaimRequest, Owner, Store
 from jobctl.supervisor import ActiveRun
@@ -61,6 +62,8 @@ class Recorder:
         self.unrecorded: list[Ended] = []  # ends the state file refused; retried
         self.next_retry = 0.0
         self.plan_end: EndPlanner = lambda _run, _status, _at: (True, None)
+        # run logs copied into a state that keeps them (PostgreSQL), else None
+        self.logs = LogShipper(store, clock=clock, report=report) if store.stores_logs else None
 
     # -- claims ----------------------------------------------------------------------
 
@@ -120,6 +123,9 @@ class Recorder:
                                   message=f"could not record the end of run #{run_id} "
                                           f"(will retry): {e}"))
             return
+        if self.logs is not None:
+            # after the end is recorded: a failed upload never costs the run's record
+            self.logs.final(run_id, self.store.log_dir / f"{run_id}.log", ended.finished)
         if not recorded:
             record = self.store.get_run(run_id)
             if record is not None:

@@ -44,12 +44,14 @@ from jobctl.recorder import RECORD_RETRY as RECORD_RETRY  # re-exported for test
 from jobctl.recorder import Ended, Recorder
 from jobctl.retries import PendingRetry, RetryQueue, retried, retry_delay
 from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
+from jobctl.store.base import ControlListener
 from jobctl.supervisor import ActiveRun, Supervisor
 from jobctl.timing import load_zone, missed_fires, next_fire
 
 UTC = timezone.utc
 CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config file
 HEARTBEAT_EVERY = 5.0
+LISTEN_RETRY = 2.0  # seconds between tries to reconnect the control listener
 MISSED_AFTER = 60.0
 # How long before a fire instant the runner wakes to claim its runs (commit
 # them to the state file, build their launches), so that at the instant only
@@ -93,6 +95,7 @@ class Runner:
         spawner: Callable[[Launch], RunningProcess] = spawn,
         reload_config: ConfigLoader | None = None,
         owner: Owner | None = None,
+        control_poll: float = CONTROL_POLL,
     ) -> None:
         self.set = schedule_set
         self.store = store
@@ -124,6 +127,15 @@ class Runner:
         self.stop_deadline: float | None = None
         self.lost_lease = False
         self.heartbeat_every = HEARTBEAT_EVERY
+        # seconds between reads of the control version; on a shared state a
+        # LISTEN connection wakes the runner sooner (see control_fd)
+        self.control_poll = control_poll
+        self.listener: ControlListener | None = None
+        self.listening = False  # a listener is wanted (a shared state)
+        self.next_listen = 0.0
+        self.listen_generation = 0
+        self.outage_since: float | None = None  # monotonic; the state unreachable since then
+        self.listen_down: str | None = None  # why the listener is down (reported once)
 
     @property
     def owner(self) -> Owner:
@@ -171,6 +183,7 @@ class Runner:
         lifecycle.recover_orphans(self.store, now)
         self.queue.anchor = anchor
         self._poll_control(force=True)
+        self._listen(now)
         reboots = self._install(self.set, now, startup=True)
         self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every
         self.report(Event("ready", now, message=f"{len(self.tasks)} task{'' if len(self.tasks) == 1 else 's'}",
@@ -309,7 +322,9 @@ class Runner:
         mono = self.clock.monotonic()
         if mono >= self.next_control:
             self._poll_control()
-            self.next_control = mono + CONTROL_POLL
+            self.next_control = mono + self.control_poll
+        if self.listening and self.listener is None and mono >= self.next_listen:
+            self._listen(now)
         if not self.stopping:
             # what is due goes first; housekeeping can wait a millisecond
             self._fire_due(now)
@@ -318,6 +333,10 @@ class Runner:
         if not self.stopping:
             self._start_retries(now)
             self._start_catch_ups(now)
+        logs = self.recorder.logs
+        if logs is not None and logs.due():
+            logs.ship([(run_id, self.store.log_dir / f"{run_id}.log") for run_id in self.active],
+                      self.set.settings.max_log_bytes // 2, now)
         if mono >= self.next_heartbeat and not self.lost_lease:
             self.next_heartbeat = mono + self.heartbeat_every
             self._heartbeat(now)
@@ -343,7 +362,19 @@ class Runner:
                 if not force:
                     self._report_control(before)
         except JobctlError as e:
-            self.report(Event("error", self.clock.now(), message=f"reading control state: {e}"))
+            # the control read doubles as the outage probe: one event when
+            # the state becomes unreachable, one when it is back
+            if self.outage_since is None:
+                self.outage_since = self.clock.monotonic()
+                self.report(Event("error", self.clock.now(),
+                                  message=f"reading control state: {e}"))
+            return
+        if self.outage_since is not None:
+            down = self.clock.monotonic() - self.outage_since
+            self.outage_since = None
+            self.report(Event("reconnected", self.clock.now(), message=(
+                f"the state {self.store.path} is reachable again (unreachable for about "
+                f"{down:.0f}s)"), data={"down_s": round(down, 1)}))
 
     def _report_control(self, before: dict[str, bool]) -> None:
         """One event per task whose enable/disable override changed."""
@@ -639,6 +670,56 @@ class Runner:
     def _enforce_deadlines(self, mono: float) -> None:
         self.supervisor.enforce_deadlines(self.set.settings.kill_grace, mono)
 
+    # -- wake-ups for enable/disable ----------------------------------------------------
+
+    def _listen(self, now: datetime) -> None:
+        """(Re)connect the control listener of a shared state; a failure is
+        reported once and retried every LISTEN_RETRY s (polling goes on)."""
+        self.next_listen = self.clock.monotonic() + LISTEN_RETRY
+        try:
+            self.listener = self.store.control_listener()
+        except JobctlError as e:
+            self.listening = True
+            if self.listen_down is None:
+                self.listen_down = str(e)
+                self.report(Event("error", now, message=(
+                    f"enable/disable wake-ups off, polling every {self.control_poll:g}s: {e}")))
+            return
+        self.listening = self.listener is not None
+        self.listen_generation += 1
+        if self.listen_down is not None:
+            self.listen_down = None
+            self.report(Event("reconnected", now, message="enable/disable wake-ups on again"))
+            self.next_control = 0.0  # a notice may have come while it was down
+
+    def control_fd(self) -> tuple[int, int] | None:
+        """(descriptor, identity) for the loop's selector: readable when the
+        control state may have changed; None when there is none (SQLite) or
+        it is disconnected. The identity changes with each connection."""
+        if self.listener is None:
+            return None
+        fd = self.listener.fileno()
+        if fd is None:
+            return None
+        return fd, self.listen_generation
+
+    def control_woken(self) -> None:
+        """The control descriptor was readable: read the control version at
+        the next step (a dropped connection is reconnected later)."""
+        if self.listener is None:
+            return
+        if self.listener.drain():
+            self.next_control = 0.0
+        if self.listener.fileno() is None:
+            self.listener.close()
+            self.listener = None
+            self.next_listen = self.clock.monotonic() + LISTEN_RETRY
+            if self.listen_down is None:
+                self.listen_down = "connection lost"
+                self.report(Event("error", self.clock.now(), message=(
+                    "enable/disable wake-ups lost their database connection; "
+                    f"polling every {self.control_poll:g}s until it is back")))
+
     # -- reload and stop -------------------------------------------------------------
 
     def reload(self, schedule_set: ScheduleSet, now: datetime | None = None) -> None:
@@ -694,12 +775,20 @@ class Runner:
         self.prepared = []
         # pending retries do not outlive the runner: each is recorded dropped
         self._drop_pending_retries(now)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         try:
             self.recorder.interrupt(stopped, now)
             if not self.lost_lease:
                 self.recorder.release()
         except JobctlError as e:
             self.report(Event("error", now, message=f"recording the stop: {e}"))
+        logs = self.recorder.logs
+        if logs is not None:
+            # the runs it stopped, and ends whose logs still wait: their final logs
+            for run_id in [*stopped, *logs.finals]:
+                logs.final(run_id, self.store.log_dir / f"{run_id}.log", now)
         from jobctl.plugins import cleanup_plugins
 
         # entry-point plugins loaded in this process get their cleanup() call

@@ -56,6 +56,7 @@ class PostgresServer:
         self._data: str | None = None
         self._user: pwd.struct_passwd | None = None
         self._bin = ""
+        self._options = ""
 
     # -- start and stop
 
@@ -90,12 +91,30 @@ class PostgresServer:
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sockets}"
                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                    " -c max_connections=200")
-        self._as_server_user([f"{self._bin}/pg_ctl", "-D", self._data, "-o", options, "-w",
-                              "-t", "60", "-l", os.path.join(self._tmp, "log"), "start"],
-                             timeout=90)
+        self._options = options
+        self._start_server()
         self.base_url = f"postgresql://jobctl:{self.password}@127.0.0.1:{port}/postgres"
         self._check()
         return self
+
+    def _start_server(self) -> None:
+        assert self._tmp is not None and self._data is not None
+        self._as_server_user([f"{self._bin}/pg_ctl", "-D", self._data, "-o", self._options, "-w",
+                              "-t", "60", "-l", os.path.join(self._tmp, "log"), "start"],
+                             timeout=90)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server (fast: clients are disconnected, open transactions
+        rolled back), stay down `down_s` seconds, and start it again on the
+        same port. Only for a server started here."""
+        import time
+
+        if self._data is None:
+            raise PostgresUnavailable(f"cannot restart a server given by {URL_ENV}")
+        self._as_server_user([f"{self._bin}/pg_ctl", "-D", self._data, "-m", "fast", "-w",
+                              "-t", "60", "stop"], timeout=90)
+        time.sleep(down_s)
+        self._start_server()
 
     def stop(self) -> None:
         if self._data is not None and os.path.isdir(self._data):

@@ -202,13 +202,15 @@ def test_cluster_slots_are_one_per_cluster_node_slots_one_per_node(pg_url: str) 
 class NodeRunner:
     """`jobctl run --node NAME` in its own process, its JSON events in a file of its own."""
 
-    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True) -> None:
+    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.path = tmp_path / f"runner-{node}.out"
         self.out = self.path.open("w+")
         self.node = node
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobctl", "run", "--log-format", "json", "--node", node],
-            cwd=tmp_path, env=env(), stdout=self.out, stderr=subprocess.STDOUT)
+            cwd=tmp_path, env={**env(), **(extra_env or {})}, stdout=self.out,
+            stderr=subprocess.STDOUT)
         if wait:
             self.wait_event("ready")
 
@@ -470,3 +472,116 @@ argv = ["sleep", "60"]
              open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="orphan stopped")
     assert pg_rows(pg_url, "select pid, epoch from jobctl.nodes") == [(again.proc.pid, 2)]
     assert again.stop() == 0
+
+
+# -- wake-ups: LISTEN/NOTIFY ---------------------------------------------------------
+
+
+def test_enable_and_disable_wake_every_node_at_once_through_notify(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    # a control poll so slow that only a notice can explain a fast wake
+    slow = {"JOBCTL_TEST_CONTROL_POLL": "60"}
+    a, b = (NodeRunner(tmp_path, n, extra_env=slow) for n in ("a", "b"))
+    nodes += [a, b]
+    # both are past their first control read (at start and at the first step)
+    for r in nodes:
+        r.wait_event("start", task_id="node-tick")
+
+    def woken(what: str) -> float:
+        began = time.monotonic()
+        done = jobctl(what, "node-tick", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        returned = time.monotonic()
+        for r in nodes:
+            r.wait_event("control", timeout=15, task_id="node-tick", message=f"{what}d")
+        took = time.monotonic() - returned
+        assert took < 10, (what, took, time.monotonic() - began)  # far below the 60 s poll
+        return took
+
+    woken("disable")
+    woken("enable")
+
+    # the listener's connection dropped (a server restart, a proxy): the
+    # runner says so, reconnects, and the next change wakes it again
+    pg_rows(pg_url, "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where query = 'listen jobctl_control'")
+    for r in nodes:
+        r.wait_event("error", message="enable/disable wake-ups lost their database connection; "
+                                      "polling every 60s until it is back")
+        r.wait_event("reconnected", message="enable/disable wake-ups on again")
+    took = woken("disable")
+    assert a.stop() == 0 and b.stop() == 0
+    # every change reached each node once
+    for r in nodes:
+        assert [e["message"] for e in r.events() if e["event"] == "control"] == [
+            "disabled", "enabled", "disabled"], r.events()
+
+
+# -- the database restarting under live runners --------------------------------------
+
+
+def restartable(server: Any) -> Any:
+    from pgserver import URL_ENV
+
+    if os.environ.get(URL_ENV):
+        pytest.skip(f"restarts only a server the suite started itself (not {URL_ENV})")
+    return server
+
+
+def test_nodes_ride_out_a_database_restart_shorter_than_their_lease(
+        tmp_path: Path, pg_server: Any, pg_url: str, nodes: list[NodeRunner]) -> None:
+    server = restartable(pg_server)
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="20s"))
+    a, b = NodeRunner(tmp_path, "a"), NodeRunner(tmp_path, "b")
+    nodes += [a, b]
+    for r in nodes:
+        r.wait_event("start", task_id="node-tick")
+    server.restart(down_s=3)
+    [(restarted,)] = pg_rows(pg_url, "select pg_postmaster_start_time()")
+    for r in nodes:
+        # the outage is reported once, and its end
+        wait_for(lambda r=r: any(e["event"] == "reconnected" and e["message"].startswith(
+            "the state postgresql://") for e in r.events()), timeout=30,
+            what=f"{r.node} reconnected")
+        assert r.proc.poll() is None
+    # after the restart each task fires again, on both nodes for the node task
+    wait_for(lambda: len(pg_rows(pg_url, "select distinct node from jobctl.runs where task_id ="
+                                         f" 'node-tick' and started_at > '{restarted.isoformat()}'"
+                                         " and status = 'success'")) == 2,
+             timeout=30, what="node-tick on both nodes after the restart")
+    wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where task_id ="
+                                     f" 'cluster-tick' and started_at > '{restarted.isoformat()}'"
+                                     " and status = 'success'")[0][0] >= 2,
+             timeout=30, what="cluster-tick after the restart")
+    assert a.stop() == 0 and b.stop() == 0
+    for r in nodes:
+        errors = [e["message"] for e in r.events() if e["event"] == "error"
+                  and e["message"].startswith("reading control state")]
+        assert len(errors) == 1, r.events()  # reported once, not every poll
+    # never twice, none left running
+    assert all(sum(c.values()) == 1 for c in slot_counts(pg_url, "cluster-tick").values())
+    assert all(n == 1 for c in slot_counts(pg_url, "node-tick").values() for n in c.values())
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]
+
+
+def test_a_database_outage_longer_than_the_lease_fences_the_nodes(
+        tmp_path: Path, pg_server: Any, pg_url: str, nodes: list[NodeRunner]) -> None:
+    server = restartable(pg_server)
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="2s"))
+    a = NodeRunner(tmp_path, "a")
+    nodes.append(a)
+    a.wait_event("start", task_id="cluster-tick")
+    server.restart(down_s=5)
+    [(restarted,)] = pg_rows(pg_url, "select pg_postmaster_start_time()")
+    # back, it finds its lease lapsed (the database's clock): it claims
+    # nothing more and stops, exit 75, saying why
+    assert a.proc.wait(30) == 75, a.path.read_text()
+    assert "lost the node 'a' lease; stopping" in a.path.read_text()
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where started_at >"
+                           f" '{restarted.isoformat()}'") == [(0,)]
+    # what it could not record is marked by the next look at the state
+    assert jobctl("status", cwd=tmp_path).returncode == 0
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]

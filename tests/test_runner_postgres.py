@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from conftest import wait_for, write_config
+from test_nodes import nodes  # noqa: F401 (a fixture)
 from test_runner_e2e import RunnerProcess, env, jobctl, runners  # noqa: F401 (a fixture)
 
 
@@ -130,3 +131,124 @@ def test_commands_on_a_sqlite_state_never_import_the_postgres_driver(tmp_path: P
         assert done.returncode == 0, done.stderr
         assert "PSYCOPG=False" in done.stderr, (args, done.stderr)
     assert (tmp_path / "state.db").exists()
+
+
+# -- run logs in the database ---------------------------------------------------------
+
+LOGS_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+max_log_bytes = 1000
+
+[[tasks]]
+id = "talk"
+schedule = "every 1s"
+argv = ["sh", "-c", "if [ ! -e started ]; then touch started; echo first; while [ ! -e go ]; do sleep 0.05; done; echo second; else echo again; fi"]
+
+[[tasks]]
+id = "big"
+schedule = "every 1s"
+argv = ["sh", "-c", "if [ ! -e big-started ]; then touch big-started; head -c 3000 /dev/zero | tr '\\\\0' a; while [ ! -e go2 ]; do sleep 0.05; done; head -c 2000 /dev/zero | tr '\\\\0' b; fi"]
+"""
+
+
+def test_run_logs_are_read_from_the_database_by_another_machine(
+        tmp_path: Path, pg_url: str, nodes: list) -> None:  # type: ignore[type-arg]
+    from test_nodes import NodeRunner
+
+    write_config(tmp_path, LOGS_CONFIG.format(url=pg_url))
+    a = NodeRunner(tmp_path, "a")
+    nodes.append(a)
+    # "another machine": no home, no data dir in common with node a
+    elsewhere = {**env(), "HOME": str(tmp_path / "other-home"),
+                 "XDG_DATA_HOME": str(tmp_path / "other-data")}
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], cwd=tmp_path,
+                              env=elsewhere, capture_output=True, text=True, timeout=60)
+
+    [(talk,)] = wait_for(lambda: pg_rows(pg_url, "select id from jobctl.runs where task_id ="
+                                                 " 'talk' and status = 'running'"), what="talk")
+    follow_out = (tmp_path / "follow.out").open("w+")
+    follower = subprocess.Popen([sys.executable, "-m", "jobctl", "logs", str(talk), "--follow"],
+                                cwd=tmp_path, env=elsewhere, stdout=follow_out,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        # the running run's output arrives while it runs (copied about once a second)
+        wait_for(lambda: (tmp_path / "follow.out").read_text() == "first\n", timeout=30,
+                 what="the running log followed from elsewhere")
+        assert follower.poll() is None
+        (tmp_path / "go").touch()
+        assert follower.wait(60) == 0, follower.stderr.read() if follower.stderr else ""
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert (tmp_path / "follow.out").read_text() == "first\nsecond\n"
+    shown = remote("logs", str(talk))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "first\nsecond\n"
+    assert not list((tmp_path / "other-data").rglob("*.log"))  # nothing local over there
+
+    # the bound: while it runs, at most the head the node's file keeps; at
+    # the end, head + marker + tail, as in the node's own file
+    [(big,)] = wait_for(lambda: pg_rows(pg_url, "select id from jobctl.runs where task_id ="
+                                                " 'big' and status = 'running'"), what="big")
+    wait_for(lambda: remote("logs", str(big)).stdout == "a" * 500, timeout=30,
+             what="the head of big's log")
+    [(stored,)] = pg_rows(pg_url, f"select sum(length(data)) from jobctl.run_logs where run_id = {big}")
+    assert stored == 500
+    (tmp_path / "go2").touch()
+    wait_for(lambda: pg_rows(pg_url, f"select 1 from jobctl.run_logs where run_id = {big}"
+                                     " and final"), timeout=30, what="big's final log")
+    final = remote("logs", str(big))
+    assert final.returncode == 0, final.stderr
+    marker = "\n[jobctl: 4000 bytes cut from the middle of this log]\n"
+    assert final.stdout == "a" * 500 + marker + "b" * 500
+    # node a's own file (its data dir is the suite's)
+    [own] = list(Path(os.environ["XDG_DATA_HOME"]).rglob(f"{big}.log"))
+    assert own.read_text() == final.stdout
+
+    assert a.stop() == 0
+    assert pg_rows(pg_url, "select count(*) from jobctl.run_logs l where not exists"
+                           " (select 1 from jobctl.runs r where r.id = l.run_id)") == [(0,)]
+    # every ended run's log is final in the database
+    assert pg_rows(pg_url, "select count(*) from jobctl.runs r where status = 'success' and"
+                           " not exists (select 1 from jobctl.run_logs l where l.run_id = r.id"
+                           " and l.final)") == [(0,)]
+
+
+def test_stored_logs_are_pruned_with_their_runs(pg_url: str) -> None:
+    from datetime import datetime, timezone
+
+    from jobctl.model import Concurrency, RunStatus, Trigger
+    from jobctl.store import Owner, open_store
+
+    store = open_store(pg_url, create=True)
+    assert store is not None and store.stores_logs
+    try:
+        owner = Owner(os.getpid(), "h", node="a")
+        at = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+        ids = []
+        for minute in range(3):
+            claim = store.claim(task_id="t", trigger=Trigger.SCHEDULE,
+                                scheduled_for=at.replace(minute=minute),
+                                concurrency=Concurrency.ALLOW, force=False, owner=owner, now=at)
+            assert claim.run_id is not None
+            ids.append(claim.run_id)
+            store.append_logs([(claim.run_id, 0, b"hel"), (claim.run_id, 3, b"lo")])
+            store.append_logs([(claim.run_id, 3, b"lo")])  # a retry: kept once
+            assert store.read_log(claim.run_id) == (b"hello", False)
+            assert store.read_log(claim.run_id, 2) == (b"llo", False)
+            store.finish(claim.run_id, RunStatus.SUCCESS, at, exit_code=0)
+            store.put_log(claim.run_id, b"hello, world\n")
+            assert store.read_log(claim.run_id) == (b"hello, world\n", True)
+        assert store.read_log(999) is None
+        store.prune("t", 1)
+        assert [store.read_log(i) for i in ids[:2]] == [None, None]
+        assert store.read_log(ids[2]) == (b"hello, world\n", True)
+        assert pg_rows(pg_url, "select run_id from jobctl.run_logs") == [(ids[2],)]
+    finally:
+        store.close()

@@ -344,12 +344,20 @@ def logs(
     record = store.get_run(run_id) if store and in_range else None
     if record is None or store is None:
         raise UsageError(f"no run with id {run_id}")
-    if record.log_path is None or (not Path(record.log_path).exists() and record.status is not RunStatus.RUNNING):
+    # a run of another node on a state that keeps logs (PostgreSQL): read
+    # them from there; its node's own file, when it is on this machine, is
+    # read as on SQLite
+    from_store = store.stores_logs and (record.log_path is None
+                                        or not Path(record.log_path).exists())
+    if from_store:
+        if store.read_log(run_id) is None and record.status is not RunStatus.RUNNING:
+            raise UsageError(f"run {run_id} has no log (status {record.status.value})")
+    elif record.log_path is None or (not Path(record.log_path).exists() and record.status is not RunStatus.RUNNING):
         raise UsageError(f"run {run_id} has no log (status {record.status.value})")
     import stat
 
     try:
-        path_mode: int | None = Path(record.log_path).stat().st_mode
+        path_mode: int | None = Path(record.log_path or "").stat().st_mode if not from_store else None
     except OSError:
         path_mode = None
     if path_mode is not None and not stat.S_ISREG(path_mode):
@@ -362,11 +370,20 @@ def logs(
     out: Any = sys.stdout.buffer
     if not raw and is_terminal(sys.stdout):
         out = _EscapingWriter(out)
-    path = Path(record.log_path)
+    path = Path(record.log_path or "")
     offset = 0
+    final = False  # the stored log is the run's final one
 
     def copy() -> None:
-        nonlocal offset
+        nonlocal offset, final
+        if from_store:
+            got = store.read_log(run_id, offset)
+            if got is not None:
+                out.write(got[0])
+                offset += len(got[0])
+                final = got[1]
+            out.flush()
+            return
         try:
             with path.open("rb") as f:
                 size = f.seek(0, 2)
@@ -389,6 +406,13 @@ def logs(
             current = store.get_run(run_id)
         if current is None or current.status is not RunStatus.RUNNING:
             copy()
+            # the final log follows the run's end (its node uploads it right
+            # after); a node that died never does: what is stored stays
+            deadline = time.monotonic() + FINAL_LOG_WAIT
+            while from_store and not final and current is not None \
+                    and current.status is not RunStatus.INTERRUPTED and time.monotonic() < deadline:
+                time.sleep(0.2)
+                copy()
             if current is not None and current.status is RunStatus.INTERRUPTED:
                 err(f"run {run_id} was interrupted: {current.error or 'its owner stopped'}")
             break
@@ -397,6 +421,9 @@ def logs(
     if isinstance(out, _EscapingWriter):
         out.finish()
     store.close()
+
+
+FINAL_LOG_WAIT = 10.0  # seconds `logs --follow` waits for a stored run's final log
 
 
 class _EscapingWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -182,7 +183,7 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
-                            "interrupted", "retry"):
+                            "interrupted", "retry", "reconnected"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
@@ -373,7 +374,7 @@ def run(
         return reloaded
 
     runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
-                    reload_config=load, owner=owner)
+                    reload_config=load, owner=owner, control_poll=_control_poll(svc.env))
     watcher = ConfigWatcher(path, load, clock, reporter)
     if live:
         shown.attach(runner)
@@ -385,3 +386,14 @@ def run(
         store.close()
     raise typer.Exit(code)
 
+
+def _control_poll(env: Mapping[str, str]) -> float:
+    """Seconds between reads of the control version: CONTROL_POLL, or (a
+    knob for tests and measurements) $JOBCTL_TEST_CONTROL_POLL."""
+    from jobctl.runner import CONTROL_POLL
+
+    try:
+        given = float(env.get("JOBCTL_TEST_CONTROL_POLL", ""))
+    except ValueError:
+        return CONTROL_POLL
+    return given if 0 < given <= 3600 else CONTROL_POLL

@@ -27,6 +27,25 @@ from jobctl.store.records import (
 )
 
 
+class ControlListener(Protocol):
+    """A wake-up for a runner when the control state (enable/disable) may
+    have changed on a shared state: readable when a change was announced.
+    Only a hint: the control version read from the store stays the truth."""
+
+    def fileno(self) -> int | None:
+        """The descriptor to watch for readability; None while disconnected."""
+
+    def drain(self) -> bool:
+        """Take what arrived; True if a change was announced (or the
+        connection dropped: the caller polls then, to miss nothing)."""
+
+    def connect(self) -> None:
+        """(Re)connect and listen; StoreError when the database refuses."""
+
+    def close(self) -> None:
+        """Disconnect for good."""
+
+
 class Store(Protocol):
     """jobctl's state: runs, per-task state, enable/disable overrides, the
     runner's lease. Every method is one transaction: a write either happens
@@ -220,3 +239,30 @@ class Store(Protocol):
                limit: int = 50) -> list[EventRecord]:
         """Audit events, newest first: of one task, at or after `since`, at
         most `limit`."""
+
+    # -- wake-ups and logs on a shared state ------------------------------------
+
+    def control_listener(self) -> ControlListener | None:
+        """A listener told of each committed `set_enabled` (on PostgreSQL a
+        LISTEN on a connection of its own; `set_enabled` notifies in its
+        transaction), connected; None on a state with one runner (SQLite),
+        which polls `control_version` alone."""
+
+    @property
+    def stores_logs(self) -> bool:
+        """True if run logs are kept in the state too (PostgreSQL: readable
+        from every node), besides the running node's file."""
+
+    def append_logs(self, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        """Add (run_id, offset, bytes) pieces of running runs' logs, in one
+        transaction; a piece already there (same run and offset) is kept, so
+        a retry after a failure that may have committed is harmless."""
+
+    def put_log(self, run_id: int, data: bytes) -> None:
+        """Replace a run's stored log with its final (bounded) content, in
+        one transaction. Deleted with the run (see `prune`)."""
+
+    def read_log(self, run_id: int, offset: int = 0) -> tuple[bytes, bool] | None:
+        """The stored log of a run from byte `offset`, and whether it is the
+        final one (`put_log`) rather than pieces of a running run's; None
+        if none is stored."""

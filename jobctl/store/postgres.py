@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,14 @@ from jobctl.store.url import without_password
 UTC = timezone.utc
 CONNECT_TIMEOUT_S = 10
 IDLE_IN_TRANSACTION_MS = 5000
+LOG_UPLOAD_TIMEOUT_MS = 2000  # longest wait of one log upload (see append_logs)
 
 # Serializes the first openers of an empty database (creating the schema),
 # and the claims of one task; a transaction-level lock, released at commit.
 SCHEMA_LOCK = 0x6A6F6263746C  # "jobctl"
+# The channel set_enabled notifies at commit; runners LISTEN on it (a hint:
+# they still read control_version, the truth, also when a notice is lost).
+CONTROL_CHANNEL = "jobctl_control"
 
 # Each entry migrates the schema from version i to i + 1; the version is the
 # row ('schema_version', n) of jobctl.meta.
@@ -161,6 +165,18 @@ MIGRATIONS: list[list[str]] = [
             on jobctl.runs (task_id, scheduled_for, slot_node, attempt)
             where trigger in ('schedule', 'catch-up')""",
     ],
+    [
+        # run logs in the database (readable from every node): pieces of a
+        # running run's log by byte offset, replaced at its end by the whole
+        # final (bounded) log, `final`; deleted with the run
+        """create table if not exists jobctl.run_logs (
+            run_id bigint not null references jobctl.runs (id) on delete cascade,
+            off bigint not null,
+            data bytea not null,
+            final boolean not null default false,
+            primary key (run_id, off)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -218,15 +234,28 @@ class PostgresStore(RunQueries):
         self.conn.close()
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self.conn.closed or self.conn.broken:
+        if _dead(self.conn):
             self.conn = _connect(self.url, without_password(self.url))
         return self.conn
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        # A connection found dead when the transaction begins (the server
+        # restarted, a proxy dropped it) is replaced once: nothing of this
+        # write was sent yet. One that dies later raises StoreError, and the
+        # write may or may not have committed; every caller copes (a claim
+        # tried again meets the unique slot index, a run's end is a
+        # conditional update the recorder tries again).
         conn = self._connection()
         try:
-            with conn.transaction():
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if not _dead(conn):
+                        raise
+                    conn = self._connection()
+                    stack.enter_context(conn.transaction())
                 yield conn
         except psycopg.Error as e:
             raise self._translate(e) from None
@@ -236,7 +265,13 @@ class PostgresStore(RunQueries):
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._connection().execute(sql, args).fetchall()
+            try:
+                return self._connection().execute(sql, args).fetchall()
+            except psycopg.OperationalError:
+                if not _dead(self.conn):
+                    raise
+                # a read is safe to repeat: once, on a new connection
+                return self._connection().execute(sql, args).fetchall()
         except psycopg.Error as e:
             raise self._translate(e) from None
 
@@ -409,6 +444,8 @@ class PostgresStore(RunQueries):
                     c.execute("insert into jobctl.paused (task_id, since) values (%s, %s)",
                               (task_id, now))
             c.execute("update jobctl.meta set value = value + 1 where key = 'control_version'")
+            # a wake-up for every listening runner, sent at commit (see control_listener)
+            c.execute("select pg_notify(%s, '')", (CONTROL_CHANNEL,))
 
     def paused_spans(self, task_id: str) -> list[tuple[datetime, datetime | None]]:
         rows = self._query("select since, until from jobctl.paused where task_id = %s order by since",
@@ -656,6 +693,106 @@ class PostgresStore(RunQueries):
         return [EventRecord(at=r[1].astimezone(UTC), action=r[2], outcome=r[3], uid=r[4],
                             user=r[5], host=r[6], node=r[7], task_id=r[8], detail=r[9], id=r[0])
                 for r in rows]
+
+    # -- run logs --------------------------------------------------------------
+
+    # Logs live in the database too, so `jobctl logs` works from any node; the
+    # running node keeps its local file as well.
+    stores_logs = True
+
+    def append_logs(self, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        if not chunks:
+            return
+        with self._write() as c:
+            # an upload waits for a slow database only so long: the runner's
+            # loop calls this between fires
+            c.execute(f"set local statement_timeout = {LOG_UPLOAD_TIMEOUT_MS}")
+            with c.cursor() as cur:
+                cur.executemany("insert into jobctl.run_logs (run_id, off, data) values (%s, %s, %s)"
+                                " on conflict do nothing", list(chunks))
+
+    def put_log(self, run_id: int, data: bytes) -> None:
+        with self._write() as c:
+            c.execute(f"set local statement_timeout = {LOG_UPLOAD_TIMEOUT_MS}")
+            c.execute("delete from jobctl.run_logs where run_id = %s", (run_id,))
+            # a run pruned meanwhile has no row to hang it on: nothing to keep
+            c.execute("insert into jobctl.run_logs (run_id, off, data, final)"
+                      " select id, 0, %s, true from jobctl.runs where id = %s", (data, run_id))
+
+    def read_log(self, run_id: int, offset: int = 0) -> tuple[bytes, bool] | None:
+        rows = self._query("select substring(string_agg(data, ''::bytea order by off) from %s),"
+                           " count(*), bool_or(final) from jobctl.run_logs where run_id = %s",
+                           (offset + 1, run_id))
+        if not rows or not rows[0][1]:
+            return None
+        return bytes(rows[0][0] or b""), bool(rows[0][2])
+
+    # -- wake-ups --------------------------------------------------------------
+
+    def control_listener(self) -> PostgresListener:
+        listener = PostgresListener(self.url)
+        listener.connect()
+        return listener
+
+
+class PostgresListener:
+    """LISTEN on jobctl_control, on an autocommit connection of its own that
+    runs nothing else (a runner's selector watches its socket).
+
+    Under PgBouncer's transaction pooling LISTEN does not work (the server
+    connection goes back to the pool after the statement): no notice ever
+    comes, and the runner's polling of the control version is what applies
+    a change."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def connect(self) -> None:
+        self.close()
+        conn = _connect(self.url, without_password(self.url))
+        try:
+            conn.execute(f"listen {CONTROL_CHANNEL}")
+        except psycopg.Error as e:
+            conn.close()
+            raise StoreError(without_password(self.url), _message(e, self.url)) from None
+        self.conn = conn
+
+    def fileno(self) -> int | None:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            return None
+        return self.conn.pgconn.socket
+
+    def drain(self) -> bool:
+        conn = self.conn
+        if conn is None:
+            return False
+        pgconn = conn.pgconn
+        try:
+            pgconn.consume_input()
+            woken = False
+            while pgconn.notifies() is not None:
+                woken = True
+            if pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("connection lost")
+            return woken
+        except psycopg.Error:
+            # the server closed it (a restart, a cut network): the caller
+            # polls now and reconnects later
+            self.close()
+            return True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+
+
+def _dead(conn: psycopg.Connection[Any]) -> bool:
+    return conn.closed or conn.broken or conn.pgconn.status != psycopg.pq.ConnStatus.OK
 
 
 def _message(e: BaseException, url: str) -> str:

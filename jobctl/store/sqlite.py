@@ -608,6 +608,22 @@ class SqliteStore(RunQueries):
                             host=r[6], node=r[7], task_id=r[8], detail=r[9], id=r[0])
                 for r in rows]
 
+    # -- wake-ups and logs: one runner per file, and its logs are files --------
+
+    def control_listener(self) -> None:
+        return None
+
+    stores_logs = False
+
+    def append_logs(self, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        pass
+
+    def put_log(self, run_id: int, data: bytes) -> None:
+        pass
+
+    def read_log(self, run_id: int, offset: int = 0) -> tuple[bytes, bool] | None:
+        return None
+
 
 _EVENT_COLUMNS = "id, at, action, outcome, uid, user, host, node, task_id, detail"
 
