@@ -165,6 +165,9 @@ class Runner:
             started, anchor = lease.started_at, lease.anchor
         lifecycle.recover_orphans(self.store, now)
         self.queue.anchor = anchor
+        if self.store.clustered:
+            # cluster tasks' intervals: one grid for every node
+            self.queue.cluster_anchor = self.store.cluster_anchor()
         self._poll_control(force=True)
         reboots = self._install(self.set, now, startup=True)
         self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every

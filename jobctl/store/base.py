@@ -74,6 +74,13 @@ class Store(Protocol):
     def release_node(self, owner: Owner) -> None:
         """Give up the node lease if `owner` (node and epoch) still holds it."""
 
+    def cluster_anchor(self) -> datetime | None:
+        """The instant interval schedules of cluster tasks count from, the
+        same for every node: fixed once, by the first node to ask, at the
+        whole second of the database's clock, and kept when the whole
+        cluster restarts (so slots stay on one grid); None on a state with
+        one runner (its own start is the anchor)."""
+
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         """Mark `interrupted` the running runs of every node whose lease has
         expired (by the database's clock), or whose run belongs to an older

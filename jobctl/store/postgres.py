@@ -269,6 +269,18 @@ class PostgresStore(RunQueries):
             c.execute("update jobctl.nodes set expires_at = least(expires_at, clock_timestamp())"
                       " where name = %s and epoch = %s", (owner.node_name, owner.epoch))
 
+    def cluster_anchor(self) -> datetime:
+        # one row of jobctl.meta (epoch seconds), inserted by whichever node
+        # asks first; `on conflict do nothing` lets nodes starting at once
+        # agree on the first one's
+        with self._write() as c:
+            c.execute("insert into jobctl.meta (key, value) values ('cluster_anchor',"
+                      " floor(extract(epoch from clock_timestamp()))::bigint)"
+                      " on conflict (key) do nothing")
+            row = c.execute("select value from jobctl.meta where key = 'cluster_anchor'").fetchone()
+        assert row is not None
+        return datetime.fromtimestamp(int(row[0]), UTC)
+
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         with self._write() as c:
             rows = c.execute(

@@ -206,6 +206,9 @@ class SqliteStore(RunQueries):
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         return []
 
+    def cluster_anchor(self) -> datetime | None:
+        return None
+
     # -- lease -----------------------------------------------------------------
 
     def lease(self) -> Lease | None:
