@@ -37,6 +37,7 @@ from jobctl.model import (
     RebootSchedule,
     RunStatus,
     ScheduleSet,
+    Scope,
     Task,
     Trigger,
 )
@@ -236,7 +237,7 @@ class Runner:
         old = self.queue.tasks
         self.set = schedule_set
         self.recorder.history_limit = schedule_set.settings.history_limit
-        last = self.store.last_scheduled()
+        last = self._last_scheduled(schedule_set)
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
         reboots: list[Task] = []
@@ -264,16 +265,40 @@ class Runner:
         for removed in set(old) - set(self.queue.tasks):
             self.catch_up_queue.pop(removed, None)
         if first_seen:
-            self.store.set_last_scheduled(first_seen)
+            self._set_last_scheduled(first_seen)
         if skipped:
             names = ", ".join(t for t, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
             self.report(Event("missed", now, message=(
                 f"{len(skipped)} task(s) missed fires while no runner was up, not run "
                 f"(catch_up = skip or disabled): {names}")))
             # record them as considered, so the next start does not report them again
-            self.store.set_last_scheduled(skipped)
+            self._set_last_scheduled(skipped)
         reboots.sort(key=lambda t: (t.priority, self.queue.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
+
+    def _last_scheduled(self, schedule_set: ScheduleSet) -> dict[str, datetime]:
+        """Each task's catch-up watermark: on a shared state, the cluster's
+        for a cluster task and this node's own for a node task."""
+        last = self.store.last_scheduled()
+        if self.store.clustered:
+            own = self.store.last_scheduled(node=self.owner.node_name)
+            for task in schedule_set.tasks:
+                if task.scope is Scope.NODE:
+                    if task.id in own:
+                        last[task.id] = own[task.id]
+                    else:
+                        last.pop(task.id, None)  # never watched by this node
+        return last
+
+    def _set_last_scheduled(self, items: list[tuple[str, datetime]]) -> None:
+        """Set watermarks, each where `_last_scheduled` reads it."""
+        if not self.store.clustered:
+            self.store.set_last_scheduled(items)
+            return
+        node = [(t, at) for t, at in items
+                if (task := self.tasks.get(t)) is None or task.scope is Scope.NODE]
+        self.store.set_last_scheduled([i for i in items if i not in node])
+        self.store.set_last_scheduled(node, node=self.owner.node_name)
 
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
         limit = {CatchUp.SKIP: 1, CatchUp.ONCE: 1, CatchUp.ALL: CATCH_UP_LIMIT}[task.catch_up]
@@ -289,7 +314,7 @@ class Runner:
         if not missed:
             return
         if task.catch_up is CatchUp.SKIP or not self.enabled(task):
-            self.store.set_last_scheduled([(task.id, missed[-1])])
+            self._set_last_scheduled([(task.id, missed[-1])])
             self.report(Event("missed", now, task_id=task.id, scheduled_for=missed[-1],
                               message=f"missed fires up to {missed[-1].isoformat()} "
                                       f"(catch_up = {task.catch_up.value}"
@@ -403,12 +428,12 @@ class Runner:
             # a regular fire moved last_scheduled past catch-ups still queued:
             # move it back, so a restart computes them again
             try:
-                self.store.set_last_scheduled(held)
+                self._set_last_scheduled(held)
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
         if passed:
             try:
-                self.store.set_last_scheduled(passed)
+                self._set_last_scheduled(passed)
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
 

@@ -528,3 +528,88 @@ def test_cluster_intervals_share_one_anchor_kept_across_a_cluster_restart(
     # every slot on the one grid, whichever node fired it
     off = [s for s in slots if (int(s.timestamp()) - anchor) % 2 or s.microsecond]
     assert off == [], (anchor, sorted(slots))
+
+
+# -- catch-up watermarks: the cluster's for cluster tasks, each node's for node tasks ----------
+
+CATCH_UP_CONFIG = """
+[jobctl]
+kill_grace = 1
+
+[[tasks]]
+id = "c"
+schedule = "0 * * * *"
+scope = "cluster"
+catch_up = "once"
+argv = ["true"]
+
+[[tasks]]
+id = "n"
+schedule = "0 * * * *"
+catch_up = "once"
+argv = ["true"]
+"""
+
+
+def test_catch_up_runs_once_for_a_cluster_task_and_once_per_node_for_a_node_task(
+        tmp_path: Path, pg_url: str) -> None:
+    import dataclasses
+
+    from conftest import FakeClock
+    from jobctl import liveness
+    from jobctl.resolve import resolve
+    from jobctl.runner import Runner
+    from jobctl.store import open_store
+
+    path = write_config(tmp_path, CATCH_UP_CONFIG)
+    clock = FakeClock(datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc))
+    me = liveness.self_owner()
+    stores: list[Any] = []
+
+    def start(name: str) -> Runner:
+        store = open_store(pg_url, create=True)
+        stores.append(store)
+        runner = Runner(resolve(path, system_zone="UTC", now=clock.now()), store, clock=clock,
+                        report=lambda e: None, owner=dataclasses.replace(me, node=name))
+        runner.start()
+        return runner
+
+    def caught_up() -> list[tuple[str, str, str]]:
+        return sorted(pg_rows(pg_url, "select task_id, node, to_char(scheduled_for at time zone"
+                                      " 'UTC', 'HH24:MI') from jobctl.runs"
+                                      " where trigger = 'catch-up'"))
+
+    try:
+        # the cluster watches the tasks from 09:30, then is down 10:00 to 12:00
+        for r in [start(n) for n in ("n1", "n2", "n3")]:
+            r.finish()
+        clock.set(datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc))
+        # all three start together: one catch-up of the cluster task, one of
+        # the node task on each node
+        together = [start(n) for n in ("n1", "n2", "n3")]
+        for r in together:
+            r.tick(clock.now())
+        for r in together:
+            r.finish()
+        assert caught_up() == [("c", "n1", "12:00"), ("n", "n1", "12:00"), ("n", "n2", "12:00"),
+                               ("n", "n3", "12:00")]
+
+        # down again over 15:00; n1 comes back first and catches both up; n2,
+        # ten minutes later, still catches up its own node task, not the
+        # cluster's, which n1 did
+        clock.set(datetime(2025, 3, 1, 15, 30, tzinfo=timezone.utc))
+        first = start("n1")
+        first.tick(clock.now())
+        clock.set(datetime(2025, 3, 1, 15, 40, tzinfo=timezone.utc))
+        second = start("n2")
+        second.tick(clock.now())
+        first.finish()
+        second.finish()
+        assert [r for r in caught_up() if r[2] == "15:00"] == [
+            ("c", "n1", "15:00"), ("n", "n1", "15:00"), ("n", "n2", "15:00")]
+        assert sorted(pg_rows(pg_url, "select task_id, node, to_char(last_scheduled at time zone"
+                                      " 'UTC', 'HH24:MI') from jobctl.node_watermarks")) == [
+            ("n", "n1", "15:00"), ("n", "n2", "15:00"), ("n", "n3", "12:00")]
+    finally:
+        for store in stores:
+            store.close()

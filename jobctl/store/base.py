@@ -126,12 +126,18 @@ class Store(Protocol):
     def paused_spans(self, task_id: str) -> list[tuple[datetime, datetime | None]]:
         """When the task was disabled: (since, until), until None while it still is."""
 
-    def last_scheduled(self) -> dict[str, datetime]:
+    def last_scheduled(self, node: str = "") -> dict[str, datetime]:
         """Task id -> the latest slot the runner handled (fired, skipped or
-        passed over), from which catch-up counts."""
+        passed over), from which catch-up counts. On a clustered state a
+        cluster task has one such watermark for the cluster (`node` ""), and
+        a node task one per node (`node` its name); a claim of a scheduled
+        slot moves the one its scope names. A single-runner state has one per
+        task and ignores `node`."""
 
-    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
-        """Move tasks' last handled slots forward (never back)."""
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]], *,
+                           node: str = "") -> None:
+        """Set tasks' last handled slots (the cluster's, or `node`'s own as
+        for `last_scheduled`)."""
 
     # -- runs ----------------------------------------------------------------
 

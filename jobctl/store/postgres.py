@@ -134,6 +134,17 @@ MIGRATIONS: list[list[str]] = [
             epoch bigint not null
         )""",
     ],
+    [
+        # cluster-wide catch-up watermark: a node task's last handled slot is
+        # kept per node here (a cluster task's stays in task_state); one
+        # node's fires no longer move the others' watermark
+        """create table if not exists jobctl.node_watermarks (
+            task_id text not null,
+            node text not null,
+            last_scheduled timestamptz not null,
+            primary key (task_id, node)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -400,17 +411,29 @@ class PostgresStore(RunQueries):
                            (task_id,))
         return [(a.astimezone(UTC), _utc(b)) for a, b in rows]
 
-    def last_scheduled(self) -> dict[str, datetime]:
-        rows = self._query("select task_id, last_scheduled from jobctl.task_state"
-                           " where last_scheduled is not null")
+    def last_scheduled(self, node: str = "") -> dict[str, datetime]:
+        if node:
+            rows = self._query("select task_id, last_scheduled from jobctl.node_watermarks"
+                               " where node = %s", (node,))
+        else:
+            rows = self._query("select task_id, last_scheduled from jobctl.task_state"
+                               " where last_scheduled is not null")
         return {r[0]: r[1].astimezone(UTC) for r in rows}
 
-    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]], *,
+                           node: str = "") -> None:
         rows = list(items)
         if not rows:
             return
         with self._write() as c:
             with c.cursor() as cur:
+                if node:
+                    cur.executemany(
+                        "insert into jobctl.node_watermarks (task_id, node, last_scheduled)"
+                        " values (%s, %s, %s) on conflict (task_id, node)"
+                        " do update set last_scheduled = excluded.last_scheduled",
+                        [(task_id, node, at) for task_id, at in rows])
+                    return
                 cur.executemany(
                     "insert into jobctl.task_state (task_id, last_scheduled) values (%s, %s)"
                     " on conflict (task_id) do update set last_scheduled = excluded.last_scheduled",
@@ -501,7 +524,16 @@ class PostgresStore(RunQueries):
         if row is None:
             return None
         run_id = int(row[0])
-        if slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+        if slot is not None and slot_node and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            # a node task's slot moves that node's own watermark only
+            c.execute("insert into jobctl.node_watermarks (task_id, node, last_scheduled)"
+                      " values (%s, %s, %s) on conflict (task_id, node) do update set"
+                      " last_scheduled = greatest(jobctl.node_watermarks.last_scheduled,"
+                      " excluded.last_scheduled)", (task_id, slot_node, slot))
+            c.execute("insert into jobctl.task_state (task_id, last_run_id) values (%s, %s)"
+                      " on conflict (task_id) do update set last_run_id = excluded.last_run_id",
+                      (task_id, run_id))
+        elif slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
             c.execute("insert into jobctl.task_state (task_id, last_run_id, last_scheduled)"
                       " values (%s, %s, %s) on conflict (task_id) do update set"
                       " last_run_id = excluded.last_run_id, last_scheduled ="
