@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from jobctl import lifecycle, liveness, procinfo
-from jobctl.clock import Clock
+from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import EXIT_BUSY, JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.events import Event as Event  # re-exported: the CLI and tests name it here
@@ -61,6 +61,7 @@ PREPARE_LEAD_MAX = 0.4
 PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
+EARLY_RETRY = 0.1  # seconds before claiming again a slot the database found early
 
 
 ConfigLoader = Callable[[], ScheduleSet]
@@ -111,6 +112,10 @@ class Runner:
         self.next_control = 0.0
         self.next_heartbeat = 0.0
         self.prepared: list[_Start] = []
+        # slots the database refused as not yet due (this node's clock is
+        # ahead of its): (when to try again, monotonic; task; slot)
+        self.early: list[tuple[float, Task, datetime]] = []
+        self.early_reported = False
         # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
@@ -156,6 +161,7 @@ class Runner:
         now = self.clock.now()
         if self.store.clustered:
             started, anchor = self._take_node()
+            now = self.clock.now()  # (on the database's clock from here on)
         else:
             lease = self.store.lease()
             if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
@@ -195,6 +201,9 @@ class Runner:
             replacing = held.epoch
         node = self.store.take_node(self.owner, lease_s, replacing=replacing)
         self.owner = dataclasses.replace(self.owner, epoch=node.epoch)
+        if isinstance(self.clock, OffsetClock):
+            # when a slot is due is the database's time (renewed at each heartbeat)
+            self.clock.sync(self.store.database_now)
         # beat often enough that a short lease never lapses between two beats
         self.heartbeat_every = min(HEARTBEAT_EVERY, lease_s / 3)
         return node.started_at, node.started_at.replace(microsecond=0)
@@ -338,6 +347,8 @@ class Runner:
         self._enforce_deadlines(mono)
         if not self.stopping:
             self._start_catch_ups(now)
+            if self.early:
+                self._retry_early(now, mono)
         if mono >= self.next_heartbeat and not self.lost_lease:
             self.next_heartbeat = mono + self.heartbeat_every
             self._heartbeat(now)
@@ -437,6 +448,16 @@ class Runner:
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
 
+    def _retry_early(self, now: datetime, mono: float) -> None:
+        """Claim again the slots the database found not yet due, once their
+        retry time came (each is claimed, or found a duplicate, or early again)."""
+        due = [(task, slot) for at, task, slot in self.early if at <= mono]
+        if not due:
+            return
+        self.early = [e for e in self.early if e[0] > mono]
+        self._launch_batch([(self.tasks[t.id], Trigger.SCHEDULE, slot) for t, slot in due
+                            if t.id in self.tasks and self.enabled(self.tasks[t.id])], now)
+
     def _start_catch_ups(self, now: datetime) -> None:
         for task_id in list(self.catch_up_queue):
             queue = self.catch_up_queue[task_id]
@@ -462,7 +483,21 @@ class Runner:
         if not items:
             return []
         out = []
-        for task, trigger, slot, claim in self.recorder.claim(items, now):
+        early: list[tuple[Task, Trigger, datetime | None]] = []
+        claimed = self.recorder.claim(items, now, early=early)
+        if early:
+            if not self.early_reported:
+                self.early_reported = True
+                self.report(Event("error", now, task_id=early[0][0].id,
+                                  scheduled_for=early[0][2], message=(
+                                      f"{len(early)} slot(s) not yet due by the database's clock "
+                                      "(this node's clock is ahead of it): trying again")))
+            retry = self.clock.monotonic() + EARLY_RETRY
+            self.early += [(retry, task, slot) for task, _tr, slot in early
+                           if slot is not None]
+        elif claimed and not self.early:
+            self.early_reported = False  # (said again if it happens again)
+        for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
@@ -640,6 +675,8 @@ class Runner:
         wake = self.supervisor.next_wake(mono)
         if wake is not None:
             wait = min(wait, wake)
+        if self.early:
+            wait = min(wait, min(at for at, _t, _s in self.early) - mono)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
         return max(wait, 0.0)

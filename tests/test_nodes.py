@@ -202,13 +202,15 @@ def test_cluster_slots_are_one_per_cluster_node_slots_one_per_node(pg_url: str) 
 class NodeRunner:
     """`jobctl run --node NAME` in its own process, its JSON events in a file of its own."""
 
-    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True) -> None:
+    def __init__(self, tmp_path: Path, node: str, *, wait: bool = True,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.path = tmp_path / f"runner-{node}.out"
         self.out = self.path.open("w+")
         self.node = node
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobctl", "run", "--log-format", "json", "--node", node],
-            cwd=tmp_path, env=env(), stdout=self.out, stderr=subprocess.STDOUT)
+            cwd=tmp_path, env={**env(), **(extra_env or {})}, stdout=self.out,
+            stderr=subprocess.STDOUT)
         if wait:
             self.wait_event("ready")
 
@@ -613,3 +615,128 @@ def test_catch_up_runs_once_for_a_cluster_task_and_once_per_node_for_a_node_task
     finally:
         for store in stores:
             store.close()
+
+
+# -- the database's clock decides when a slot is due ----------------------------------------
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def skewed(offset: str) -> dict[str, str]:
+    """The environment of a process whose wall clock is `offset` off (libfaketime;
+    its monotonic clock stays true, as on a machine with a wrong clock)."""
+    assert os.path.exists(FAKETIME), f"{FAKETIME} missing: apt-get install libfaketime"
+    return {"LD_PRELOAD": FAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def test_nodes_with_skewed_clocks_fire_on_the_databases_time_never_early_never_twice(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    # the skew is real: the runner processes' own clocks say so
+    check = subprocess.run([sys.executable, "-c", "import time; print(time.time())"],
+                           env={**env(), **skewed("+40s")}, capture_output=True, text=True)
+    import time
+    assert 35 < float(check.stdout) - time.time() < 45, check
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    skews = {"fast": "+40s", "true": "+0s", "slow": "-40s"}
+    for name, offset in skews.items():
+        nodes.append(NodeRunner(tmp_path, name, wait=False, extra_env=skewed(offset)))
+    for r in nodes:
+        r.wait_event("ready")
+
+    def full_slots() -> list[datetime]:
+        return sorted(s for s, c in slot_counts(pg_url, "node-tick").items() if len(c) == 3)
+
+    wait_for(lambda: len(full_slots()) >= 5, timeout=40, what="5 slots fired by all 3 nodes")
+    for r in nodes:
+        assert r.stop() == 0
+    node_slots = slot_counts(pg_url, "node-tick")
+    cluster_slots = slot_counts(pg_url, "cluster-tick")
+    assert all(n == 1 for c in node_slots.values() for n in c.values()), node_slots
+    assert all(sum(c.values()) == 1 for c in cluster_slots.values()), cluster_slots
+    rows = pg_rows(pg_url, "select task_id, node, extract(epoch from claimed_at - scheduled_for),"
+                           " extract(epoch from started_at - scheduled_for) from jobctl.runs"
+                           " where trigger = 'schedule'")
+    assert {r[1] for r in rows if r[0] == "node-tick"} == set(skews)
+    # by the database's clock, no claim came before the runner's usual lead
+    # (it claims a batch at most 0.4 s before its instant) and none came 40 s
+    # late; by each node's corrected clock, no run started before its slot
+    early = [r for r in rows if r[2] < -0.5]
+    late = [r for r in rows if r[2] > 5]
+    assert early == [] and late == [], (early, late)
+    assert [r for r in rows if r[3] < 0] == []
+    # nor did the fast node get its slots refused as early: its offset was right
+    for r in nodes:
+        assert not [e for e in r.events() if "not yet due" in e.get("message", "")], r.node
+
+
+def test_the_claim_refuses_a_slot_not_yet_due_by_the_databases_clock(pg_url: str) -> None:
+    from datetime import timedelta
+
+    from jobctl.model import Concurrency, Scope, Trigger
+    from jobctl.store import Owner, open_store
+
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        db_now = store.database_now()
+        assert db_now is not None
+        owner = Owner(500, "h", node="ahead")
+
+        def claim(slot: datetime, trigger: Trigger = Trigger.SCHEDULE) -> str:
+            return store.claim(task_id="c", trigger=trigger, scheduled_for=slot,
+                               concurrency=Concurrency.ALLOW, force=False, owner=owner,
+                               now=slot, scope=Scope.CLUSTER).outcome
+
+        # a node 40 s ahead that believes the slot has come
+        assert claim(db_now + timedelta(seconds=40)) == "early"
+        assert pg_rows(pg_url, "select count(*) from jobctl.runs") == [(0,)]
+        # within the tolerance (the runner claims a batch just before its instant)
+        assert claim(db_now + timedelta(seconds=0.5)) == "started"
+        [(claimed_at,)] = pg_rows(pg_url, "select claimed_at from jobctl.runs")
+        assert claimed_at >= db_now
+    finally:
+        store.close()
+
+
+def test_a_runner_whose_clock_is_ahead_claims_its_slots_only_as_they_come_due(
+        tmp_path: Path, pg_url: str) -> None:
+    import dataclasses
+    import time
+    from datetime import timedelta
+
+    from conftest import FakeClock
+    from jobctl import liveness
+    from jobctl.resolve import resolve
+    from jobctl.runner import Runner
+    from jobctl.store import open_store
+
+    path = write_config(tmp_path, '[jobctl]\nkill_grace = 1\n\n[[tasks]]\nid = "c"\n'
+                                  'schedule = "every 1s"\nscope = "cluster"\nargv = ["true"]\n')
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        db_now = store.database_now()
+        assert db_now is not None
+        # this node's clock is 3 s fast, and (a fake clock) not corrected by an offset
+        clock = FakeClock(db_now + timedelta(seconds=3))
+        events: list[Any] = []
+        runner = Runner(resolve(path, system_zone="UTC", now=clock.now()), store, clock=clock,
+                        report=events.append,
+                        owner=dataclasses.replace(liveness.self_owner(), node="ahead"))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and pg_rows(
+                pg_url, "select count(*) from jobctl.runs")[0][0] < 3:
+            runner.tick(clock.now())
+            time.sleep(0.05)
+            clock.advance(0.05)
+        runner.finish()
+        rows = pg_rows(pg_url, "select extract(epoch from claimed_at - scheduled_for)"
+                               " from jobctl.runs")
+        assert len(rows) >= 3
+        # refused until the database's clock reached them (less its tolerance of 1 s)
+        assert all(r[0] >= -1.0 for r in rows), rows
+        said = [e for e in events if "not yet due by the database's clock" in e.message]
+        assert len(said) == 1, said  # said once, not at every retry
+    finally:
+        store.close()

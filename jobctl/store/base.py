@@ -74,6 +74,10 @@ class Store(Protocol):
     def release_node(self, owner: Owner) -> None:
         """Give up the node lease if `owner` (node and epoch) still holds it."""
 
+    def database_now(self) -> datetime | None:
+        """The database's clock now, which decides on a shared state when a
+        slot is due; None on a single-runner state (its runner's clock does)."""
+
     def cluster_anchor(self) -> datetime | None:
         """The instant interval schedules of cluster tasks count from, the
         same for every node: fixed once, by the first node to ask, at the
@@ -153,7 +157,10 @@ class Store(Protocol):
         (`owner.node_name`) for a NODE task and one in the cluster for a
         CLUSTER task, whose `forbid`/`replace` also look at every node's
         runs; a claim under a node lease that expired or was taken over
-        raises LeaseLostError (fencing). Elsewhere scope changes nothing. 'skipped' (forbid, recorded as a skipped
+        raises LeaseLostError (fencing), and a scheduled slot later than the
+        database's clock plus a small tolerance is 'early' (nothing
+        recorded): a node whose clock is ahead never fires before the slot.
+        Elsewhere scope changes nothing. 'skipped' (forbid, recorded as a skipped
         run) or 'refused' (run-now under forbid, nothing recorded): `blocking`
         names the running runs. Under replace, `replaced` are the runs now
         marked interrupted, whose processes the caller stops."""

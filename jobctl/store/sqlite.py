@@ -209,6 +209,9 @@ class SqliteStore(RunQueries):
     def cluster_anchor(self) -> datetime | None:
         return None
 
+    def database_now(self) -> datetime | None:
+        return None
+
     # -- lease -----------------------------------------------------------------
 
     def lease(self) -> Lease | None:
