@@ -340,6 +340,8 @@ class Runner:
         if mono >= self.next_control:
             self._poll_control()
             self.next_control = mono + CONTROL_POLL
+            if self.store.clustered and self.active:
+                self._stop_ended_elsewhere(now, mono)
         if not self.stopping:
             # what is due goes first; housekeeping can wait a millisecond
             self._fire_due(now)
@@ -564,9 +566,31 @@ class Runner:
         if self.supervisor.stop(record.id, RunStatus.INTERRUPTED, f"replaced by run #{new_run}",
                                 grace, mono):
             return
+        if self.store.clustered and record.node != self.owner.node_name \
+                and record.trigger is not Trigger.MANUAL:
+            # another node's run: that node stops it (`_stop_ended_elsewhere`),
+            # wherever it is; a pid is only meaningful on its own host
+            return
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
             self.supervisor.stop_group(record.pid, grace, mono)
+
+    def _stop_ended_elsewhere(self, now: datetime, mono: float) -> None:
+        """Stop the processes of our runs that another node ended (a cluster
+        task's `replace` claimed on another node marks them interrupted)."""
+        mine = [r.run_id for r in self.active.values() if r.end_reason is None]
+        try:
+            ended = self.store.ended(mine)
+        except JobctlError as e:
+            self.report(Event("error", now, message=f"reading runs' status: {e}"))
+            return
+        for record in ended:
+            why = record.error or f"ended {record.status.value} by another node"
+            if self.supervisor.stop(record.id, record.status, why,
+                                    self.set.settings.kill_grace, mono):
+                self.report(Event("interrupted", now, task_id=record.task_id, run_id=record.id,
+                                  message=f"run #{record.id} was ended elsewhere ({why});"
+                                          " stopping its process"))
 
     def _reap(self, now: datetime) -> None:
         for ended in self.supervisor.reap():

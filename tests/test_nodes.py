@@ -740,3 +740,63 @@ def test_a_runner_whose_clock_is_ahead_claims_its_slots_only_as_they_come_due(
         assert len(said) == 1, said  # said once, not at every retry
     finally:
         store.close()
+
+
+# -- replace across nodes ---------------------------------------------------------------------
+
+REPLACE_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+node_lease = "30s"
+
+[[tasks]]
+id = "long"
+schedule = "every 1s"
+scope = "cluster"
+concurrency = "{concurrency}"
+argv = ["sleep", "60"]
+"""
+
+
+def test_replace_stops_a_run_on_another_node_through_that_node(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    # two nodes on one host, each with its config: a's `long` forbids (its
+    # run goes on, a's claims are skips); b's replaces, so once b claims a
+    # slot it replaces a's run, which only a may stop: b leaves other nodes'
+    # processes alone even on its own host
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_config(tmp_path / "a", REPLACE_CONFIG.format(url=pg_url, concurrency="forbid"))
+    write_config(tmp_path / "b", REPLACE_CONFIG.format(url=pg_url, concurrency="replace"))
+    a = NodeRunner(tmp_path / "a", "a")
+    nodes.append(a)
+    [(run_id, pid)] = wait_for(lambda: pg_rows(
+        pg_url, "select id, pid from jobctl.runs where task_id = 'long' and node = 'a'"
+                " and status = 'running' and pid is not null"), what="a's long running")
+    b = NodeRunner(tmp_path / "b", "b")
+    nodes.append(b)
+    [(error,)] = wait_for(lambda: pg_rows(
+        pg_url, f"select error from jobctl.runs where id = {run_id} and status = 'interrupted'"),
+        timeout=30, what="a's run replaced by b")
+    replaced = time.monotonic()
+    [(by,)] = pg_rows(pg_url, "select node from jobctl.runs where id = "
+                              f"{int(error.split('#')[1].split()[0])}")
+    assert by == "b" and error.startswith("replaced by run #"), error
+
+    def gone() -> bool:
+        return not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    wait_for(gone, timeout=10, what="the replaced run's process gone")
+    assert time.monotonic() - replaced < 5
+    # a stopped it, and said so; the run keeps its reason and gets its end
+    event = a.wait_event("interrupted", run_id=run_id)
+    assert "was ended elsewhere (replaced by run #" in event["message"], event
+    wait_for(lambda: pg_rows(pg_url, f"select finished_at from jobctl.runs where id = {run_id}"
+                                     " and exit_code is not null"), what="its end recorded")
+    assert pg_rows(pg_url, f"select status, error from jobctl.runs where id = {run_id}") == [
+        ("interrupted", error)]
+    assert a.stop() == 0 and b.stop() == 0

@@ -190,6 +190,10 @@ class Store(Protocol):
     def running(self, task_id: str | None = None) -> list[RunRecord]:
         """Runs still `running` (of one task, or all)."""
 
+    def ended(self, run_ids: Sequence[int]) -> list[RunRecord]:
+        """Of these runs, those no longer `running`: a runner asks about its
+        own, which another node may have ended (replaced them)."""
+
     def get_run(self, run_id: int) -> RunRecord | None:
         """One run, or None."""
 
