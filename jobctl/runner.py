@@ -116,6 +116,7 @@ class Runner:
         # ahead of its): (when to try again, monotonic; task; slot)
         self.early: list[tuple[float, Task, datetime]] = []
         self.early_reported = False
+        self.retrying_early = False
         # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
@@ -457,8 +458,12 @@ class Runner:
         if not due:
             return
         self.early = [e for e in self.early if e[0] > mono]
-        self._launch_batch([(self.tasks[t.id], Trigger.SCHEDULE, slot) for t, slot in due
-                            if t.id in self.tasks and self.enabled(self.tasks[t.id])], now)
+        self.retrying_early = True
+        try:
+            self._launch_batch([(self.tasks[t.id], Trigger.SCHEDULE, slot) for t, slot in due
+                                if t.id in self.tasks and self.enabled(self.tasks[t.id])], now)
+        finally:
+            self.retrying_early = False
 
     def _start_catch_ups(self, now: datetime) -> None:
         for task_id in list(self.catch_up_queue):
@@ -497,8 +502,9 @@ class Runner:
             retry = self.clock.monotonic() + EARLY_RETRY
             self.early += [(retry, task, slot) for task, _tr, slot in early
                            if slot is not None]
-        elif claimed and not self.early:
-            self.early_reported = False  # (said again if it happens again)
+        elif claimed and not self.early and not self.retrying_early:
+            # a fresh batch, due by the database's clock: said again if it happens again
+            self.early_reported = False
         for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
             launch = lifecycle.launch_for(
