@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,43 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+class OffsetClock:
+    """Another clock's time corrected by its measured offset to a reference
+    clock (a shared state's database): on a cluster, when a slot is due is
+    the database's time, whatever this machine's clock says. `sync` measures
+    the offset; until then it is zero. The monotonic clock is the base's."""
+
+    MAX_ROUND_TRIP = 1.0  # seconds: a slower sample says little; keep the last good offset
+
+    def __init__(self, base: Clock) -> None:
+        self.base = base
+        self.offset = 0.0
+        """Seconds to add to the base clock's time (reference - base)."""
+        self.round_trip: float | None = None
+        """How long the last sample taken took (its error is at most half)."""
+
+    def now(self) -> datetime:
+        return self.base.now() + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def sync(self, read: Callable[[], datetime | None]) -> None:
+        """Read the reference clock once (`read`: None if it has none) and
+        take its offset, corrected by half the round trip: the reference
+        read its clock somewhere between the two looks at ours."""
+        before = self.base.now()
+        remote = read()
+        after = self.base.now()
+        if remote is None:
+            return
+        trip = (after - before).total_seconds()
+        if self.round_trip is not None and trip > self.MAX_ROUND_TRIP:
+            return
+        self.round_trip = trip
+        self.offset = (remote - (before + (after - before) / 2)).total_seconds()
 
 
 def system_zone_name() -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from jobctl.errors import ScheduleSearchError
-from jobctl.model import RebootSchedule, Schedule, Task
+from jobctl.model import RebootSchedule, Schedule, Scope, Task
 from jobctl.timing import load_zone, next_fire, task_jitter
 
 UTC = timezone.utc
@@ -53,6 +53,9 @@ class FireQueue:
     ) -> None:
         self.anchor = anchor
         """The instant interval schedules count from (the runner's start)."""
+        self.cluster_anchor: datetime | None = None
+        """The instant interval schedules of cluster tasks count from on a
+        shared state: one for the whole cluster (None: `anchor`)."""
         self.tasks: dict[str, Task] = {}
         self.order: dict[str, int] = {}
         self._gen: dict[str, int] = {}
@@ -84,13 +87,21 @@ class FireQueue:
         error goes to `on_error` (the task then has no next fire) or, without
         one, is raised."""
         try:
-            return self._find_next(task.schedule, load_zone(task.timezone), after, self.anchor)
+            return self._find_next(task.schedule, load_zone(task.timezone), after,
+                                   self.anchor_of(task))
         except ScheduleSearchError as e:
             if self._on_error is None:
                 raise
             # never reached by a correct engine; the task stops, the rest go on
             self._on_error(task, e)
             return None
+
+    def anchor_of(self, task: Task) -> datetime | None:
+        """The anchor the task's interval counts from: the cluster's for a
+        cluster task on a shared state, else this runner's."""
+        if task.scope is Scope.CLUSTER and self.cluster_anchor is not None:
+            return self.cluster_anchor
+        return self.anchor
 
     def load(self, tasks: Sequence[Task], now: datetime, *, startup: bool) -> list[Task]:
         """Take a (new) task list and return the tasks that are new or changed
@@ -103,7 +114,7 @@ class FireQueue:
         changed: list[Task] = []
         entries: list[_Entry] = []
         # parse_schedule is cached, so equal expressions are one object
-        upcoming: dict[tuple[int, str], datetime | None] = {}
+        upcoming: dict[tuple[int, str, bool], datetime | None] = {}
         gen = self._gen
         for order, task in enumerate(tasks):
             task_id = task.id
@@ -122,7 +133,7 @@ class FireQueue:
                 if fire is not None:
                     entries.append((fire, task.priority, order, gen[task_id], task_id))
                 continue
-            key = (id(task.schedule), task.timezone)
+            key = (id(task.schedule), task.timezone, task.scope is Scope.CLUSTER)
             if key in upcoming:
                 fire = upcoming[key]
             else:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from jobctl import lifecycle
-from jobctl.clock import Clock
+from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import JobctlError
 from jobctl.events import Event, Reporter
 from jobctl.logship import LogShipper
@@ -68,12 +68,15 @@ class Recorder:
     # -- claims ----------------------------------------------------------------------
 
     def claim(self, items: Sequence[Fire], now: datetime, *,
-              attempt: int = 1) -> list[tuple[Task, Trigger, datetime | None, Claim]]:
+              attempt: int = 1, early: list[Fire] | None = None
+              ) -> list[tuple[Task, Trigger, datetime | None, Claim]]:
         """Record a batch of fires (those of one instant) in one transaction;
         return those that may start, with their claims. Skips are reported
         here; a duplicate (another node's claim of a cluster slot) is silent;
-        when the store refuses the batch, nothing starts and each fire is
-        reported. `attempt` > 1: the fires are retries of their slots."""
+        a slot not yet due by the database's clock goes on `early`, for the
+        caller to try again; when the store refuses the batch, nothing starts
+        and each fire is reported. `attempt` > 1: the fires are retries of
+        their slots."""
         if not items:
             return []
         # ends the state file refused earlier go first: a run known to have
@@ -92,6 +95,10 @@ class Recorder:
         out = []
         for (task, trigger, slot), claim in zip(items, claims):
             if claim.outcome == "duplicate":
+                continue
+            if claim.outcome == "early":
+                if early is not None:
+                    early.append((task, trigger, slot))
                 continue
             if claim.outcome == "skipped":
                 blocking = ", ".join(f"#{r.id}" for r in claim.blocking)
@@ -192,6 +199,9 @@ class Recorder:
                 self.report(Event("error", now, message=f"lost the {what}; stopping"))
                 return False
             if clustered:
+                if isinstance(self.clock, OffsetClock):
+                    # the database's clock decides when a slot is due
+                    self.clock.sync(self.store.database_now)
                 # a dead node's runs: marked by whichever live node looks first
                 for run in self.store.interrupt_dead_nodes():
                     lifecycle.kill_orphan_group(run, state_id=self.store.state_id)

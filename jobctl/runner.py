@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from jobctl import lifecycle, liveness, procinfo
-from jobctl.clock import Clock
+from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import EXIT_BUSY, JobctlError, ScheduleSearchError
 from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.events import Event as Event  # re-exported: the CLI and tests name it here
@@ -37,6 +37,7 @@ from jobctl.model import (
     RebootSchedule,
     RunStatus,
     ScheduleSet,
+    Scope,
     Task,
     Trigger,
 )
@@ -63,6 +64,7 @@ PREPARE_LEAD_MAX = 0.4
 PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
+EARLY_RETRY = 0.1  # seconds before claiming again a slot the database found early
 
 
 ConfigLoader = Callable[[], ScheduleSet]
@@ -118,6 +120,11 @@ class Runner:
         self.next_control = 0.0
         self.next_heartbeat = 0.0
         self.prepared: list[_Start] = []
+        # slots the database refused as not yet due (this node's clock is
+        # ahead of its): (when to try again, monotonic; task; slot)
+        self.early: list[tuple[float, Task, datetime]] = []
+        self.early_reported = False
+        self.retrying_early = False
         # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
         self.stop_requested: Callable[[], bool] = lambda: False
         self.state_gone = False  # the state file was deleted under us (reported once)
@@ -172,6 +179,7 @@ class Runner:
         now = self.clock.now()
         if self.store.clustered:
             started, anchor = self._take_node()
+            now = self.clock.now()  # (on the database's clock from here on)
         else:
             lease = self.store.lease()
             if lease is not None and lease.owner != self.owner and liveness.lease_alive(lease, now):
@@ -182,6 +190,9 @@ class Runner:
             started, anchor = lease.started_at, lease.anchor
         lifecycle.recover_orphans(self.store, now)
         self.queue.anchor = anchor
+        if self.store.clustered:
+            # cluster tasks' intervals: one grid for every node
+            self.queue.cluster_anchor = self.store.cluster_anchor()
         self._poll_control(force=True)
         self._listen(now)
         reboots = self._install(self.set, now, startup=True)
@@ -209,6 +220,9 @@ class Runner:
             replacing = held.epoch
         node = self.store.take_node(self.owner, lease_s, replacing=replacing)
         self.owner = dataclasses.replace(self.owner, epoch=node.epoch)
+        if isinstance(self.clock, OffsetClock):
+            # when a slot is due is the database's time (renewed at each heartbeat)
+            self.clock.sync(self.store.database_now)
         # beat often enough that a short lease never lapses between two beats
         self.heartbeat_every = min(HEARTBEAT_EVERY, lease_s / 3)
         return node.started_at, node.started_at.replace(microsecond=0)
@@ -251,7 +265,7 @@ class Runner:
         old = self.queue.tasks
         self.set = schedule_set
         self.recorder.history_limit = schedule_set.settings.history_limit
-        last = self.store.last_scheduled()
+        last = self._last_scheduled(schedule_set)
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
         reboots: list[Task] = []
@@ -279,16 +293,40 @@ class Runner:
         for removed in set(old) - set(self.queue.tasks):
             self.catch_up_queue.pop(removed, None)
         if first_seen:
-            self.store.set_last_scheduled(first_seen)
+            self._set_last_scheduled(first_seen)
         if skipped:
             names = ", ".join(t for t, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
             self.report(Event("missed", now, message=(
                 f"{len(skipped)} task(s) missed fires while no runner was up, not run "
                 f"(catch_up = skip or disabled): {names}")))
             # record them as considered, so the next start does not report them again
-            self.store.set_last_scheduled(skipped)
+            self._set_last_scheduled(skipped)
         reboots.sort(key=lambda t: (t.priority, self.queue.order[t.id]))
         return [t for t in reboots if self.enabled(t)]
+
+    def _last_scheduled(self, schedule_set: ScheduleSet) -> dict[str, datetime]:
+        """Each task's catch-up watermark: on a shared state, the cluster's
+        for a cluster task and this node's own for a node task."""
+        last = self.store.last_scheduled()
+        if self.store.clustered:
+            own = self.store.last_scheduled(node=self.owner.node_name)
+            for task in schedule_set.tasks:
+                if task.scope is Scope.NODE:
+                    if task.id in own:
+                        last[task.id] = own[task.id]
+                    else:
+                        last.pop(task.id, None)  # never watched by this node
+        return last
+
+    def _set_last_scheduled(self, items: list[tuple[str, datetime]]) -> None:
+        """Set watermarks, each where `_last_scheduled` reads it."""
+        if not self.store.clustered:
+            self.store.set_last_scheduled(items)
+            return
+        node = [(t, at) for t, at in items
+                if (task := self.tasks.get(t)) is None or task.scope is Scope.NODE]
+        self.store.set_last_scheduled([i for i in items if i not in node])
+        self.store.set_last_scheduled(node, node=self.owner.node_name)
 
     def _catch_up(self, task: Task, since: datetime, now: datetime) -> None:
         limit = {CatchUp.SKIP: 1, CatchUp.ONCE: 1, CatchUp.ALL: CATCH_UP_LIMIT}[task.catch_up]
@@ -306,7 +344,7 @@ class Runner:
         if not missed:
             return
         if task.catch_up is CatchUp.SKIP or not self.enabled(task):
-            self.store.set_last_scheduled([(task.id, missed[-1])])
+            self._set_last_scheduled([(task.id, missed[-1])])
             self.report(Event("missed", now, task_id=task.id, scheduled_for=missed[-1],
                               message=f"missed fires up to {missed[-1].isoformat()} "
                                       f"(catch_up = {task.catch_up.value}"
@@ -323,6 +361,8 @@ class Runner:
         if mono >= self.next_control:
             self._poll_control()
             self.next_control = mono + self.control_poll
+            if self.store.clustered and self.active:
+                self._stop_ended_elsewhere(now, mono)
         if self.listening and self.listener is None and mono >= self.next_listen:
             self._listen(now)
         if not self.stopping:
@@ -333,6 +373,8 @@ class Runner:
         if not self.stopping:
             self._start_retries(now)
             self._start_catch_ups(now)
+            if self.early:
+                self._retry_early(now, mono)
         logs = self.recorder.logs
         if logs is not None and logs.due():
             logs.ship([(run_id, self.store.log_dir / f"{run_id}.log") for run_id in self.active],
@@ -444,14 +486,28 @@ class Runner:
             # a regular fire moved last_scheduled past catch-ups still queued:
             # move it back, so a restart computes them again
             try:
-                self.store.set_last_scheduled(held)
+                self._set_last_scheduled(held)
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
         if passed:
             try:
-                self.store.set_last_scheduled(passed)
+                self._set_last_scheduled(passed)
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
+
+    def _retry_early(self, now: datetime, mono: float) -> None:
+        """Claim again the slots the database found not yet due, once their
+        retry time came (each is claimed, or found a duplicate, or early again)."""
+        due = [(task, slot) for at, task, slot in self.early if at <= mono]
+        if not due:
+            return
+        self.early = [e for e in self.early if e[0] > mono]
+        self.retrying_early = True
+        try:
+            self._launch_batch([(self.tasks[t.id], Trigger.SCHEDULE, slot) for t, slot in due
+                                if t.id in self.tasks and self.enabled(self.tasks[t.id])], now)
+        finally:
+            self.retrying_early = False
 
     def _start_catch_ups(self, now: datetime) -> None:
         for task_id in list(self.catch_up_queue):
@@ -479,7 +535,22 @@ class Runner:
         if not items:
             return []
         out = []
-        for task, trigger, slot, claim in self.recorder.claim(items, now, attempt=attempt):
+        early: list[tuple[Task, Trigger, datetime | None]] = []
+        claimed = self.recorder.claim(items, now, attempt=attempt, early=early)
+        if early:
+            if not self.early_reported:
+                self.early_reported = True
+                self.report(Event("error", now, task_id=early[0][0].id,
+                                  scheduled_for=early[0][2], message=(
+                                      f"{len(early)} slot(s) not yet due by the database's clock "
+                                      "(this node's clock is ahead of it): trying again")))
+            retry = self.clock.monotonic() + EARLY_RETRY
+            self.early += [(retry, task, slot) for task, _tr, slot in early
+                           if slot is not None]
+        elif claimed and not self.early and not self.retrying_early:
+            # a fresh batch, due by the database's clock: said again if it happens again
+            self.early_reported = False
+        for task, trigger, slot, claim in claimed:
             assert claim.run_id is not None
             launch = lifecycle.launch_for(
                 task, self.set.settings, run_id=claim.run_id,
@@ -637,9 +708,31 @@ class Runner:
         if self.supervisor.stop(record.id, RunStatus.INTERRUPTED, f"replaced by run #{new_run}",
                                 grace, mono):
             return
+        if self.store.clustered and record.node != self.owner.node_name \
+                and record.trigger is not Trigger.MANUAL:
+            # another node's run: that node stops it (`_stop_ended_elsewhere`),
+            # wherever it is; a pid is only meaningful on its own host
+            return
         if record.pid and procinfo.is_same_process(record.pid, record.proc_start,
                                                    record.boot_id or None):
             self.supervisor.stop_group(record.pid, grace, mono)
+
+    def _stop_ended_elsewhere(self, now: datetime, mono: float) -> None:
+        """Stop the processes of our runs that another node ended (a cluster
+        task's `replace` claimed on another node marks them interrupted)."""
+        mine = [r.run_id for r in self.active.values() if r.end_reason is None]
+        try:
+            ended = self.store.ended(mine)
+        except JobctlError as e:
+            self.report(Event("error", now, message=f"reading runs' status: {e}"))
+            return
+        for record in ended:
+            why = record.error or f"ended {record.status.value} by another node"
+            if self.supervisor.stop(record.id, record.status, why,
+                                    self.set.settings.kill_grace, mono):
+                self.report(Event("interrupted", now, task_id=record.task_id, run_id=record.id,
+                                  message=f"run #{record.id} was ended elsewhere ({why});"
+                                          " stopping its process"))
 
     def _reap(self, now: datetime) -> None:
         for ended in self.supervisor.reap():
@@ -811,6 +904,9 @@ class Runner:
         retry_in = None if self.stopping else self.retries.time_to_next(now.astimezone(UTC))
         if retry_in is not None:
             wait = min(wait, retry_in)
+
+        if self.early:
+            wait = min(wait, min(at for at, _t, _s in self.early) - mono)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
         return max(wait, 0.0)

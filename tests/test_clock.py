@@ -62,3 +62,34 @@ def test_system_zone_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("TZ", str(not_a_zone))
     name, note = system_zone()
     assert note is not None and f"TZ='{not_a_zone}' names no IANA time zone" in note
+
+
+def test_an_offset_clock_takes_the_reference_time_corrected_by_half_the_round_trip() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from conftest import FakeClock
+    from jobctl.clock import OffsetClock
+
+    base = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc))
+    clock = OffsetClock(base)
+    assert clock.now() == base.now() and clock.offset == 0.0  # not measured yet
+
+    def reference() -> datetime:
+        # the database reads its clock 40 s behind ours, then the answer takes 0.2 s back
+        at = base.now() + timedelta(seconds=0.1 - 40)
+        base.advance(0.2)
+        return at
+
+    clock.sync(reference)
+    assert abs(clock.offset - -40.0) < 1e-6 and clock.round_trip == pytest.approx(0.2)
+    assert clock.now() == base.now() - timedelta(seconds=40)
+    assert clock.monotonic() == base.monotonic()
+
+    def slow() -> datetime:  # a 3 s round trip says little: the last good offset stays
+        base.advance(3)
+        return base.now()
+
+    clock.sync(slow)
+    assert abs(clock.offset - -40.0) < 1e-6
+    clock.sync(lambda: None)  # a state without a clock of its own
+    assert abs(clock.offset - -40.0) < 1e-6

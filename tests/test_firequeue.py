@@ -136,3 +136,20 @@ def test_a_search_error_stops_that_task_only() -> None:
     assert queue.upcoming(5) == [(datetime(2026, 6, 15, 12, 1, tzinfo=UTC), "fine")]
     with pytest.raises(ScheduleSearchError):
         FireQueue(find_next=stuck).load([task("stuck", "0 0 31 12 *")], NOW, startup=True)
+
+
+def test_cluster_intervals_count_from_the_cluster_anchor_node_intervals_from_the_runners() -> None:
+    from jobctl.model import Scope
+
+    queue = FireQueue(datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC))
+    # the cluster's grid was fixed long before this runner started, on odd seconds
+    queue.cluster_anchor = datetime(2020, 1, 1, 0, 0, 1, tzinfo=UTC)
+    tasks = [task("n", "every 2s"), task("c", "every 2s", scope=Scope.CLUSTER)]
+    queue.load(tasks, NOW, startup=True)
+    due = ids(queue.pop_due(NOW + timedelta(seconds=2)))
+    assert due == [(NOW + timedelta(seconds=1), "c"), (NOW + timedelta(seconds=2), "n")]
+    # without a cluster anchor (a SQLite state) both count from the runner's start
+    plain = FireQueue(datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC))
+    plain.load(tasks, NOW, startup=True)
+    assert ids(plain.pop_due(NOW + timedelta(seconds=2))) == [
+        (NOW + timedelta(seconds=2), "n"), (NOW + timedelta(seconds=2), "c")]

@@ -585,3 +585,334 @@ def test_a_database_outage_longer_than_the_lease_fences_the_nodes(
     # what it could not record is marked by the next look at the state
     assert jobctl("status", cwd=tmp_path).returncode == 0
     assert pg_rows(pg_url, "select count(*) from jobctl.runs where status = 'running'") == [(0,)]
+
+# -- one interval grid for the cluster ---------------------------------------------------
+
+GRID_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+
+[[tasks]]
+id = "grid"
+schedule = "every 2s"
+scope = "cluster"
+argv = ["true"]
+"""
+
+
+def test_cluster_intervals_share_one_anchor_kept_across_a_cluster_restart(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    write_config(tmp_path, GRID_CONFIG.format(url=pg_url))
+    a = NodeRunner(tmp_path, "a")
+    nodes.append(a)
+    [(anchor,)] = pg_rows(pg_url, "select value from jobctl.meta where key = 'cluster_anchor'")
+
+    def start_second(name: str) -> int:
+        [(at,)] = pg_rows(pg_url, f"select started_at from jobctl.nodes where name = '{name}'")
+        return int(at.timestamp())
+
+    # b must start in a whole second of the other parity than a's, where its
+    # own start would put `every 2s` on another grid (started again until it does)
+    for _ in range(8):
+        b = NodeRunner(tmp_path, "b")
+        nodes.append(b)
+        if (start_second("b") - start_second("a")) % 2 == 1:
+            break
+        assert b.stop() == 0
+    else:
+        raise AssertionError("b never started on an odd second after a")
+    [(ready_slots,)] = pg_rows(pg_url, "select count(*) from jobctl.runs where task_id = 'grid'")
+    wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where task_id = 'grid'"
+                                     )[0][0] >= ready_slots + 4, timeout=30, what="4 more slots")
+    assert a.stop() == 0 and b.stop() == 0
+
+    # the whole cluster restarts: the anchor stays, and so does the grid
+    again = NodeRunner(tmp_path, "b")
+    nodes.append(again)
+    [(before,)] = pg_rows(pg_url, "select max(scheduled_for) from jobctl.runs")
+    wait_for(lambda: pg_rows(pg_url, f"select count(*) from jobctl.runs where scheduled_for >"
+                                     f" '{before.isoformat()}'")[0][0] >= 1, what="a slot after")
+    assert again.stop() == 0
+    assert pg_rows(pg_url, "select value from jobctl.meta where key = 'cluster_anchor'") == [
+        (anchor,)]
+    slots = slot_counts(pg_url, "grid")
+    assert all(sum(c.values()) == 1 for c in slots.values()), slots
+    # every slot on the one grid, whichever node fired it
+    off = [s for s in slots if (int(s.timestamp()) - anchor) % 2 or s.microsecond]
+    assert off == [], (anchor, sorted(slots))
+
+
+# -- catch-up watermarks: the cluster's for cluster tasks, each node's for node tasks ----------
+
+CATCH_UP_CONFIG = """
+[jobctl]
+kill_grace = 1
+
+[[tasks]]
+id = "c"
+schedule = "0 * * * *"
+scope = "cluster"
+catch_up = "once"
+argv = ["true"]
+
+[[tasks]]
+id = "n"
+schedule = "0 * * * *"
+catch_up = "once"
+argv = ["true"]
+"""
+
+
+def test_catch_up_runs_once_for_a_cluster_task_and_once_per_node_for_a_node_task(
+        tmp_path: Path, pg_url: str) -> None:
+    import dataclasses
+
+    from conftest import FakeClock
+    from jobctl import liveness
+    from jobctl.resolve import resolve
+    from jobctl.runner import Runner
+    from jobctl.store import open_store
+
+    path = write_config(tmp_path, CATCH_UP_CONFIG)
+    clock = FakeClock(datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc))
+    me = liveness.self_owner()
+    stores: list[Any] = []
+
+    def start(name: str) -> Runner:
+        store = open_store(pg_url, create=True)
+        stores.append(store)
+        runner = Runner(resolve(path, system_zone="UTC", now=clock.now()), store, clock=clock,
+                        report=lambda e: None, owner=dataclasses.replace(me, node=name))
+        runner.start()
+        return runner
+
+    def caught_up() -> list[tuple[str, str, str]]:
+        return sorted(pg_rows(pg_url, "select task_id, node, to_char(scheduled_for at time zone"
+                                      " 'UTC', 'HH24:MI') from jobctl.runs"
+                                      " where trigger = 'catch-up'"))
+
+    try:
+        # the cluster watches the tasks from 09:30, then is down 10:00 to 12:00
+        for r in [start(n) for n in ("n1", "n2", "n3")]:
+            r.finish()
+        clock.set(datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc))
+        # all three start together: one catch-up of the cluster task, one of
+        # the node task on each node
+        together = [start(n) for n in ("n1", "n2", "n3")]
+        for r in together:
+            r.tick(clock.now())
+        for r in together:
+            r.finish()
+        assert caught_up() == [("c", "n1", "12:00"), ("n", "n1", "12:00"), ("n", "n2", "12:00"),
+                               ("n", "n3", "12:00")]
+
+        # down again over 15:00; n1 comes back first and catches both up; n2,
+        # ten minutes later, still catches up its own node task, not the
+        # cluster's, which n1 did
+        clock.set(datetime(2025, 3, 1, 15, 30, tzinfo=timezone.utc))
+        first = start("n1")
+        first.tick(clock.now())
+        clock.set(datetime(2025, 3, 1, 15, 40, tzinfo=timezone.utc))
+        second = start("n2")
+        second.tick(clock.now())
+        first.finish()
+        second.finish()
+        assert [r for r in caught_up() if r[2] == "15:00"] == [
+            ("c", "n1", "15:00"), ("n", "n1", "15:00"), ("n", "n2", "15:00")]
+        assert sorted(pg_rows(pg_url, "select task_id, node, to_char(last_scheduled at time zone"
+                                      " 'UTC', 'HH24:MI') from jobctl.node_watermarks")) == [
+            ("n", "n1", "15:00"), ("n", "n2", "15:00"), ("n", "n3", "12:00")]
+    finally:
+        for store in stores:
+            store.close()
+
+
+# -- the database's clock decides when a slot is due ----------------------------------------
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def skewed(offset: str) -> dict[str, str]:
+    """The environment of a process whose wall clock is `offset` off (libfaketime;
+    its monotonic clock stays true, as on a machine with a wrong clock)."""
+    assert os.path.exists(FAKETIME), f"{FAKETIME} missing: apt-get install libfaketime"
+    return {"LD_PRELOAD": FAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def test_nodes_with_skewed_clocks_fire_on_the_databases_time_never_early_never_twice(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    # the skew is real: the runner processes' own clocks say so
+    check = subprocess.run([sys.executable, "-c", "import time; print(time.time())"],
+                           env={**env(), **skewed("+40s")}, capture_output=True, text=True)
+    import time
+    assert 35 < float(check.stdout) - time.time() < 45, check
+    write_config(tmp_path, CLUSTER_CONFIG.format(url=pg_url, lease="30s"))
+    skews = {"fast": "+40s", "true": "+0s", "slow": "-40s"}
+    for name, offset in skews.items():
+        nodes.append(NodeRunner(tmp_path, name, wait=False, extra_env=skewed(offset)))
+    for r in nodes:
+        r.wait_event("ready")
+
+    def full_slots() -> list[datetime]:
+        return sorted(s for s, c in slot_counts(pg_url, "node-tick").items() if len(c) == 3)
+
+    wait_for(lambda: len(full_slots()) >= 5, timeout=40, what="5 slots fired by all 3 nodes")
+    for r in nodes:
+        assert r.stop() == 0
+    node_slots = slot_counts(pg_url, "node-tick")
+    cluster_slots = slot_counts(pg_url, "cluster-tick")
+    assert all(n == 1 for c in node_slots.values() for n in c.values()), node_slots
+    assert all(sum(c.values()) == 1 for c in cluster_slots.values()), cluster_slots
+    rows = pg_rows(pg_url, "select task_id, node, extract(epoch from claimed_at - scheduled_for),"
+                           " extract(epoch from started_at - scheduled_for) from jobctl.runs"
+                           " where trigger = 'schedule'")
+    assert {r[1] for r in rows if r[0] == "node-tick"} == set(skews)
+    # by the database's clock, no claim came before the runner's usual lead
+    # (it claims a batch at most 0.4 s before its instant) and none came 40 s
+    # late; by each node's corrected clock, no run started before its slot
+    early = [r for r in rows if r[2] < -0.5]
+    late = [r for r in rows if r[2] > 5]
+    assert early == [] and late == [], (early, late)
+    assert [r for r in rows if r[3] < 0] == []
+    # nor did the fast node get its slots refused as early: its offset was right
+    for r in nodes:
+        assert not [e for e in r.events() if "not yet due" in e.get("message", "")], r.node
+
+
+def test_the_claim_refuses_a_slot_not_yet_due_by_the_databases_clock(pg_url: str) -> None:
+    from datetime import timedelta
+
+    from jobctl.model import Concurrency, Scope, Trigger
+    from jobctl.store import Owner, open_store
+
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        db_now = store.database_now()
+        assert db_now is not None
+        owner = Owner(500, "h", node="ahead")
+
+        def claim(slot: datetime, trigger: Trigger = Trigger.SCHEDULE) -> str:
+            return store.claim(task_id="c", trigger=trigger, scheduled_for=slot,
+                               concurrency=Concurrency.ALLOW, force=False, owner=owner,
+                               now=slot, scope=Scope.CLUSTER).outcome
+
+        # a node 40 s ahead that believes the slot has come
+        assert claim(db_now + timedelta(seconds=40)) == "early"
+        assert pg_rows(pg_url, "select count(*) from jobctl.runs") == [(0,)]
+        # within the tolerance (the runner claims a batch just before its instant)
+        assert claim(db_now + timedelta(seconds=0.5)) == "started"
+        [(claimed_at,)] = pg_rows(pg_url, "select claimed_at from jobctl.runs")
+        assert claimed_at >= db_now
+    finally:
+        store.close()
+
+
+def test_a_runner_whose_clock_is_ahead_claims_its_slots_only_as_they_come_due(
+        tmp_path: Path, pg_url: str) -> None:
+    import dataclasses
+    import time
+    from datetime import timedelta
+
+    from conftest import FakeClock
+    from jobctl import liveness
+    from jobctl.resolve import resolve
+    from jobctl.runner import Runner
+    from jobctl.store import open_store
+
+    path = write_config(tmp_path, '[jobctl]\nkill_grace = 1\n\n[[tasks]]\nid = "c"\n'
+                                  'schedule = "every 1s"\nscope = "cluster"\nargv = ["true"]\n')
+    store = open_store(pg_url, create=True)
+    assert store is not None
+    try:
+        db_now = store.database_now()
+        assert db_now is not None
+        # this node's clock is 3 s fast, and (a fake clock) not corrected by an offset
+        clock = FakeClock(db_now + timedelta(seconds=3))
+        events: list[Any] = []
+        runner = Runner(resolve(path, system_zone="UTC", now=clock.now()), store, clock=clock,
+                        report=events.append,
+                        owner=dataclasses.replace(liveness.self_owner(), node="ahead"))
+        runner.start()
+        began = time.monotonic()
+        moved = 0.0
+        while time.monotonic() < began + 30 and pg_rows(
+                pg_url, "select count(*) from jobctl.runs")[0][0] < 3:
+            runner.tick(clock.now())
+            time.sleep(0.05)
+            # the node's clock runs as real time does, 3 s ahead
+            elapsed = time.monotonic() - began
+            clock.advance(elapsed - moved)
+            moved = elapsed
+        runner.finish()
+        rows = pg_rows(pg_url, "select extract(epoch from claimed_at - scheduled_for)"
+                               " from jobctl.runs")
+        assert len(rows) >= 3
+        # refused until the database's clock reached them (less its tolerance of 1 s)
+        assert all(r[0] >= -1.0 for r in rows), rows
+        said = [e for e in events if "not yet due by the database's clock" in e.message]
+        assert len(said) == 1, said  # said once, not at every retry
+    finally:
+        store.close()
+
+
+# -- replace across nodes ---------------------------------------------------------------------
+
+REPLACE_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+node_lease = "30s"
+
+[[tasks]]
+id = "long"
+schedule = "every 1s"
+scope = "cluster"
+concurrency = "{concurrency}"
+argv = ["sleep", "60"]
+"""
+
+
+def test_replace_stops_a_run_on_another_node_through_that_node(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    # two nodes on one host, each with its config: a's `long` forbids (its
+    # run goes on, a's claims are skips); b's replaces, so once b claims a
+    # slot it replaces a's run, which only a may stop: b leaves other nodes'
+    # processes alone even on its own host
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_config(tmp_path / "a", REPLACE_CONFIG.format(url=pg_url, concurrency="forbid"))
+    write_config(tmp_path / "b", REPLACE_CONFIG.format(url=pg_url, concurrency="replace"))
+    a = NodeRunner(tmp_path / "a", "a")
+    nodes.append(a)
+    [(run_id, pid)] = wait_for(lambda: pg_rows(
+        pg_url, "select id, pid from jobctl.runs where task_id = 'long' and node = 'a'"
+                " and status = 'running' and pid is not null"), what="a's long running")
+    b = NodeRunner(tmp_path / "b", "b")
+    nodes.append(b)
+    [(error,)] = wait_for(lambda: pg_rows(
+        pg_url, f"select error from jobctl.runs where id = {run_id} and status = 'interrupted'"),
+        timeout=30, what="a's run replaced by b")
+    replaced = time.monotonic()
+    [(by,)] = pg_rows(pg_url, "select node from jobctl.runs where id = "
+                              f"{int(error.split('#')[1].split()[0])}")
+    assert by == "b" and error.startswith("replaced by run #"), error
+
+    def gone() -> bool:
+        return not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    wait_for(gone, timeout=10, what="the replaced run's process gone")
+    assert time.monotonic() - replaced < 5
+    # a stopped it, and said so; the run keeps its reason and gets its end
+    event = a.wait_event("interrupted", run_id=run_id)
+    assert "was ended elsewhere (replaced by run #" in event["message"], event
+    wait_for(lambda: pg_rows(pg_url, f"select finished_at from jobctl.runs where id = {run_id}"
+                                     " and exit_code is not null"), what="its end recorded")
+    assert pg_rows(pg_url, f"select status, error from jobctl.runs where id = {run_id}") == [
+        ("interrupted", error)]
+    assert a.stop() == 0 and b.stop() == 0

@@ -20,7 +20,7 @@ import pytest
 from conftest import wait_for
 
 from jobctl.store import sqlite as store_module
-from jobctl.model import Concurrency, RunStatus, Trigger
+from jobctl.model import Concurrency, RunStatus, Scope, Trigger
 from jobctl.store import (
     SCHEMA_VERSION,
     LeaseHeldError,
@@ -223,7 +223,7 @@ def test_claim_forbid_scheduled_while_running_is_recorded_skipped(store: Store) 
     assert run.error == f"previous run #{first.run_id} still running (concurrency = forbid)"
     assert [r.id for r in store.running()] == [first.run_id]
     # a skipped fire still used its slot
-    assert store.last_scheduled() == {"backup": slot}
+    assert store.last_scheduled(node=ME.node_name) == {"backup": slot}
     assert start(store, trigger=Trigger.SCHEDULE, slot=slot, now=slot).outcome == "duplicate"
 
 
@@ -547,12 +547,29 @@ def test_last_scheduled_round_trip_including_dst(store: Store) -> None:
 def test_scheduled_claims_advance_last_scheduled_but_never_back(store: Store) -> None:
     late = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     early = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    # (a node task's: on a shared state, the claiming node's own watermark)
+    mine = ME.node_name
     start(store, trigger=Trigger.SCHEDULE, slot=late, concurrency=Concurrency.ALLOW)
-    assert store.last_scheduled() == {"backup": late}
+    assert store.last_scheduled(node=mine) == {"backup": late}
     start(store, trigger=Trigger.CATCH_UP, slot=early, concurrency=Concurrency.ALLOW)
-    assert store.last_scheduled() == {"backup": late}
+    assert store.last_scheduled(node=mine) == {"backup": late}
     start(store, force=True)  # manual runs have no slot
-    assert store.last_scheduled() == {"backup": late}
+    assert store.last_scheduled(node=mine) == {"backup": late}
+
+
+def test_a_node_tasks_watermark_is_its_nodes_a_cluster_tasks_the_clusters(store: Store) -> None:
+    slot = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for task_id, scope in (("n", Scope.NODE), ("c", Scope.CLUSTER)):
+        store.claim(task_id=task_id, trigger=Trigger.SCHEDULE, scheduled_for=slot,
+                    concurrency=Concurrency.ALLOW, force=False, owner=ME, now=slot, scope=scope)
+    store.set_last_scheduled([("x", slot)], node="other")
+    if store.clustered:
+        assert store.last_scheduled() == {"c": slot}
+        assert store.last_scheduled(node=ME.node_name) == {"n": slot}
+        assert store.last_scheduled(node="other") == {"x": slot}
+    else:  # one runner per state: one watermark per task
+        assert store.last_scheduled() == store.last_scheduled(node="other") == {
+            "n": slot, "c": slot, "x": slot}
 
 
 # -- lease ---------------------------------------------------------------------

@@ -311,7 +311,7 @@ def run(
 
     Example: jobctl run -c jobctl.toml --log-format json
     """
-    from jobctl.clock import SystemClock
+    from jobctl.clock import OffsetClock, SystemClock
     from jobctl.config import find_config, state_path
     from jobctl.errors import UsageError
     from jobctl.resolve import resolve
@@ -350,6 +350,10 @@ def run(
     else:
         reporter = PlainReporter()
     clock = svc.clock or SystemClock()
+    if store.clustered and isinstance(clock, SystemClock):
+        # on a shared state the database's clock decides when a slot is due
+        # (an injected clock, a test's, is taken as it is)
+        clock = OffsetClock(clock)
     shown = reporter
     reporter = AuditReporter(shown, store, owner.node_name, schedule_set.settings.history_limit)
 

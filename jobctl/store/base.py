@@ -101,6 +101,17 @@ class Store(Protocol):
     def release_node(self, owner: Owner) -> None:
         """Give up the node lease if `owner` (node and epoch) still holds it."""
 
+    def database_now(self) -> datetime | None:
+        """The database's clock now, which decides on a shared state when a
+        slot is due; None on a single-runner state (its runner's clock does)."""
+
+    def cluster_anchor(self) -> datetime | None:
+        """The instant interval schedules of cluster tasks count from, the
+        same for every node: fixed once, by the first node to ask, at the
+        whole second of the database's clock, and kept when the whole
+        cluster restarts (so slots stay on one grid); None on a state with
+        one runner (its own start is the anchor)."""
+
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         """Mark `interrupted` the running runs of every node whose lease has
         expired (by the database's clock), or whose run belongs to an older
@@ -146,12 +157,18 @@ class Store(Protocol):
     def paused_spans(self, task_id: str) -> list[tuple[datetime, datetime | None]]:
         """When the task was disabled: (since, until), until None while it still is."""
 
-    def last_scheduled(self) -> dict[str, datetime]:
+    def last_scheduled(self, node: str = "") -> dict[str, datetime]:
         """Task id -> the latest slot the runner handled (fired, skipped or
-        passed over), from which catch-up counts."""
+        passed over), from which catch-up counts. On a clustered state a
+        cluster task has one such watermark for the cluster (`node` ""), and
+        a node task one per node (`node` its name); a claim of a scheduled
+        slot moves the one its scope names. A single-runner state has one per
+        task and ignores `node`."""
 
-    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
-        """Move tasks' last handled slots forward (never back)."""
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]], *,
+                           node: str = "") -> None:
+        """Set tasks' last handled slots (the cluster's, or `node`'s own as
+        for `last_scheduled`)."""
 
     # -- runs ----------------------------------------------------------------
 
@@ -167,7 +184,10 @@ class Store(Protocol):
         (`owner.node_name`) for a NODE task and one in the cluster for a
         CLUSTER task, whose `forbid`/`replace` also look at every node's
         runs; a claim under a node lease that expired or was taken over
-        raises LeaseLostError (fencing). Elsewhere scope changes nothing. 'skipped' (forbid, recorded as a skipped
+        raises LeaseLostError (fencing), and a scheduled slot later than the
+        database's clock plus a small tolerance is 'early' (nothing
+        recorded): a node whose clock is ahead never fires before the slot.
+        Elsewhere scope changes nothing. 'skipped' (forbid, recorded as a skipped
         run) or 'refused' (run-now under forbid, nothing recorded): `blocking`
         names the running runs. Under replace, `replaced` are the runs now
         marked interrupted, whose processes the caller stops."""
@@ -206,6 +226,10 @@ class Store(Protocol):
 
     def running(self, task_id: str | None = None) -> list[RunRecord]:
         """Runs still `running` (of one task, or all)."""
+
+    def ended(self, run_ids: Sequence[int]) -> list[RunRecord]:
+        """Of these runs, those no longer `running`: a runner asks about its
+        own, which another node may have ended (replaced them)."""
 
     def get_run(self, run_id: int) -> RunRecord | None:
         """One run, or None."""

@@ -48,6 +48,11 @@ CONNECT_TIMEOUT_S = 10
 IDLE_IN_TRANSACTION_MS = 5000
 LOG_UPLOAD_TIMEOUT_MS = 2000  # longest wait of one log upload (see append_logs)
 
+# How far ahead of the database's clock a scheduled slot may be claimed: a
+# runner claims a batch up to 0.4 s before its instant (runner.PREPARE_LEAD_MAX)
+# and measures the database's clock to within a few milliseconds
+EARLY_TOLERANCE_S = 1.0
+
 # Serializes the first openers of an empty database (creating the schema),
 # and the claims of one task; a transaction-level lock, released at commit.
 SCHEMA_LOCK = 0x6A6F6263746C  # "jobctl"
@@ -176,6 +181,21 @@ MIGRATIONS: list[list[str]] = [
             final boolean not null default false,
             primary key (run_id, off)
         )""",
+    ],
+    [
+        # cluster-wide catch-up watermark: a node task's last handled slot is
+        # kept per node here (a cluster task's stays in task_state); one
+        # node's fires no longer move the others' watermark
+        """create table if not exists jobctl.node_watermarks (
+            task_id text not null,
+            node text not null,
+            last_scheduled timestamptz not null,
+            primary key (task_id, node)
+        )""",
+        # the database's clock decides when a slot is due: each run also
+        # records when the database took its claim (started_at is the node's)
+        "alter table jobctl.runs add column if not exists claimed_at timestamptz",
+        "alter table jobctl.runs alter column claimed_at set default clock_timestamp()",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -331,6 +351,22 @@ class PostgresStore(RunQueries):
             c.execute("update jobctl.nodes set expires_at = least(expires_at, clock_timestamp())"
                       " where name = %s and epoch = %s", (owner.node_name, owner.epoch))
 
+    def database_now(self) -> datetime:
+        rows = self._query("select clock_timestamp()")
+        return rows[0][0].astimezone(UTC)  # type: ignore[no-any-return]
+
+    def cluster_anchor(self) -> datetime:
+        # one row of jobctl.meta (epoch seconds), inserted by whichever node
+        # asks first; `on conflict do nothing` lets nodes starting at once
+        # agree on the first one's
+        with self._write() as c:
+            c.execute("insert into jobctl.meta (key, value) values ('cluster_anchor',"
+                      " floor(extract(epoch from clock_timestamp()))::bigint)"
+                      " on conflict (key) do nothing")
+            row = c.execute("select value from jobctl.meta where key = 'cluster_anchor'").fetchone()
+        assert row is not None
+        return datetime.fromtimestamp(int(row[0]), UTC)
+
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         with self._write() as c:
             rows = c.execute(
@@ -452,17 +488,29 @@ class PostgresStore(RunQueries):
                            (task_id,))
         return [(a.astimezone(UTC), _utc(b)) for a, b in rows]
 
-    def last_scheduled(self) -> dict[str, datetime]:
-        rows = self._query("select task_id, last_scheduled from jobctl.task_state"
-                           " where last_scheduled is not null")
+    def last_scheduled(self, node: str = "") -> dict[str, datetime]:
+        if node:
+            rows = self._query("select task_id, last_scheduled from jobctl.node_watermarks"
+                               " where node = %s", (node,))
+        else:
+            rows = self._query("select task_id, last_scheduled from jobctl.task_state"
+                               " where last_scheduled is not null")
         return {r[0]: r[1].astimezone(UTC) for r in rows}
 
-    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]], *,
+                           node: str = "") -> None:
         rows = list(items)
         if not rows:
             return
         with self._write() as c:
             with c.cursor() as cur:
+                if node:
+                    cur.executemany(
+                        "insert into jobctl.node_watermarks (task_id, node, last_scheduled)"
+                        " values (%s, %s, %s) on conflict (task_id, node)"
+                        " do update set last_scheduled = excluded.last_scheduled",
+                        [(task_id, node, at) for task_id, at in rows])
+                    return
                 cur.executemany(
                     "insert into jobctl.task_state (task_id, last_scheduled) values (%s, %s)"
                     " on conflict (task_id) do update set last_scheduled = excluded.last_scheduled",
@@ -487,10 +535,14 @@ class PostgresStore(RunQueries):
             for task_id in sorted({r.task_id for r in requests}):
                 c.execute("select pg_advisory_xact_lock(%s, hashtext(%s))",
                           (SCHEMA_LOCK & 0x7FFFFFFF, task_id))
-            return [self._claim(c, r, owner, now) for r in requests]
+            # slots later than this are not due yet, by the database's clock
+            row = c.execute("select clock_timestamp() + make_interval(secs => %s)",
+                            (EARLY_TOLERANCE_S,)).fetchone()
+            assert row is not None
+            return [self._claim(c, r, owner, now, row[0]) for r in requests]
 
     def _claim(self, c: psycopg.Connection[Any], request: ClaimRequest, owner: Owner,
-               now: datetime) -> Claim:
+               now: datetime, due_by: datetime) -> Claim:
         task_id, trigger, concurrency, force = (request.task_id, request.trigger,
                                                 request.concurrency, request.force)
         slot = request.scheduled_for
@@ -500,6 +552,10 @@ class PostgresStore(RunQueries):
         attempt = request.attempt
         if scheduled and self._slot_taken(c, task_id, slot, slot_node, attempt):
             return Claim("duplicate")
+        if trigger is Trigger.SCHEDULE and slot is not None and slot > due_by:
+            # the database's clock decides when a slot is due: a node whose
+            # clock (or measured offset) is ahead does not fire early
+            return Claim("early")
         # concurrency holds cluster-wide for a cluster task, per node for a node task
         mine = "" if cluster else " and coalesce(node, host) = %s"
         running = tuple(_run(r) for r in c.execute(
@@ -570,7 +626,16 @@ class PostgresStore(RunQueries):
         if row is None:
             return None
         run_id = int(row[0])
-        if slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+        if slot is not None and slot_node and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            # a node task's slot moves that node's own watermark only
+            c.execute("insert into jobctl.node_watermarks (task_id, node, last_scheduled)"
+                      " values (%s, %s, %s) on conflict (task_id, node) do update set"
+                      " last_scheduled = greatest(jobctl.node_watermarks.last_scheduled,"
+                      " excluded.last_scheduled)", (task_id, slot_node, slot))
+            c.execute("insert into jobctl.task_state (task_id, last_run_id) values (%s, %s)"
+                      " on conflict (task_id) do update set last_run_id = excluded.last_run_id",
+                      (task_id, run_id))
+        elif slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
             c.execute("insert into jobctl.task_state (task_id, last_run_id, last_scheduled)"
                       " values (%s, %s, %s) on conflict (task_id) do update set"
                       " last_run_id = excluded.last_run_id, last_scheduled ="

@@ -67,3 +67,12 @@ class RunQueries:
         rows = self._query(f"select {RUN_COLUMNS_R} from {self._SCHEMA}task_state t"
                            f" join {self._SCHEMA}runs r on r.id = t.last_run_id")
         return {r[1]: self._to_run(r) for r in rows}
+
+    def ended(self, run_ids: Sequence[int]) -> list[RunRecord]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ", ".join([self._P] * len(ids))
+        rows = self._query(f"select {RUN_COLUMNS} from {self._SCHEMA}runs where id in ({marks})"
+                           " and status != 'running' order by id", ids)
+        return [self._to_run(r) for r in rows]

@@ -189,7 +189,9 @@ class Claim:
 
     outcome: str
     """'started', 'skipped' (recorded as a skipped run), 'refused' (nothing
-    recorded: run-now under forbid), or 'duplicate' (the slot already fired)."""
+    recorded: run-now under forbid), 'duplicate' (the slot already fired), or
+    'early' (nothing recorded: on a shared state, the slot is not yet due by
+    the database's clock; the caller tries again later)."""
     run_id: int | None = None
     blocking: tuple[RunRecord, ...] = ()
     """The running runs that caused a skip or refusal, or that were replaced."""

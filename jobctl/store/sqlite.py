@@ -232,6 +232,12 @@ class SqliteStore(RunQueries):
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         return []
 
+    def cluster_anchor(self) -> datetime | None:
+        return None
+
+    def database_now(self) -> datetime | None:
+        return None
+
     # -- lease -----------------------------------------------------------------
 
     def lease(self) -> Lease | None:
@@ -332,11 +338,12 @@ class SqliteStore(RunQueries):
                            (task_id,))
         return [(from_text(a), from_text(b)) for a, b in rows]  # type: ignore[misc]
 
-    def last_scheduled(self) -> dict[str, datetime]:
+    def last_scheduled(self, node: str = "") -> dict[str, datetime]:
         rows = self._query("select task_id, last_scheduled from task_state where last_scheduled is not null")
         return {r[0]: from_text(r[1]) for r in rows}  # type: ignore[misc]
 
-    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]]) -> None:
+    def set_last_scheduled(self, items: Iterable[tuple[str, datetime]], *,
+                           node: str = "") -> None:
         texts: dict[datetime, str | None] = {}  # a batch often shares one instant
         rows = []
         for task_id, at in items:
