@@ -98,7 +98,7 @@ MAX_NAME = 128
 SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
-    "node", "node_lease",
+    "node", "node_lease", "echo_output", "metrics",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
@@ -610,7 +610,34 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         plugin_limits=_plugin_limits(table.get("plugin_limits", {}), origin, problems, lines),
         node=r.get("node", _node_name),
         node_lease=r.get("node_lease", _node_lease, 30.0),
+        echo_output=r.get("echo_output", _bool, True),
+        metrics=r.get("metrics", _metrics_address),
     )
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); a bare
+    `:PORT` means loopback, 127.0.0.1. Port 0 asks the system for a free one.
+    ValueError says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"'{text}' is not HOST:PORT (e.g. ':9100' or '0.0.0.0:9100')")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        host = "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"'{text}': the port must be a number from 0 to 65535")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"'{text}': '{host}' is not a host name or address")
+    return host, int(port_text)
+
+
+def _metrics_address(value: object) -> tuple[str, int]:
+    try:
+        return parse_listen_address(_nonempty(value))
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -255,6 +255,10 @@ class Settings:
     """This runner's node name on a shared state (None: the host name)."""
     node_lease: float = 30.0
     """Seconds a node's lease lasts without a heartbeat (a shared state)."""
+    echo_output: bool = True
+    """Copy each line a job prints to the runner's stdout (when not a terminal)."""
+    metrics: tuple[str, int] | None = None
+    """(host, port) where `jobctl run` serves /metrics and /healthz; None: off."""
 
 
 @dataclass(frozen=True)
