@@ -416,6 +416,12 @@ def run(
         typer.Option("--node", help="This runner's node name (default: $JOBCTL_NODE, [jobctl] node, "
                                     "the host name). One live runner per name on a state."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", metavar="HOST:PORT",
+                     help="Serve Prometheus /metrics and /healthz here (':9100' binds 127.0.0.1; "
+                          "default: [jobctl] metrics)."),
+    ] = None,
     echo: Annotated[
         bool | None,
         typer.Option("--echo/--no-echo", help="Copy each line a job prints to stdout, prefixed with "
@@ -437,7 +443,7 @@ def run(
     from jobctl.errors import UsageError
     from jobctl.resolve import resolve
     from jobctl.loop import ConfigWatcher, run_forever
-    from jobctl.runner import Runner
+    from jobctl.runner import Event, Runner
 
     if log_format not in ("auto", "text", "json"):
         raise UsageError(f"--log-format must be auto, text or json, not '{log_format}'")
@@ -451,15 +457,36 @@ def run(
     from jobctl.config import node_name
     from jobctl.liveness import self_owner
 
+    address = schedule_set.settings.metrics
+    if metrics is not None:
+        from jobctl.config import parse_listen_address
+
+        try:
+            address = parse_listen_address(metrics)
+        except ValueError as e:
+            raise UsageError(f"--metrics: {e}") from None
     owner = self_owner()
     owner = replace(owner, node=node_name(node, svc.env, schedule_set.settings, owner.host))
-    store = open_state(svc, schedule_set, state, create=True)
+    clock = svc.clock or SystemClock()
+    watched = server = None
+    if address is not None:
+        # bound before the state is opened and the lease taken: a port in
+        # use is exit 2 with nothing written
+        from jobctl.metrics import Health, MetricsServer, RunnerMetrics
+
+        watched = RunnerMetrics(Health(clock.monotonic))
+        server = MetricsServer(address[0], address[1], watched)
+    try:
+        store = open_state(svc, schedule_set, state, create=True)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     assert store is not None
     from jobctl.cli.render import is_terminal
 
     terminal = sys.stdout is not None and is_terminal(sys.stdout)
     live = log_format == "auto" and terminal
-    clock = svc.clock or SystemClock()
     reporter: Any
     output: RunnerOutput | None = None
     if live:
@@ -490,16 +517,32 @@ def run(
         return reloaded
 
     extra: dict[str, Any] = {"spawner": spawner} if spawner is not None else {}
-    runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
-                    reload_config=load, owner=owner, **extra)
-    watcher = ConfigWatcher(path, load, clock, reporter)
-    if live:
-        reporter.attach(runner)
+    on_step = None
+    runner_store: Any = store
     try:
-        code = run_forever(runner, watch=watcher)
-    finally:
+        if watched is not None:
+            from jobctl.metrics import WatchedStore
+
+            reporter = watched.reporter(reporter)
+            runner_store = WatchedStore(store, watched.health)
+            on_step = watched.step
+        runner = Runner(schedule_set, runner_store, clock=clock, report=reporter, env=svc.env,
+                        reload_config=load, owner=owner, **extra)
+        watcher = ConfigWatcher(path, load, clock, reporter)
+        if server is not None:
+            server.start()
+            reporter(Event("metrics", clock.now(),
+                           message=f"serving {server.url}/metrics and {server.url}/healthz"))
         if live:
-            reporter.close()
+            reporter.attach(runner)
+        try:
+            code = run_forever(runner, watch=watcher, on_step=on_step)
+        finally:
+            if live:
+                reporter.close()
+    finally:
+        if server is not None:
+            server.close()
         store.close()
         if output is not None:
             output.close()
