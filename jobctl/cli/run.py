@@ -338,7 +338,7 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
-                            "interrupted"):
+                            "interrupted", "metrics"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
@@ -489,8 +489,9 @@ def run(
     live = log_format == "auto" and terminal
     reporter: Any
     output: RunnerOutput | None = None
+    view: LiveReporter | None = None
     if live:
-        reporter = LiveReporter()
+        reporter = view = LiveReporter()
     else:
         output = RunnerOutput(clock, json_lines=log_format == "json")
         reporter = JsonReporter(output) if log_format == "json" else PlainReporter(out=output)
@@ -533,13 +534,13 @@ def run(
             server.start()
             reporter(Event("metrics", clock.now(),
                            message=f"serving {server.url}/metrics and {server.url}/healthz"))
-        if live:
-            reporter.attach(runner)
+        if view is not None:
+            view.attach(runner)  # (reporter may be the metrics' wrapper around it)
         try:
             code = run_forever(runner, watch=watcher, on_step=on_step)
         finally:
-            if live:
-                reporter.close()
+            if view is not None:
+                view.close()
     finally:
         if server is not None:
             server.close()
