@@ -103,6 +103,7 @@ SETTINGS_KEYS = (
     "timezone", "state", "shell", "plugins",
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
     "node", "node_lease", "env", "env_file", "retries", "retry_delay", "retry_max_delay",
+    "echo_output", "metrics",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
@@ -629,6 +630,8 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         env_file=env_path,
         file_env=file_env,
         **_retry_settings(r),
+        echo_output=r.get("echo_output", _bool, True),
+        metrics=r.get("metrics", _metrics_address),
     )
 
 
@@ -667,6 +670,31 @@ def _retry_delay_problem(delay: float, cap: float) -> str | None:
 
     return (f"{format_duration(delay)} is longer than retry_max_delay "
             f"({format_duration(cap)}), which caps every retry's delay; raise retry_max_delay")
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); a bare
+    `:PORT` means loopback, 127.0.0.1. Port 0 asks the system for a free one.
+    ValueError says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"'{text}' is not HOST:PORT (e.g. ':9100' or '0.0.0.0:9100')")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        host = "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"'{text}': the port must be a number from 0 to 65535")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"'{text}': '{host}' is not a host name or address")
+    return host, int(port_text)
+
+
+def _metrics_address(value: object) -> tuple[str, int]:
+    try:
+        return parse_listen_address(_nonempty(value))
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
 
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from jobctl import procinfo
 from jobctl.errors import JobctlError
@@ -210,6 +210,16 @@ class LogSink:
             del tail[:excess]
 
 
+class OutputEcho(Protocol):
+    """Where a run's output is copied as it is read: a binary stream
+    (`sys.stdout.buffer` for run-now), or a `jobctl.echo.LineEcho` (the
+    runner), whose `end()` is called when the pipe is closed."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 @dataclass(frozen=True)
 class Launch:
     """Everything needed to start one run's process."""
@@ -219,7 +229,7 @@ class Launch:
     cwd: str | None
     log_path: Path
     max_log_bytes: int
-    echo: BinaryIO | None = None
+    echo: OutputEcho | None = None
     """If set, output is also written here (e.g. `sys.stdout.buffer` for run-now)."""
     lazy_log: bool = False
     """Create the log file on first output (or at close) instead of before the spawn."""
@@ -241,7 +251,7 @@ class RunningProcess:
         pid: int,
         pipe_fd: int,
         sink: LogSink,
-        echo: BinaryIO | None,
+        echo: OutputEcho | None,
         *,
         started_monotonic: float,
         popen: subprocess.Popen[bytes] | None = None,
@@ -351,6 +361,13 @@ class RunningProcess:
                 self._read(_DRAIN_LIMIT)
         finally:
             self._closed = True
+            # a line echo hands on a last line that had no newline
+            end = getattr(self._echo, "end", None)
+            if end is not None:
+                try:
+                    end()
+                except (OSError, ValueError):
+                    pass
             try:
                 os.close(self._fd)
             finally:

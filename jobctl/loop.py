@@ -25,12 +25,14 @@ from jobctl.runner import CONTROL_POLL, ConfigLoader, Runner, reload_error_event
 _CONTROL = "control"  # the selector's mark for the control listener's socket
 
 
-def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None = None) -> int:
+def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None = None,
+                on_step: Callable[[Runner], None] | None = None) -> int:
     """Run `runner` until SIGTERM/SIGINT; return the exit status (0; 75 if it
     stopped because it lost its lease).
 
     `watch` is polled between steps and returns a new schedule set when the
-    config changed (and is valid) or None.
+    config changed (and is valid) or None. `on_step` is called after each
+    step (the metrics' liveness and next-fire snapshot).
     """
     flags = {"stop": 0, "hup": False}
     selector = selectors.DefaultSelector()
@@ -79,6 +81,8 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                 if new_set is not None:
                     runner.reload(new_set, now)
             runner.tick(now)
+            if on_step is not None:
+                on_step(runner)
             if init:
                 reap_orphans(runner.child_pids())
             if runner.stopping:

@@ -305,6 +305,10 @@ class Settings:
     """Every task's `retry_delay` unless it sets its own."""
     retry_max_delay: float = 600.0
     """Every task's `retry_max_delay` unless it sets its own."""
+    echo_output: bool = True
+    """Copy each line a job prints to the runner's stdout (when not a terminal)."""
+    metrics: tuple[str, int] | None = None
+    """(host, port) where `jobctl run` serves /metrics and /healthz; None: off."""
 
 
 @dataclass(frozen=True)

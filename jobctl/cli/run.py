@@ -68,7 +68,169 @@ class EventOutput:
 
 
 def _name(stream: Any) -> str:
+    label = getattr(stream, "label", None)
+    if isinstance(label, str):
+        return label
     return {sys.__stdout__: "stdout", sys.__stderr__: "stderr"}.get(stream, "the output")
+
+
+class _FdStream:
+    """A text stream straight onto a descriptor. The output thread writes
+    the real stdout through this, not through `sys.stdout`: a thread blocked
+    in `sys.stdout`'s buffer (a reader that stopped reading) would hold its
+    lock, and the interpreter's own flush at exit would then abort."""
+
+    def __init__(self, fd: int, label: str, encoding: str) -> None:
+        self.fd = fd
+        self.label = label
+        self.encoding = encoding
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, text: str) -> None:
+        import os
+
+        data = memoryview(text.encode(self.encoding, errors="replace"))
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def flush(self) -> None:
+        pass
+
+
+def _raw(stream: Any, label: str) -> Any:
+    """`stream`, or an `_FdStream` on its descriptor if it has a real one."""
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    return _FdStream(fd, label, getattr(stream, "encoding", None) or "utf-8")
+
+
+# Echoed lines waiting for stdout, in characters; past this, lines are dropped
+# (and counted) until the reader catches up: a job printing faster than the
+# reader reads must not make the runner wait, nor fill its memory.
+ECHO_BACKLOG = 1024 * 1024
+# Event text waiting for stdout; past this the runner waits for the reader,
+# as a blocking write would: events are never dropped.
+EVENT_BACKLOG = 8 * 1024 * 1024
+# How long the runner, once stopped, waits for its output to be written.
+CLOSE_WAIT = 5.0
+
+
+class RunnerOutput:
+    """The runner's stdout, written by one daemon thread, in order: event
+    lines (rendered by the reporter) and the echo of job output (rendered
+    here, in the thread). A reader slower than the jobs' output never blocks
+    the loop: echoed lines beyond `ECHO_BACKLOG` are dropped, and one
+    `output_dropped` line says how many, where they would have been. Falls
+    back to stderr as `EventOutput` does."""
+
+    def __init__(self, clock: Any, *, json_lines: bool, streams: tuple[Any, ...] = ()) -> None:
+        import threading
+        from collections import deque
+
+        if not streams:
+            streams = tuple(_raw(s, label) for s, label in ((sys.stdout, "stdout"), (sys.stderr, "stderr"))
+                            if s is not None)
+        self.out = EventOutput(*streams)
+        self.clock = clock
+        self.json_lines = json_lines
+        self.items: deque[tuple[Any, ...]] = deque()
+        self.cond = threading.Condition()
+        self.event_chars = 0
+        self.echo_chars = 0
+        self.dropped = 0
+        self.dropped_total = 0
+        self.closing = False
+        self.thread = threading.Thread(target=self._drain, name="jobctl-output", daemon=True)
+        self.thread.start()
+
+    def write(self, text: str) -> None:
+        with self.cond:
+            while self.event_chars > EVENT_BACKLOG and self.thread.is_alive():
+                self.cond.wait(0.5)
+            self.items.append(("text", text))
+            self.event_chars += len(text)
+            self.cond.notify_all()
+
+    def lines(self, task_id: str, run_id: int, texts: list[str]) -> None:
+        if not texts:
+            return
+        size = sum(map(len, texts)) + len(texts)
+        with self.cond:
+            # an empty backlog takes any batch: one batch is one read (64 KiB)
+            if self.echo_chars and self.echo_chars + size > ECHO_BACKLOG:
+                self.dropped += len(texts)
+                self.dropped_total += len(texts)
+                return
+            at = self.clock.now()
+            if self.dropped:
+                self.items.append(("dropped", at, self.dropped))
+                self.dropped = 0
+            self.items.append(("lines", at, task_id, run_id, texts, size))
+            self.echo_chars += size
+            self.cond.notify_all()
+
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Write what is queued (a last count of dropped lines too), giving
+        up after `wait` seconds (a reader that never reads)."""
+        with self.cond:
+            if self.dropped:
+                self.items.append(("dropped", self.clock.now(), self.dropped))
+                self.dropped = 0
+            self.closing = True
+            self.cond.notify_all()
+        self.thread.join(wait)
+
+    def _drain(self) -> None:
+        while True:
+            with self.cond:
+                while not self.items and not self.closing:
+                    self.cond.wait()
+                if not self.items:
+                    return
+                batch = list(self.items)
+                self.items.clear()
+            text, chars, echo = self._render(batch)
+            self.out.write(text)
+            with self.cond:
+                self.event_chars -= chars
+                self.echo_chars -= echo
+                self.cond.notify_all()
+
+    def _render(self, batch: list[tuple[Any, ...]]) -> tuple[str, int, int]:
+        import json
+
+        parts: list[str] = []
+        chars = echo = 0
+        for item in batch:
+            kind = item[0]
+            if kind == "text":
+                parts.append(item[1])
+                chars += len(item[1])
+            elif kind == "lines":
+                _k, at, task_id, run_id, texts, size = item
+                echo += size
+                if self.json_lines:
+                    stamp = at.isoformat()
+                    parts += [json.dumps({"event": "output", "at": stamp, "task_id": task_id,
+                                          "run_id": run_id, "line": t}) + "\n" for t in texts]
+                else:
+                    head = f"{at.astimezone().isoformat(timespec='milliseconds')} output {task_id} run={run_id}: "
+                    parts += [f"{head}{t}\n" for t in texts]
+            else:
+                _k, at, count = item
+                if self.json_lines:
+                    parts.append(json.dumps({"event": "output_dropped", "at": at.isoformat(),
+                                             "lines": count}) + "\n")
+                else:
+                    parts.append(f"{at.astimezone().isoformat(timespec='milliseconds')} output_dropped: "
+                                 f"{count} line(s) of job output not echoed: stdout did not keep up "
+                                 "(the runs' logs have them)\n")
+        return "".join(parts), chars, echo
 
 
 def _silence(stream: Any) -> None:
@@ -90,8 +252,8 @@ def _silence(stream: Any) -> None:
 class PlainReporter:
     """One line per event, for logs and pipes."""
 
-    def __init__(self, stream: Any = None) -> None:
-        self.out = EventOutput(stream) if stream is not None else EventOutput()
+    def __init__(self, stream: Any = None, out: Any = None) -> None:
+        self.out = out or (EventOutput(stream) if stream is not None else EventOutput())
 
     def __call__(self, event: Event) -> None:
         f = _fields(event)
@@ -139,8 +301,8 @@ class PlainReporter:
 class JsonReporter:
     """One JSON object per line."""
 
-    def __init__(self) -> None:
-        self.out = EventOutput()
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or EventOutput()
 
     def __call__(self, event: Event) -> None:
         import json
@@ -183,7 +345,7 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
-                            "interrupted", "retry", "reconnected"):
+                            "interrupted", "retry", "reconnected", "metrics"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")
@@ -301,6 +463,18 @@ def run(
         typer.Option("--node", help="This runner's node name (default: $JOBCTL_NODE, [jobctl] node, "
                                     "the host name). One live runner per name on a state."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", metavar="HOST:PORT",
+                     help="Serve Prometheus /metrics and /healthz here (':9100' binds 127.0.0.1; "
+                          "default: [jobctl] metrics)."),
+    ] = None,
+    echo: Annotated[
+        bool | None,
+        typer.Option("--echo/--no-echo", help="Copy each line a job prints to stdout, prefixed with "
+                                              "its task and run (default: [jobctl] echo_output, on "
+                                              "when stdout is not a terminal)."),
+    ] = None,
 ) -> None:
     """Run the schedule in the foreground until SIGTERM or Ctrl-C.
 
@@ -314,6 +488,7 @@ def run(
     from jobctl.clock import OffsetClock, SystemClock
     from jobctl.config import find_config, state_path
     from jobctl.errors import UsageError
+    from jobctl.events import Event
     from jobctl.resolve import resolve
     from jobctl.loop import ConfigWatcher, run_forever
     from jobctl.runner import Runner
@@ -335,31 +510,54 @@ def run(
     from jobctl.config import node_name
     from jobctl.liveness import self_owner
 
+    address = schedule_set.settings.metrics
+    if metrics is not None:
+        from jobctl.config import parse_listen_address
+
+        try:
+            address = parse_listen_address(metrics)
+        except ValueError as e:
+            raise UsageError(f"--metrics: {e}") from None
     owner = self_owner()
     owner = replace(owner, node=node_name(node, svc.env, schedule_set.settings, owner.host))
-    store = open_state(svc, schedule_set, state, create=True)
-    assert store is not None
-    from jobctl.cli.render import is_terminal
-
-    live = log_format == "auto" and sys.stdout is not None and is_terminal(sys.stdout)
-    reporter: Any
-    if live:
-        reporter = LiveReporter()
-    elif log_format == "json":
-        reporter = JsonReporter()
-    else:
-        reporter = PlainReporter()
     clock = svc.clock or SystemClock()
+    watched = server = None
+    if address is not None:
+        # bound before the state is opened and the lease taken: a port in
+        # use is exit 2 with nothing written
+        from jobctl.metrics import Health, MetricsServer, RunnerMetrics
+
+        watched = RunnerMetrics(Health(clock.monotonic))
+        server = MetricsServer(address[0], address[1], watched)
+    try:
+        store = open_state(svc, schedule_set, state, create=True)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    assert store is not None
     if store.clustered and isinstance(clock, SystemClock):
         # on a shared state the database's clock decides when a slot is due
         # (an injected clock, a test's, is taken as it is)
         clock = OffsetClock(clock)
-    shown = reporter
-    reporter = AuditReporter(shown, store, owner.node_name, schedule_set.settings.history_limit)
+    from jobctl.cli.render import is_terminal
+
+    terminal = sys.stdout is not None and is_terminal(sys.stdout)
+    live = log_format == "auto" and terminal
+    reporter: Any
+    output: RunnerOutput | None = None
+    view: LiveReporter | None = None
+    if live:
+        reporter = view = LiveReporter()
+    else:
+        output = RunnerOutput(clock, json_lines=log_format == "json")
+        reporter = JsonReporter(output) if log_format == "json" else PlainReporter(out=output)
+    if echo is None:
+        echo = schedule_set.settings.echo_output and not terminal
+    spawner = _echo_spawner(output) if echo and output is not None else None
+    reporter = AuditReporter(reporter, store, owner.node_name, schedule_set.settings.history_limit)
 
     def load() -> Any:
-        from jobctl.events import Event
-
         reloaded = resolve(path, system_zone=svc.zone(), now=clock.now())
         # a `user` added while running is refused like any config error
         require_user_switch(reloaded.tasks, os.geteuid())
@@ -377,17 +575,37 @@ def run(
                     data={"problems": [str(p) for p in report.problems]}))
         return reloaded
 
-    runner = Runner(schedule_set, store, clock=clock, report=reporter, env=svc.env,
-                    reload_config=load, owner=owner, control_poll=_control_poll(svc.env))
-    watcher = ConfigWatcher(path, load, clock, reporter)
-    if live:
-        shown.attach(runner)
+    extra: dict[str, Any] = {"spawner": spawner} if spawner is not None else {}
+    on_step = None
+    runner_store: Any = store
     try:
-        code = run_forever(runner, watch=watcher)
+        if watched is not None:
+            from jobctl.metrics import WatchedStore
+
+            reporter = watched.reporter(reporter)
+            runner_store = WatchedStore(store, watched.health)
+            on_step = watched.step
+        runner = Runner(schedule_set, runner_store, clock=clock, report=reporter, env=svc.env,
+                        reload_config=load, owner=owner, control_poll=_control_poll(svc.env),
+                        **extra)
+        watcher = ConfigWatcher(path, load, clock, reporter)
+        if server is not None:
+            server.start()
+            reporter(Event("metrics", clock.now(),
+                           message=f"serving {server.url}/metrics and {server.url}/healthz"))
+        if view is not None:
+            view.attach(runner)  # (reporter may be the metrics' wrapper around it)
+        try:
+            code = run_forever(runner, watch=watcher, on_step=on_step)
+        finally:
+            if view is not None:
+                view.close()
     finally:
-        if live:
-            shown.close()
+        if server is not None:
+            server.close()
         store.close()
+        if output is not None:
+            output.close()
     raise typer.Exit(code)
 
 
@@ -401,3 +619,19 @@ def _control_poll(env: Mapping[str, str]) -> float:
     except ValueError:
         return CONTROL_POLL
     return given if 0 < given <= 3600 else CONTROL_POLL
+
+
+def _echo_spawner(output: RunnerOutput) -> Any:
+    """`spawn`, with each run's output also echoed, line by line, to `output`."""
+    from dataclasses import replace
+
+    from jobctl.echo import LineEcho
+    from jobctl.executor import Launch, RunningProcess, spawn
+
+    def spawner(launch: Launch) -> RunningProcess:
+        # jobctl sets these last in every run's environment (a task cannot spoof them)
+        echo = LineEcho(launch.env["JOBCTL_TASK_ID"], int(launch.env["JOBCTL_RUN_ID"]), output)
+        return spawn(replace(launch, echo=echo))
+
+    return spawner
+
