@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
+from jobctl.events import Event
 from jobctl.executor import (
     Launch,
     RunningProcess,
@@ -163,6 +164,7 @@ def run_now(
     owner: Owner | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     config_path: Path | None = None,
+    report: Callable[[Event], None] | None = None,
 ) -> RunRecord:
     """Run one task in this process (trigger `manual`) and return its record.
 
@@ -171,6 +173,10 @@ def run_now(
     one first. `stop_requested` is polled: when it turns true the run is
     stopped and recorded `interrupted`. `config_path` reaches a plugin
     callable's worker, for the host services that need the config.
+
+    The task's hooks, webhook and ping run as in the runner; this waits for
+    them (each bounded by its `hook_timeout`) before it returns, reporting
+    their failures to `report` as `hook_failed` events.
     """
     owner = owner or self_owner()
     recover_orphans(store, now())
@@ -187,7 +193,16 @@ def run_now(
                         scheduled_for=None, trigger=Trigger.MANUAL, base_env=env,
                         started=now(), echo=echo, state_path=store.path,
                         config_path=config_path, state_id=store.state_id)
+    notifier = None
+    if task.alerts is not None:
+        from jobctl.hooks import Notifier
+
+        notifier = Notifier(store, report=report or (lambda _event: None), settings=settings,
+                            now=now, monotonic=monotonic, env=env, node=owner.node_name)
+    started = now()
     proc = start_process(store, launch, run_id, now)
+    if proc is not None and notifier is not None:
+        notifier.run_started(task, run_id)
     if proc is not None:
         supervisor = Supervisor()
         deadline = monotonic() + task.timeout if task.timeout else None
@@ -213,4 +228,14 @@ def run_now(
             pass
     record = store.get_run(run_id)
     assert record is not None
+    if notifier is not None:
+        from jobctl.hooks import RunEnd
+
+        notifier.run_ended(RunEnd(task, run_id, record.status, record.exit_code, None,
+                                  record.started_at if proc is not None else started,
+                                  record.finished_at or now(), Trigger.MANUAL))
+        alerts = task.alerts
+        assert alerts is not None
+        # a hook gets its timeout, then its stop's grace; deliveries their timeout
+        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0)
     return record

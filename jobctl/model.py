@@ -136,6 +136,46 @@ class RebootSchedule:
 Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
 
 
+class Notify(enum.Enum):
+    """When `on_failure` (and a webhook's failure event) fires."""
+
+    CHANGE = "change"
+    """On a failure that follows a success, or the task's first run: once per outage."""
+    EVERY = "every"
+    """On each failed run."""
+
+
+HookCommand = str | tuple[str, ...]
+"""A hook: a shell command string, or an argv (run without a shell)."""
+
+WEBHOOK_EVENTS = ("failure", "recovery", "success")
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """What a task tells the outside world when its runs end (and start):
+    hook commands, a webhook and health pings. `[jobctl]` holds the defaults
+    every task starts from; a task's own keys replace them one by one."""
+
+    on_failure: HookCommand | None = None
+    on_success: HookCommand | None = None
+    on_recovery: HookCommand | None = None
+    notify: Notify = Notify.CHANGE
+    webhook: str | None = None
+    webhook_events: frozenset[str] = frozenset({"failure", "recovery"})
+    hook_timeout: float = 30.0
+    """Seconds a hook command may run (then its group is stopped), and a
+    webhook delivery or ping may keep retrying."""
+    ping_url: str | None = None
+    """A healthchecks.io-style check URL: /start, success, /fail."""
+
+    @property
+    def active(self) -> bool:
+        """Anything to do at all (else the runner skips the work)."""
+        return bool(self.on_failure or self.on_success or self.on_recovery
+                    or self.webhook or self.ping_url)
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """One resolved, valid task."""
@@ -168,6 +208,8 @@ class Task:
     """The manifest's `trusted`: may its callables use `jobs.run` and `jobs.set_status`."""
     host_services: tuple[str, ...] = ()
     """The manifest's `host_services`: which of `ctx.jobs`'s services its callables may call."""
+    alerts: Alerts | None = None
+    """Hooks, webhook and pings (None: none, from the task nor `[jobctl]`)."""
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
@@ -255,6 +297,8 @@ class Settings:
     """This runner's node name on a shared state (None: the host name)."""
     node_lease: float = 30.0
     """Seconds a node's lease lasts without a heartbeat (a shared state)."""
+    alerts: Alerts = field(default_factory=Alerts)
+    """The defaults of every task's hooks, webhook and pings."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from jobctl import lifecycle
 from jobctl.clock import Clock
 from jobctl.errors import JobctlError
 from jobctl.events import Event, Reporter
+from jobctl.hooks import Notifier, RunEnd
 from jobctl.model import RunStatus, Task, Trigger
 from jobctl.store import Claim, ClaimRequest, Owner, Store
 from jobctl.supervisor import ActiveRun
@@ -51,6 +52,7 @@ class Recorder:
         self.history_limit = 0  # runs kept per task (0: all); the runner sets it from its settings
         self.unrecorded: list[Ended] = []  # ends the state file refused; retried
         self.next_retry = 0.0
+        self.notifier: Notifier | None = None  # hooks, webhook, pings of recorded ends
 
     # -- claims ----------------------------------------------------------------------
 
@@ -90,10 +92,12 @@ class Recorder:
 
     # -- ends ------------------------------------------------------------------------
 
-    def finish(self, ended: Ended, *, retry: bool = False) -> None:
+    def finish(self, ended: Ended, *, retry: bool = False, final: bool = True) -> None:
         """Record a run's end and report it (with the status the store holds
         when another writer ended it first, e.g. a node that marked it
-        interrupted); keep it for a later try when the store refuses."""
+        interrupted); keep it for a later try when the store refuses. Once
+        recorded, the end goes to the notifier (hooks, webhook, ping);
+        `final`: no other attempt of this slot follows (see `Notifier.run_ended`)."""
         active, status, error = ended.active, ended.status, ended.error
         run_id = active.run_id
         try:
@@ -117,6 +121,11 @@ class Recorder:
                           status=status, exit_code=ended.code,
                           duration_s=(ended.finished - active.started).total_seconds(),
                           message=error or ""))
+        if self.notifier is not None and active.task.alerts is not None:
+            # the one place run ends reach the alerts: after they are recorded
+            self.notifier.run_ended(RunEnd(active.task, run_id, status, ended.code,
+                                           active.scheduled_for, active.started,
+                                           ended.finished, active.trigger), final=final)
         self.prune(active.task.id, self.history_limit)
 
     def retry_due(self) -> bool:

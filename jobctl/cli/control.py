@@ -102,6 +102,7 @@ def run_now(
             echo=echo,
             force=force, stop_requested=lambda: stops["n"] > 0,
             config_path=schedule_set.path, owner=owner,
+            report=lambda event: err(f"jobctl: {event.kind}: {event.message}"),
         )
     finally:
         for sig, handler in previous.items():

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Protocol
 
 from jobctl.model import Concurrency, RunStatus, Scope, Trigger
-from jobctl.store.records import Claim, ClaimRequest, Lease, NodeRecord, Owner, RunRecord
+from jobctl.store.records import (
+    Claim,
+    ClaimRequest,
+    HookFailure,
+    Lease,
+    NodeRecord,
+    Owner,
+    RunRecord,
+)
 
 
 class Store(Protocol):
@@ -190,3 +198,18 @@ class Store(Protocol):
     def prune(self, task_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` runs of a task (skipped fires
         counted apart); return the deleted runs' log paths. Running runs stay."""
+
+    # -- alerts (hooks.py) -----------------------------------------------------
+
+    def ended_before(self, task_id: str, run_id: int, *, node: str | None = None,
+                     limit: int = 20) -> list[RunRecord]:
+        """The task's runs older than `run_id` that ended (success, failed,
+        timeout, interrupted: not skipped, not running), newest first, at
+        most `limit`; with `node`, only those that node ran. On a shared
+        state these are every node's: what decides a recovery there."""
+
+    def record_hook_failure(self, failure: HookFailure) -> None:
+        """Keep `failure` as its task's latest hook failure (replacing the previous)."""
+
+    def hook_failures(self) -> dict[str, HookFailure]:
+        """Each task's latest hook failure, by task id."""

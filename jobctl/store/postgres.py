@@ -31,6 +31,7 @@ from jobctl.store.queries import RUN_COLUMNS, RUN_COLUMNS_R, RunQueries
 from jobctl.store.records import (
     Claim,
     ClaimRequest,
+    HookFailure,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -132,6 +133,15 @@ MIGRATIONS: list[list[str]] = [
             expires_at timestamptz not null,
             lease_s double precision not null,
             epoch bigint not null
+        )""",
+    ],
+    [
+        # alerts (hooks): each task's latest hook/webhook/ping failure, for `jobctl status`
+        """create table if not exists jobctl.hook_failures (
+            task_id text primary key,
+            run_id bigint,
+            at timestamptz not null,
+            message text not null
         )""",
     ],
 ]
@@ -562,6 +572,17 @@ class PostgresStore(RunQueries):
         rows = self._query("select task_id from jobctl.task_state where left(task_id, %s) = %s"
                            " order by task_id", (len(prefix), prefix))
         return [r[0] for r in rows]
+
+    def record_hook_failure(self, failure: HookFailure) -> None:
+        with self._write() as c:
+            c.execute("insert into jobctl.hook_failures (task_id, run_id, at, message)"
+                      " values (%s, %s, %s, %s) on conflict (task_id) do update set"
+                      " run_id = excluded.run_id, at = excluded.at, message = excluded.message",
+                      (failure.task_id, failure.run_id, failure.at, failure.message))
+
+    def hook_failures(self) -> dict[str, HookFailure]:
+        rows = self._query("select task_id, run_id, at, message from jobctl.hook_failures")
+        return {r[0]: HookFailure(r[0], r[1], r[2].astimezone(UTC), r[3]) for r in rows}
 
     def prune(self, task_id: str, keep: int) -> list[str]:
         logs: list[str] = []
