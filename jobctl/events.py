@@ -16,7 +16,8 @@ class Event:
 
     kind: str
     """ready, start, finish, skip, missed, reload, error, interrupted (a dead
-    node's run, marked by this one), stopping, stopped."""
+    node's run, marked by this one), stopping, stopped, hook_failed (a hook
+    command, webhook delivery or ping that failed; see hooks.py)."""
     at: datetime
     task_id: str | None = None
     run_id: int | None = None
