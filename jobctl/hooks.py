@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,20 +92,28 @@ class _Outcome:
     error: str | None
 
 
+_Job = tuple[Callable[[], "str | None"], str, int, str, str]  # job, task, run, what, lane
+
+
 @dataclass
 class _Deliveries:
     """A few daemon threads that send HTTP requests, and the outcomes they
-    hand back. Daemon threads: a runner that exits does not wait for a
-    server that never answers (its deliveries are reported abandoned)."""
+    hand back. Requests of one lane (a task's pings; a task's webhooks) go
+    one after another, in order: a run's `/start` ping before its end's, a
+    failure's webhook before the recovery's. Daemon threads: a runner that
+    exits does not wait for a server that never answers (what is left is
+    reported abandoned)."""
 
     threads: int = DELIVERY_THREADS
-    jobs: queue.SimpleQueue[tuple[Callable[[], str | None], str, int, str] | None] = field(
-        default_factory=queue.SimpleQueue)
+    jobs: queue.SimpleQueue[_Job] = field(default_factory=queue.SimpleQueue)
     outcomes: queue.SimpleQueue[_Outcome] = field(default_factory=queue.SimpleQueue)
     pending: int = 0  # submitted, outcome not yet taken (the owner's thread only)
     started: list[threading.Thread] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    lanes: dict[str, deque[_Job]] = field(default_factory=dict)  # busy lanes, their queues
 
-    def submit(self, job: Callable[[], str | None], task_id: str, run_id: int, what: str) -> None:
+    def submit(self, job: Callable[[], str | None], task_id: str, run_id: int, what: str,
+               lane: str) -> None:
         if not self.started:
             for i in range(self.threads):
                 thread = threading.Thread(target=self._work, name=f"jobctl-delivery-{i}",
@@ -112,19 +121,32 @@ class _Deliveries:
                 thread.start()
                 self.started.append(thread)
         self.pending += 1
-        self.jobs.put((job, task_id, run_id, what))
+        item = (job, task_id, run_id, what, lane)
+        with self.lock:
+            waiting = self.lanes.get(lane)
+            if waiting is not None:
+                waiting.append(item)  # its lane's thread takes it next
+                return
+            self.lanes[lane] = deque()
+        self.jobs.put(item)
 
     def _work(self) -> None:
         while True:
-            item = self.jobs.get()
-            if item is None:
-                return
-            job, task_id, run_id, what = item
-            try:
-                error = job()
-            except Exception as e:  # noqa: BLE001 - a delivery never kills its thread
-                error = f"{type(e).__name__}: {e}"
-            self.outcomes.put(_Outcome(task_id, run_id, what, error))
+            item: _Job | None = self.jobs.get()
+            while item is not None:
+                job, task_id, run_id, what, lane = item
+                try:
+                    error = job()
+                except Exception as e:  # noqa: BLE001 - a delivery never kills its thread
+                    error = f"{type(e).__name__}: {e}"
+                self.outcomes.put(_Outcome(task_id, run_id, what, error))
+                with self.lock:
+                    waiting = self.lanes[lane]
+                    if waiting:
+                        item = waiting.popleft()
+                    else:
+                        del self.lanes[lane]
+                        item = None
 
     def take(self) -> list[_Outcome]:
         out = []
@@ -172,7 +194,7 @@ class Notifier:
             return
         rid = self.rids[run_id] = str(uuid.uuid4())
         url = ping_url(alerts.ping_url, "start", rid)
-        self._send(task.id, run_id, "ping /start", url, None, alerts.hook_timeout)
+        self._send(task.id, run_id, "ping /start", url, None, alerts.hook_timeout, lane="ping")
 
     def run_ended(self, end: RunEnd, *, final: bool = True) -> None:
         """A run's end was recorded: run its hooks, send its webhook and
@@ -197,12 +219,14 @@ class Notifier:
             for event in webhook:
                 body = json.dumps(webhook_body(end, event, self.node, tail)).encode()
                 self._send(end.task.id, end.run_id, f"webhook ({event})", alerts.webhook, body,
-                           alerts.hook_timeout, {"Content-Type": "application/json"})
+                           alerts.hook_timeout, {"Content-Type": "application/json"},
+                           lane="webhook")
         if alerts.ping_url:
             failed = end.status in FAILURES
             url = ping_url(alerts.ping_url, "fail" if failed else "", rid or str(uuid.uuid4()))
             self._send(end.task.id, end.run_id, "ping /fail" if failed else "ping", url, tail,
-                       alerts.hook_timeout, {"Content-Type": "text/plain; charset=utf-8"})
+                       alerts.hook_timeout, {"Content-Type": "text/plain; charset=utf-8"},
+                       lane="ping")
 
     def _events(self, end: RunEnd, alerts: Alerts) -> list[str]:
         """Which of failure, recovery, success this end is (see the module docstring)."""
@@ -359,14 +383,14 @@ class Notifier:
     # -- deliveries ------------------------------------------------------------------
 
     def _send(self, task_id: str, run_id: int, what: str, url: str, body: bytes | None,
-              timeout: float, headers: Mapping[str, str] | None = None) -> None:
+              timeout: float, headers: Mapping[str, str] | None = None, *, lane: str) -> None:
         if self.abandoned:
             return
 
         def job() -> str | None:
             return deliver(url, body, timeout, headers or {})
 
-        self.deliveries.submit(job, task_id, run_id, what)
+        self.deliveries.submit(job, task_id, run_id, what, f"{task_id} {lane}")
 
     def _failed(self, task_id: str, run_id: int, message: str) -> None:
         now = self.now()
