@@ -464,3 +464,43 @@ ping_url = "not a url"
         assert expected in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "state.db").exists()
+
+
+def test_previous_run_is_cluster_wide_for_cluster_tasks_on_postgres(tmp_path: Path,
+                                                                    pg_url: str) -> None:
+    write_config(tmp_path, f"""
+[jobctl]
+state = "{pg_url}"
+on_failure = "echo failure $JOBCTL_TASK_ID $JOBCTL_RUN_ID >> alerts.txt"
+on_recovery = "echo recovery $JOBCTL_TASK_ID $JOBCTL_RUN_ID >> alerts.txt"
+
+[[tasks]]
+id = "cluster"
+schedule = "@daily"
+scope = "cluster"
+command = "test -e ok"
+
+[[tasks]]
+id = "local"
+schedule = "@daily"
+command = "test -e ok"
+""")
+
+    def run_now(task: str, node: str) -> int:
+        result = subprocess.run(["jobctl", "run-now", task], cwd=tmp_path,
+                                env={**env(), "JOBCTL_NODE": node}, capture_output=True,
+                                text=True, timeout=60)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result.returncode
+
+    assert [run_now(t, n) for t, n in (("cluster", "n1"), ("cluster", "n2"),
+                                       ("local", "n1"), ("local", "n2"))] == [1, 1, 1, 1]
+    (tmp_path / "ok").touch()
+    assert [run_now(t, n) for t, n in (("cluster", "n2"), ("local", "n2"))] == [0, 0]
+    assert lines(tmp_path / "alerts.txt") == [
+        "failure cluster 1",  # n2's failure follows n1's: the same outage, no second alert
+        "failure local 3",
+        "failure local 4",  # a node task's previous run is its node's: n2 had none
+        "recovery cluster 5",  # n1's failure counts for n2's success
+        "recovery local 6",
+    ]
