@@ -504,3 +504,49 @@ command = "test -e ok"
         "recovery cluster 5",  # n1's failure counts for n2's success
         "recovery local 6",
     ]
+
+
+def test_a_stopping_runner_waits_for_its_hooks(tmp_path: Path, runners: list[Runner]) -> None:
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "fails"
+schedule = "every 1s"
+command = "exit 1"
+on_failure = "echo started > hook.txt; sleep 1; echo done >> hook.txt"
+""")
+    r = Runner(tmp_path)
+    runners.append(r)
+    wait_for(lambda: (tmp_path / "hook.txt").exists(), 20, "the hook to start")
+    assert r.stop() == 0
+    # the hook finished before the runner exited, and nothing was reported failed
+    assert lines(tmp_path / "hook.txt") == ["started", "done"]
+    assert r.events("hook_failed") == []
+    assert r.events()[-1]["event"] == "stopped"
+
+
+def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
+    """`final=False` (a retry comes next): no hook, no webhook, no ping."""
+    from jobctl.clock import SystemClock
+    from jobctl.hooks import Notifier, RunEnd
+    from jobctl.model import (Alerts, IntervalSchedule, Notify, RunStatus, Settings, Task,
+                              Trigger)
+    from jobctl.store import open_store
+
+    store = open_store(tmp_path / "state.db", create=True)
+    assert store is not None
+    clock = SystemClock()
+    events: list[object] = []
+    notifier = Notifier(store, report=events.append, settings=Settings(timezone="UTC"),
+                        now=clock.now, monotonic=clock.monotonic, env=env(), node="n")
+    marker = tmp_path / "hook.txt"
+    task = Task(id="t", name="t", schedule=IntervalSchedule("every 1s", 1.0), timezone="UTC",
+                command="true", alerts=Alerts(on_failure=f"echo $JOBCTL_RUN_ID >> {marker}",
+                                              notify=Notify.EVERY))
+    now = clock.now()
+    for run_id, final in ((1, False), (2, True)):
+        notifier.run_ended(RunEnd(task, run_id, RunStatus.FAILED, 1, None, now, now,
+                                  Trigger.MANUAL), final=final)
+    notifier.wait(10)
+    store.close()
+    assert lines(marker) == ["2"]
+    assert events == []
