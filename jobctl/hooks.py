@@ -34,7 +34,6 @@ import json
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -192,6 +191,8 @@ class Notifier:
         alerts = task.alerts
         if alerts is None or not alerts.ping_url:
             return
+        import uuid  # only for a task with a ping URL
+
         rid = self.rids[run_id] = str(uuid.uuid4())
         url = ping_url(alerts.ping_url, "start", rid)
         self._send(task.id, run_id, "ping /start", url, None, alerts.hook_timeout, lane="ping")
@@ -222,6 +223,8 @@ class Notifier:
                            alerts.hook_timeout, {"Content-Type": "application/json"},
                            lane="webhook")
         if alerts.ping_url:
+            import uuid
+
             failed = end.status in FAILURES
             url = ping_url(alerts.ping_url, "fail" if failed else "", rid or str(uuid.uuid4()))
             self._send(end.task.id, end.run_id, "ping /fail" if failed else "ping", url, tail,
