@@ -18,7 +18,12 @@ and comparisons are ratios, because the machine may be noisy.
 
 Usage:
     python bench/runner_bench.py [lateness] [startup] [idle] [history]
-                                 [--quick] [--json] [--out DIR]
+                                 [--quick] [--alerts] [--json] [--out DIR]
+
+--alerts (lateness): each scenario is also run with a webhook (every event,
+success included) and a ping URL on every task, both served by a local HTTP
+server in this process, and the lateness of that run is given as a ratio to
+the plain run of the same session (the target: within 1.1x).
 
 --quick shrinks every benchmark so the whole run takes about a minute (a sanity
 check; targets that need the full sizes are then not evaluated). --json prints
@@ -419,12 +424,59 @@ def run_floor(n: int, repeat: int, mode: str) -> list[float]:
     return json.loads(out.stdout)
 
 
-def jobctl_lateness(work: Path, sc: Scenario) -> dict[str, Any]:
-    d = work / f"lateness-{sc.name}"
+class AlertSink:
+    """A local HTTP server that takes webhooks and pings (answers 200), and
+    counts them; in a thread of the bench process."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.count = 0
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _take(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with sink.lock:
+                    sink.count += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _take
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def jobctl_lateness(work: Path, sc: Scenario, alerts: AlertSink | None = None) -> dict[str, Any]:
+    d = work / f"lateness-{sc.name}{'-alerts' if alerts else ''}"
     d.mkdir(parents=True, exist_ok=True)
     config = d / "jobctl.toml"
+    settings: dict[str, Any] = {}
+    if alerts is not None:
+        # every run: a /start ping, a success ping and a webhook POST
+        settings = {"webhook": f"{alerts.url}/webhook",
+                    "webhook_events": ["failure", "recovery", "success"],
+                    "ping_url": f"{alerts.url}/ping"}
+    # TODO(metrics): with `--metrics` (another part), also run `jobctl run --metrics
+    # 127.0.0.1:0` here and scrape /metrics during the run
     write_config(config, [{"id": f"t{i:04d}", "schedule": f"every {sc.interval}s",
-                           "argv": ["/bin/true"]} for i in range(sc.tasks)])
+                           "argv": ["/bin/true"]} for i in range(sc.tasks)], settings)
     out_path, err_path = d / "events.jsonl", d / "stderr.txt"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(jobctl_argv("run", "--log-format", "json", "-c", str(config),
@@ -471,7 +523,7 @@ def jobctl_lateness(work: Path, sc: Scenario) -> dict[str, Any]:
     check_stderr(f"jobctl run (lateness {sc.name})", err_path)
     if len(starts) < expected:
         PROBLEMS.add(f"jobctl run (lateness {sc.name}): {len(starts)} of {expected} fires started")
-    for kind in ("error", "skip", "missed", "unparsable"):
+    for kind in ("error", "skip", "missed", "unparsable", "hook_failed"):
         if other.get(kind):
             PROBLEMS.add(f"jobctl run (lateness {sc.name}): {other[kind]} '{kind}' events")
     if bad_finish:
@@ -510,6 +562,9 @@ def peer_lateness(sc: Scenario, workers: int) -> dict[str, Any]:
             "workers": workers}
 
 
+ALERTS = False  # set by --alerts
+
+
 def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target]]:
     if quick:
         scenarios = [Scenario("1 task every 1s", 1, 1, 4), Scenario("100 tasks every 2s", 100, 2, 2),
@@ -533,6 +588,15 @@ def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target
     for sc in scenarios:
         progress(f"jobctl run: {sc.name} x {sc.rounds} rounds")
         j = jobctl_lateness(work, sc)
+        with_alerts = None
+        if ALERTS:
+            progress(f"jobctl run with a webhook and a ping URL on every task: {sc.name}")
+            sink = AlertSink()
+            try:
+                with_alerts = jobctl_lateness(work, sc, sink)
+                with_alerts["requests_seen"] = sink.count
+            finally:
+                sink.close()
         progress(f"APScheduler: {sc.name} x {sc.rounds} rounds")
         try:
             a = peer_lateness(sc, workers=100)
@@ -540,7 +604,8 @@ def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target
             PROBLEMS.items.append(str(e))
             a = None
         results.append({"scenario": sc.name, "tasks": sc.tasks, "interval_s": sc.interval,
-                        "rounds": sc.rounds, "jobctl": j, "apscheduler": a})
+                        "rounds": sc.rounds, "jobctl": j, "apscheduler": a,
+                        "jobctl_alerts": with_alerts})
     progress("spawn floor (after)")
     measure_floor()
     floor_out = {mode: {str(n): {"median_ms": round(statistics.median(v) * 1000, 3),
@@ -569,6 +634,32 @@ def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target
                 f"{j['p99_ms'] / a['p99_ms']:>8.2f}x {j['max_ms'] / a['max_ms']:>8.2f}x")
     say("(APScheduler starts its jobs from 100 worker threads, so its Popen calls overlap;"
         " jobctl spawns one after another)")
+    alert_targets: list[Target] = []
+    if ALERTS:
+        say()
+        say("== lateness with a webhook and a ping URL on every task, vs plain (same session) ==")
+        say(f"{'scenario':<22} {'fires':>9} {'requests':>9} {'p50 ms':>9} {'p99 ms':>9} "
+            f"{'max ms':>9} {'med round max':>14}")
+        for r in results:
+            j, w = r["jobctl"], r["jobctl_alerts"]
+            if w is None:
+                continue
+            say(f"{r['scenario']:<22} {w['n']:>4}/{w['expected']:<4} {w['requests_seen']:>9} "
+                f"{w['p50_ms']:>9.2f} {w['p99_ms']:>9.2f} {w['max_ms']:>9.2f} "
+                f"{statistics.median(w['round_max_ms'] or [0]):>14.2f}")
+            ratios = {k: w[k] / j[k] if j[k] else float("nan") for k in ("p50_ms", "p99_ms", "max_ms")}
+            rounds_ratio = (statistics.median(w["round_max_ms"]) / statistics.median(j["round_max_ms"])
+                            if j["round_max_ms"] and w["round_max_ms"] else float("nan"))
+            r["alerts_ratio"] = {**{k: round(v, 3) for k, v in ratios.items()},
+                                 "median_round_max": round(rounds_ratio, 3)}
+            say(f"{'  alerts/plain':<22} {'':>9} {'':>9} {ratios['p50_ms']:>8.2f}x "
+                f"{ratios['p99_ms']:>8.2f}x {ratios['max_ms']:>8.2f}x {rounds_ratio:>13.2f}x")
+            key = "p99_ms" if r["tasks"] == 1 else "median_round_max"
+            value = ratios["p99_ms"] if r["tasks"] == 1 else rounds_ratio
+            alert_targets.append(Target(
+                "lateness", f"{r['scenario']}: with webhook+ping within 1.1x of plain ({key[:-3] if key.endswith('_ms') else key})",
+                f"{value:.2f}x", value <= 1.1))
+        # TODO(metrics): the same ratio with `--metrics` on (another part adds it)
     say()
     say("spawn floor: N x /bin/true started back to back, last start minus batch start")
     say(f"{'how':<40} {'N':>5} {'median ms':>10} {'min ms':>9} {'runs':>5}")
@@ -579,7 +670,7 @@ def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target
             say(f"{label:<40} {n:>5} {f['median_ms']:>10.2f} {f['min_ms']:>9.2f} {len(f['runs_ms']):>5}")
     say()
 
-    targets: list[Target] = []
+    targets: list[Target] = list(alert_targets)
     one = results[0]["jobctl"]
     targets.append(Target("lateness", "1 task: jobctl p99 < 5 ms", f"{one['p99_ms']:.2f} ms",
                           one["n"] > 0 and one["p99_ms"] < 5))
@@ -1005,6 +1096,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shrink everything (~1 minute)")
     parser.add_argument("--json", action="store_true",
                         help="print results as JSON on stdout (tables go to stderr)")
+    parser.add_argument("--alerts", action="store_true",
+                        help="lateness: also run with a webhook and a ping URL on every task "
+                             "(a local server) and give the ratio to the plain run")
     parser.add_argument("--out", type=Path, help="keep generated configs/state here (default: temp dir)")
     args = parser.parse_args()
     unknown = [b for b in args.benches if b not in BENCHES]
@@ -1013,6 +1107,8 @@ def main() -> int:
     chosen = [b for b in BENCHES if b in args.benches] if args.benches else list(BENCHES)
     if args.json:
         OUT = sys.stderr
+    global ALERTS
+    ALERTS = args.alerts
 
     tmp = None
     if args.out is None:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import BadExpressionError, ConfigIsDirectoryError, ConfigNotFoundError
 from jobctl.model import (
+    WEBHOOK_EVENTS,
+    Alerts,
     AtSchedule,
     is_database_url,
     CatchUp,
     Concurrency,
+    Notify,
     Origin,
     PluginLimits,
     Problem,
@@ -104,6 +107,9 @@ SETTINGS_KEYS = (
     "history_limit", "max_log_bytes", "kill_grace", "shutdown_grace", "plugin_limits",
     "node", "node_lease", "env", "env_file", "retries", "retry_delay", "retry_max_delay",
     "echo_output", "metrics",
+    # alerts (hooks.py): the defaults of every task's
+    "on_failure", "on_success", "on_recovery", "notify", "webhook", "webhook_events",
+    "hook_timeout", "ping_url",
 )
 PLUGIN_LIMIT_KEYS = ("max_jobs", "min_interval", "max_display_name", "max_schedule_length",
                      "max_payload_bytes")
@@ -111,6 +117,8 @@ TASK_KEYS = (
     "id", "name", "group", "description", "schedule", "at", "timezone", "command",
     "argv", "cwd", "env", "timeout", "concurrency", "catch_up", "enabled", "priority",
     "scope", "env_file", "user", "retries", "retry_delay", "retry_max_delay", "jitter",
+    "on_failure", "on_success", "on_recovery", "notify", "webhook", "webhook_events",
+    "hook_timeout", "ping_url",
 )
 TOP_KEYS = ("jobctl", "tasks")
 
@@ -495,7 +503,8 @@ def _env(value: object) -> dict[str, str]:
     return out
 
 
-def _make_enum(kind: type[Concurrency] | type[CatchUp] | type[Scope]) -> Callable[[object], Any]:
+def _make_enum(kind: type[Concurrency] | type[CatchUp] | type[Scope] | type[Notify]
+               ) -> Callable[[object], Any]:
     allowed = [m.value for m in kind]
 
     def convert(value: object) -> Any:
@@ -514,11 +523,62 @@ def _make_enum(kind: type[Concurrency] | type[CatchUp] | type[Scope]) -> Callabl
     return convert
 
 
-_CONVERT_ENUM = {kind: _make_enum(kind) for kind in (Concurrency, CatchUp, Scope)}
+_CONVERT_ENUM = {kind: _make_enum(kind) for kind in (Concurrency, CatchUp, Scope, Notify)}
 
 
 def _enum(kind: type[Concurrency] | type[CatchUp] | type[Scope]) -> Callable[[object], Any]:
     return _CONVERT_ENUM[kind]
+
+
+def _hook(value: object) -> str | tuple[str, ...]:
+    if isinstance(value, list):
+        return _argv(value)
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a shell command string or an argv array, got {_describe(value)}")
+    return _os_string(value)
+
+
+def _url(value: object) -> str:
+    from urllib.parse import urlsplit
+
+    text = _nonempty(value).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise _Invalid(f"'{text}' is not a valid URL: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f"'{text}' is not an http:// or https:// URL with a host")
+    if any(c.isspace() or ord(c) < 32 for c in text):
+        raise _Invalid(f"'{text}' contains a space or control character")
+    return text
+
+
+def _webhook_events(value: object) -> frozenset[str]:
+    items = _string_list(value)
+    for item in items:
+        if item not in WEBHOOK_EVENTS:
+            raise _Invalid(f"unknown event '{item}'; expected some of: {', '.join(WEBHOOK_EVENTS)}")
+    return frozenset(items)
+
+
+def _hook_timeout(value: object) -> float:
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise _Invalid(f"must be more than 0s, got {seconds:g}s")
+    return seconds
+
+
+_ALERT_CONVERTERS: dict[str, Callable[[object], Any]] = {
+    "on_failure": _hook,
+    "on_success": _hook,
+    "on_recovery": _hook,
+    "notify": _CONVERT_ENUM[Notify],
+    "webhook": _url,
+    "webhook_events": _webhook_events,
+    "hook_timeout": _hook_timeout,
+    "ping_url": _url,
+}
 
 
 def _task_id(value: object) -> str:
@@ -632,6 +692,8 @@ def read_settings(table: object, path: Path, line: int, system_zone: str,
         **_retry_settings(r),
         echo_output=r.get("echo_output", _bool, True),
         metrics=r.get("metrics", _metrics_address),
+        alerts=Alerts(**{key: value for key in _ALERT_CONVERTERS if key in table
+                         and (value := r.get(key, _ALERT_CONVERTERS[key])) is not None}),
     )
 
 
@@ -825,6 +887,7 @@ def read_task(
         except _Invalid as e:
             error("id", str(e))
     values: dict[str, Any] = {}
+    alerts: dict[str, Any] = {}
     zone_name = settings.timezone
     for key, raw in table.items():
         convert = _TASK_CONVERTERS.get(key)
@@ -840,6 +903,11 @@ def read_task(
         elif key == "timezone":
             try:
                 zone_name = _zone(raw)
+            except _Invalid as e:
+                error(key, str(e))
+        elif key in _ALERT_CONVERTERS:
+            try:
+                alerts[key] = _ALERT_CONVERTERS[key](raw)
             except _Invalid as e:
                 error(key, str(e))
         elif key not in ("id", "schedule", "at"):
@@ -917,6 +985,10 @@ def read_task(
         values["cwd"] = str(base_dir / Path(cwd).expanduser())
     if "name" not in values:
         values["name"] = task_id
+    # the task's own alert keys replace [jobctl]'s defaults one by one
+    merged = replace(settings.alerts, **alerts) if alerts else settings.alerts
+    if merged.active:
+        values["alerts"] = merged
     return Task.build(id=task_id, schedule=schedule, timezone=zone_name, owner=owner,
                       origin=origin, **values)
 

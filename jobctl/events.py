@@ -17,7 +17,8 @@ class Event:
     kind: str
     """ready, start, finish, skip, missed, reload, error, interrupted (a dead
     node's run, marked by this one), reconnected (the database is reachable
-    again after an outage), stopping, stopped."""
+    again after an outage), stopping, stopped, hook_failed (a hook command,
+    webhook delivery or ping that failed; see hooks.py), retry, metrics."""
     at: datetime
     task_id: str | None = None
     run_id: int | None = None

@@ -625,6 +625,73 @@ def _posix_spawn(launch: Launch) -> tuple[int, int]:
     return pid, read_fd
 
 
+class HookProcess:
+    """A hook command's process (see `spawn_hook`): its own session and
+    process group, like a run's, but no pipe to pump: its output goes
+    straight to a file."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid
+
+    def poll(self) -> int | None:
+        """The exit code (negative: killed by that signal), or None if running."""
+        return self._popen.poll()
+
+    def kill(self) -> None:
+        """SIGKILL the whole group now."""
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def spawn_hook(argv: Sequence[str], env: Mapping[str, str], *, cwd: str | None,
+               stdin: bytes, output: Path | None, header: str = "") -> HookProcess:
+    """Start a hook command in a new session, without waiting for it: `stdin`
+    (a run's log tail) is its standard input, read from an unlinked
+    temporary file so that writing it never blocks, and its output is
+    appended (after `header`) to `output` (a 0600 file), or dropped.
+
+    Raises SpawnError, with a plain reason, if it cannot start.
+    """
+    import tempfile
+
+    if not argv:
+        raise SpawnError("cannot start an empty command")
+    if cwd is not None and not os.path.isdir(cwd):
+        raise SpawnError(f"cwd '{cwd}' does not exist or is not a directory")
+    out_fd: int | None = None
+    with tempfile.TemporaryFile() as source:
+        source.write(stdin)
+        source.seek(0)
+        try:
+            if output is not None:
+                from jobctl.perms import open_private
+
+                try:
+                    out_fd = open_private(output, os.O_WRONLY | os.O_APPEND)
+                    if header:
+                        os.write(out_fd, header.encode("utf-8", "replace"))
+                except OSError:
+                    out_fd = None  # the hook still runs; its output is lost
+            popen = subprocess.Popen(
+                list(argv), stdin=source,
+                stdout=subprocess.DEVNULL if out_fd is None else out_fd,
+                stderr=subprocess.STDOUT, cwd=cwd, env=dict(env),
+                start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            raise SpawnError(f"cannot start '{argv[0]}': {_reason(exc)}") from exc
+        except ValueError as exc:
+            raise SpawnError(f"cannot start '{argv[0]}': {exc}") from exc
+        finally:
+            if out_fd is not None:
+                os.close(out_fd)
+    return HookProcess(popen)
+
+
 # Detached children not yet reaped: polled on the next spawn_detached, so
 # they neither linger as zombies nor warn when their Popen is collected.
 _detached: list[subprocess.Popen[bytes]] = []
@@ -710,7 +777,7 @@ class GroupStopper:
     """
 
     def __init__(self, pgid: int, grace: float, now: float, *,
-                 proc: RunningProcess | None = None) -> None:
+                 proc: RunningProcess | HookProcess | None = None) -> None:
         self.pgid = pgid
         self.proc = proc
         self.kill_at: float | None = now + grace

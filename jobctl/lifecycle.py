@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from jobctl import procinfo
 from jobctl.errors import EXIT_BUSY, JobctlError
+from jobctl.events import Event
 from jobctl.executor import (
     Launch,
     RunningProcess,
@@ -29,6 +30,9 @@ from jobctl.model import RunStatus, Settings, Task, Trigger
 from jobctl.store import Owner, RunRecord, Store
 from jobctl.supervisor import ActiveRun, RunExit, Supervisor
 from jobctl.taskenv import task_env
+
+if TYPE_CHECKING:
+    from jobctl.hooks import Notifier
 
 
 def kill_orphan_group(run: RunRecord, grace: float = 2.0, *, state_id: str = "") -> None:
@@ -171,6 +175,7 @@ def run_now(
     retry: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     on_attempt: Callable[[RunRecord, float | None], None] | None = None,
+    report: Callable[[Event], None] | None = None,
 ) -> RunRecord:
     """Run one task in this process (trigger `manual`) and return the record
     of its last attempt.
@@ -184,37 +189,60 @@ def run_now(
     each attempt's end, with the delay before the next one (None: it is the
     last, `final`). `config_path` reaches a plugin callable's worker, for
     the host services that need the config.
+
+    The task's hooks, webhook and ping run as in the runner, for the last
+    attempt only; this waits for them (each bounded by its `hook_timeout`)
+    before it returns, reporting their failures to `report` as `hook_failed`
+    events.
     """
     from jobctl.retries import retried, retry_delay
 
     owner = owner or self_owner()
+    notifier = None
+    if task.alerts is not None:
+        from jobctl.hooks import Notifier
+
+        notifier = Notifier(store, report=report or (lambda _event: None), settings=settings,
+                            now=now, monotonic=monotonic, env=env, node=owner.node_name)
     attempt = 1
     while True:
         record = _run_once(store, task, settings, now=now, env=env, echo=echo, force=force,
                            stop_requested=stop_requested, owner=owner, monotonic=monotonic,
-                           config_path=config_path, attempt=attempt)
+                           config_path=config_path, attempt=attempt, notifier=notifier)
         delay = None
         if retry and retried(task, record.status, attempt) and not stop_requested():
             delay = retry_delay(task, attempt)
+        if notifier is not None:
+            from jobctl.hooks import RunEnd
+
+            # only a slot's last attempt alerts (and pings its end)
+            notifier.run_ended(RunEnd(task, record.id, record.status, record.exit_code, None,
+                                      record.started_at or record.finished_at or now(),
+                                      record.finished_at or now(), Trigger.MANUAL),
+                               final=delay is None)
         if on_attempt is not None:
             on_attempt(record, delay)
         if delay is None:
-            return record
+            break
         deadline = monotonic() + delay
-        while (left := deadline - monotonic()) > 0:
-            if stop_requested():
-                return record
+        while (left := deadline - monotonic()) > 0 and not stop_requested():
             sleep(min(left, 0.05))
         if stop_requested():
-            return record
+            break
         attempt += 1
+    if notifier is not None:
+        alerts = task.alerts
+        assert alerts is not None
+        # a hook gets its timeout, then its stop's grace; deliveries their timeout
+        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0)
+    return record
 
 
 def _run_once(store: Store, task: Task, settings: Settings, *, now: Callable[[], datetime],
               env: Mapping[str, str], echo: BinaryIO | None, force: bool,
               stop_requested: Callable[[], bool], owner: Owner,
               monotonic: Callable[[], float], config_path: Path | None,
-              attempt: int) -> RunRecord:
+              attempt: int, notifier: Notifier | None = None) -> RunRecord:
     from jobctl.store import ClaimRequest
 
     recover_orphans(store, now())
@@ -232,6 +260,8 @@ def _run_once(store: Store, task: Task, settings: Settings, *, now: Callable[[],
                         started=now(), echo=echo, state_path=store.path,
                         config_path=config_path, state_id=store.state_id, attempt=attempt)
     proc = start_process(store, launch, run_id, now)
+    if proc is not None and notifier is not None:
+        notifier.run_started(task, run_id)
     if proc is not None:
         supervisor = Supervisor()
         deadline = monotonic() + task.timeout if task.timeout else None

@@ -136,6 +136,46 @@ class RebootSchedule:
 Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
 
 
+class Notify(enum.Enum):
+    """When `on_failure` (and a webhook's failure event) fires."""
+
+    CHANGE = "change"
+    """On a failure that follows a success, or the task's first run: once per outage."""
+    EVERY = "every"
+    """On each failed run."""
+
+
+HookCommand = str | tuple[str, ...]
+"""A hook: a shell command string, or an argv (run without a shell)."""
+
+WEBHOOK_EVENTS = ("failure", "recovery", "success")
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """What a task tells the outside world when its runs end (and start):
+    hook commands, a webhook and health pings. `[jobctl]` holds the defaults
+    every task starts from; a task's own keys replace them one by one."""
+
+    on_failure: HookCommand | None = None
+    on_success: HookCommand | None = None
+    on_recovery: HookCommand | None = None
+    notify: Notify = Notify.CHANGE
+    webhook: str | None = None
+    webhook_events: frozenset[str] = frozenset({"failure", "recovery"})
+    hook_timeout: float = 30.0
+    """Seconds a hook command may run (then its group is stopped), and a
+    webhook delivery or ping may keep retrying."""
+    ping_url: str | None = None
+    """A healthchecks.io-style check URL: /start, success, /fail."""
+
+    @property
+    def active(self) -> bool:
+        """Anything to do at all (else the runner skips the work)."""
+        return bool(self.on_failure or self.on_success or self.on_recovery
+                    or self.webhook or self.ping_url)
+
+
 @dataclass(frozen=True, slots=True)
 class RunAs:
     """The user a task runs as (its `user` key), from the passwd and group
@@ -206,6 +246,8 @@ class Task:
     """The longest wait before a retry."""
     jitter: float = 0.0
     """Each fire starts this task's fixed offset in [0, jitter) seconds after its slot."""
+    alerts: Alerts | None = None
+    """Hooks, webhook and pings (None: none, from the task nor `[jobctl]`)."""
 
     @classmethod
     def build(cls, **fields: Any) -> Task:
@@ -309,6 +351,8 @@ class Settings:
     """Copy each line a job prints to the runner's stdout (when not a terminal)."""
     metrics: tuple[str, int] | None = None
     """(host, port) where `jobctl run` serves /metrics and /healthz; None: off."""
+    alerts: Alerts = field(default_factory=Alerts)
+    """The defaults of every task's hooks, webhook and pings."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import JobctlError
 from jobctl.events import Event, Reporter
 from jobctl.logship import LogShipper
+from jobctl.hooks import Notifier, RunEnd
 from jobctl.model import RunStatus, Task, Trigger
 from jobctl.store import Claim, ClaimRequest, Owner, Store
 from jobctl.supervisor import ActiveRun
@@ -64,6 +65,7 @@ class Recorder:
         self.plan_end: EndPlanner = lambda _run, _status, _at: (True, None)
         # run logs copied into a state that keeps them (PostgreSQL), else None
         self.logs = LogShipper(store, clock=clock, report=report) if store.stores_logs else None
+        self.notifier: Notifier | None = None  # hooks, webhook, pings of recorded ends
 
     # -- claims ----------------------------------------------------------------------
 
@@ -112,10 +114,12 @@ class Recorder:
 
     # -- ends ------------------------------------------------------------------------
 
-    def finish(self, ended: Ended, *, retry: bool = False) -> None:
+    def finish(self, ended: Ended, *, retry: bool = False, final: bool = True) -> None:
         """Record a run's end and report it (with the status the store holds
         when another writer ended it first, e.g. a node that marked it
-        interrupted); keep it for a later try when the store refuses."""
+        interrupted); keep it for a later try when the store refuses. Once
+        recorded, the end goes to the notifier (hooks, webhook, ping);
+        `final`: no other attempt of this slot follows (see `Notifier.run_ended`)."""
         active, status, error = ended.active, ended.status, ended.error
         run_id = active.run_id
         try:
@@ -148,6 +152,11 @@ class Recorder:
                           data={"attempt": active.attempt, "final": ended.final}))
         if then is not None:
             then()
+        if self.notifier is not None and active.task.alerts is not None:
+            # the one place run ends reach the alerts: after they are recorded
+            self.notifier.run_ended(RunEnd(active.task, run_id, status, ended.code,
+                                           active.scheduled_for, active.started,
+                                           ended.finished, active.trigger), final=ended.final)
         self.prune(active.task.id, self.history_limit)
 
     def retry_due(self) -> bool:

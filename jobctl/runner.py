@@ -31,6 +31,7 @@ from jobctl.executor import Launch, RunningProcess, SpawnError, spawn
 from jobctl.events import Event as Event  # re-exported: the CLI and tests name it here
 from jobctl.events import Reporter
 from jobctl.firequeue import FireQueue
+from jobctl.hooks import Notifier, RunEnd
 from jobctl.model import (
     CatchUp,
     IntervalSchedule,
@@ -114,6 +115,11 @@ class Runner:
         self.supervisor = Supervisor()
         self.retries = RetryQueue()  # failed runs' next attempts, waiting for their instant
         self.recorder.plan_end = self._plan_end
+        # hooks, webhooks and pings: spawned or sent in the background, reaped by tick
+        self.notifier = Notifier(store, report=report, settings=schedule_set.settings,
+                                 now=clock.now, monotonic=clock.monotonic, env=self.env,
+                                 node=self.recorder.owner.node_name)
+        self.recorder.notifier = self.notifier
         self.catch_up_queue: dict[str, deque[datetime]] = {}
         self.overrides: dict[str, bool] = {}
         self.control_version = -1
@@ -265,6 +271,7 @@ class Runner:
         old = self.queue.tasks
         self.set = schedule_set
         self.recorder.history_limit = schedule_set.settings.history_limit
+        self.notifier.settings = schedule_set.settings
         last = self._last_scheduled(schedule_set)
         first_seen: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []  # missed while down, catch_up = skip
@@ -369,6 +376,7 @@ class Runner:
             # what is due goes first; housekeeping can wait a millisecond
             self._fire_due(now)
         self._reap(now)
+        self.notifier.tick()
         self._enforce_deadlines(mono)
         if not self.stopping:
             self._start_retries(now)
@@ -590,6 +598,11 @@ class Runner:
                                   data={"attempt": start.attempt, "final": final}))
                 if then is not None:
                     then()
+                if task.alerts is not None:
+                    # a run that could not start is a failure too (recorded above)
+                    self.notifier.run_ended(RunEnd(task, claim.run_id, RunStatus.FAILED, None,
+                                                   slot, now, self.clock.now(), trigger),
+                                            final=final)
                 continue
             # `at` of the start event: when the process exists
             started.append((task, trigger, slot, claim.run_id, proc, self.clock.now()))
@@ -623,6 +636,8 @@ class Runner:
             self.report(Event("start", spawned_at, task_id=task.id, run_id=run_id,
                               trigger=trigger, scheduled_for=slot,
                               data={"pid": proc.pid, "attempt": attempt}))
+            if task.alerts is not None:
+                self.notifier.run_started(task, run_id)
 
     # -- retries -------------------------------------------------------------------
 
@@ -749,7 +764,7 @@ class Runner:
     def child_pids(self) -> set[int]:
         """The pids of this runner's own run processes that it has not
         reaped yet (their exit statuses are the runs' outcomes)."""
-        return self.supervisor.child_pids()
+        return self.supervisor.child_pids() | self.notifier.child_pids()
 
     def pipes(self) -> dict[int, RunningProcess]:
         """The output pipes to watch, by run id (see `Supervisor.pipes`)."""
@@ -846,13 +861,19 @@ class Runner:
 
     def drained(self) -> bool:
         """No run is left, nor a process group still owed its SIGKILL (a
-        background process that ignored SIGTERM): a stopping runner is done."""
-        return self.supervisor.drained()
+        background process that ignored SIGTERM), nor a hook or delivery
+        going (until the shutdown deadline): a stopping runner is done."""
+        return self.supervisor.drained() and self.notifier.idle()
 
     def shutdown_step(self, mono: float) -> None:
         if self.stop_deadline is None or mono < self.stop_deadline:
             return
         self.supervisor.stop_all("runner stopped", self.set.settings.kill_grace, mono)
+        if self.supervisor.drained():
+            # the runs are done: hooks and deliveries had their time too
+            self.notifier.stop_all()
+            if not self.notifier.hooks:
+                self.notifier.kill_all()
 
     def finish(self) -> None:
         """Record what is still running as interrupted and release the lease."""
@@ -862,6 +883,7 @@ class Runner:
         # under this (soon dead) runner, and the next jobctl command marks it
         # interrupted
         stopped = self.supervisor.kill_all("runner stopped")
+        self.notifier.kill_all()
         for start in self.prepared:
             if start.claim.run_id is not None:
                 stopped[start.claim.run_id] = "runner stopped before it started"
@@ -907,6 +929,9 @@ class Runner:
 
         if self.early:
             wait = min(wait, min(at for at, _t, _s in self.early) - mono)
+        wake = self.notifier.next_wake(mono)
+        if wake is not None:
+            wait = min(wait, wake)
         if self.stopping and self.stop_deadline is not None:
             wait = min(wait, self.stop_deadline - mono)
         return max(wait, 0.0)

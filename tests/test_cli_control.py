@@ -716,6 +716,7 @@ def test_status_json_without_runner(ctl, config: Path, state: Path) -> None:
             {"task_id": "slow", "at": "2026-06-16T05:00:00+00:00"},
             {"task_id": "swap", "at": "2026-06-16T06:00:00+00:00"},
         ],
+        "hook_failures": [],  # each task's latest hook failure: none
     }
     text = ctl("status")
     assert text.exit_code == 0

@@ -119,6 +119,7 @@ def run_now(
                 config_path=schedule_set.path, owner=owner,
                 retry=not no_retry,
                 on_attempt=lambda record, delay: err(_run_summary(record, task, delay)),
+                report=lambda event: err(f"jobctl: {event.kind}: {event.message}"),
             )
         except JobctlError as e:
             outcome = audit.REFUSED if e.exit_code == 75 else audit.FAILED
@@ -470,6 +471,15 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     # a shared state: every node that held a lease, judged by the database's clock
     nodes = store.nodes() if store else []
     running = store.running() if store else []
+    from jobctl.errors import JobctlError
+
+    try:
+        # each task's latest hook, webhook or ping failure (of tasks in the config)
+        hook_failures = sorted((f for f in (store.hook_failures() if store else {}).values()
+                                if view.schedule_set.get(f.task_id) is not None),
+                               key=lambda f: f.at, reverse=True)
+    except JobctlError:
+        hook_failures = []  # a state too old to have them, opened read-only
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
     upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
     # a jittered task's next fire is when it really starts: its slot plus its offset
@@ -518,6 +528,11 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
             ],
             "next": [{"task_id": t, "at": f.isoformat(),
                       **({"jitter_s": offsets[t]} if t in offsets else {})} for f, t in fires],
+            "hook_failures": [
+                {"task_id": f.task_id, "run_id": f.run_id,
+                 "at": f.at.isoformat(timespec="microseconds"), "message": f.message}
+                for f in hook_failures
+            ],
         })
         return
     from jobctl.cli.render import Column, cell, is_terminal, print_table, shown, time_cell, when
@@ -562,3 +577,11 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
                      for fire, task_id in fires], header=False, indent=2)
     else:
         typer.echo("  nothing scheduled")
+    if hook_failures:
+        typer.echo("hook failures (latest per task):")
+        print_table(
+            [Column("TASK", squeeze=True), Column("RUN", drop=1), Column("WHEN", drop=2),
+             Column("WHAT", squeeze=True)],
+            [[cell(f.task_id, terminal=tty), cell(f"#{f.run_id}" if f.run_id else "", terminal=tty),
+              cell(relative(f.at, now), terminal=tty), cell(f.message, "red", terminal=tty)]
+             for f in hook_failures[:10]], header=False, indent=2)

@@ -345,7 +345,7 @@ class LiveReporter:
         if event.kind in ("finish", "skip"):
             self.recent.appendleft(event)
         elif event.kind in ("reload", "error", "missed", "stopping", "stopped", "ready", "control",
-                            "interrupted", "retry", "reconnected", "metrics"):
+                            "interrupted", "retry", "reconnected", "metrics", "hook_failed"):
             lines = [
                 f"{event.at.astimezone():%H:%M:%S} {event.kind}"
                 + (f" {event.task_id}" if event.task_id else "")

@@ -15,6 +15,7 @@ from jobctl.store.records import (
     Claim,
     ClaimRequest,
     EventRecord,
+    HookFailure,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -31,7 +32,8 @@ from jobctl.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, open_sq
 from jobctl.store.url import is_database_url, same_target, shown_target, without_password
 
 __all__ = [
-    "MIGRATIONS", "SCHEMA_VERSION", "Claim", "ClaimRequest", "EventRecord", "Lease", "LeaseHeldError", "LeaseLostError",
+    "MIGRATIONS", "SCHEMA_VERSION", "Claim", "ClaimRequest", "EventRecord", "HookFailure", "Lease",
+    "LeaseHeldError", "LeaseLostError",
     "NodeHeldError", "NodeRecord", "Owner",
     "RunRecord", "SqliteStore", "Store", "StoreBusyError", "StoreError", "from_text",
     "is_database_url", "open_store", "same_target", "shown_target", "to_text",

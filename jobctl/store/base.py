@@ -20,6 +20,7 @@ from jobctl.store.records import (
     Claim,
     ClaimRequest,
     EventRecord,
+    HookFailure,
     Lease,
     NodeRecord,
     Owner,
@@ -290,3 +291,17 @@ class Store(Protocol):
         """The stored log of a run from byte `offset`, and whether it is the
         final one (`put_log`) rather than pieces of a running run's; None
         if none is stored."""
+    # -- alerts (hooks.py) -----------------------------------------------------
+
+    def ended_before(self, task_id: str, run_id: int, *, node: str | None = None,
+                     limit: int = 20) -> list[RunRecord]:
+        """The task's runs older than `run_id` that ended (success, failed,
+        timeout, interrupted: not skipped, not running), newest first, at
+        most `limit`; with `node`, only those that node ran. On a shared
+        state these are every node's: what decides a recovery there."""
+
+    def record_hook_failure(self, failure: HookFailure) -> None:
+        """Keep `failure` as its task's latest hook failure (replacing the previous)."""
+
+    def hook_failures(self) -> dict[str, HookFailure]:
+        """Each task's latest hook failure, by task id."""

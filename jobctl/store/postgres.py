@@ -32,6 +32,7 @@ from jobctl.store.records import (
     Claim,
     ClaimRequest,
     EventRecord,
+    HookFailure,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -196,6 +197,15 @@ MIGRATIONS: list[list[str]] = [
         # records when the database took its claim (started_at is the node's)
         "alter table jobctl.runs add column if not exists claimed_at timestamptz",
         "alter table jobctl.runs alter column claimed_at set default clock_timestamp()",
+    ],
+    [
+        # alerts (hooks): each task's latest hook/webhook/ping failure, for `jobctl status`
+        """create table if not exists jobctl.hook_failures (
+            task_id text primary key,
+            run_id bigint,
+            at timestamptz not null,
+            message text not null
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -708,6 +718,17 @@ class PostgresStore(RunQueries):
         rows = self._query("select task_id from jobctl.task_state where left(task_id, %s) = %s"
                            " order by task_id", (len(prefix), prefix))
         return [r[0] for r in rows]
+
+    def record_hook_failure(self, failure: HookFailure) -> None:
+        with self._write() as c:
+            c.execute("insert into jobctl.hook_failures (task_id, run_id, at, message)"
+                      " values (%s, %s, %s, %s) on conflict (task_id) do update set"
+                      " run_id = excluded.run_id, at = excluded.at, message = excluded.message",
+                      (failure.task_id, failure.run_id, failure.at, failure.message))
+
+    def hook_failures(self) -> dict[str, HookFailure]:
+        rows = self._query("select task_id, run_id, at, message from jobctl.hook_failures")
+        return {r[0]: HookFailure(r[0], r[1], r[2].astimezone(UTC), r[3]) for r in rows}
 
     def prune(self, task_id: str, keep: int) -> list[str]:
         logs: list[str] = []

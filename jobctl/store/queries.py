@@ -63,6 +63,19 @@ class RunQueries:
         args.append(limit)
         return [self._to_run(r) for r in self._query(sql, args)]
 
+    def ended_before(self, task_id: str, run_id: int, *, node: str | None = None,
+                     limit: int = 20) -> list[RunRecord]:
+        sql = (f"select {RUN_COLUMNS} from {self._SCHEMA}runs where task_id = {self._P}"
+               f" and id < {self._P}"
+               " and status in ('success', 'failed', 'timeout', 'interrupted')")
+        args: list[object] = [task_id, run_id]
+        if node is not None:
+            sql += f" and node = {self._P}"
+            args.append(node)
+        sql += f" order by id desc limit {self._P}"
+        args.append(limit)
+        return [self._to_run(r) for r in self._query(sql, args)]
+
     def last_runs(self) -> dict[str, RunRecord]:
         rows = self._query(f"select {RUN_COLUMNS_R} from {self._SCHEMA}task_state t"
                            f" join {self._SCHEMA}runs r on r.id = t.last_run_id")

@@ -167,6 +167,16 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class HookFailure:
+    """The latest hook, webhook or ping failure of a task (for `jobctl status`)."""
+
+    task_id: str
+    run_id: int | None
+    at: datetime
+    message: str
+
+
+@dataclass(frozen=True)
 class ClaimRequest:
     """One run to claim (see `SqliteStore.claim`)."""
 

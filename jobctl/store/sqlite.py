@@ -22,6 +22,7 @@ from jobctl.store.records import (
     Claim,
     ClaimRequest,
     EventRecord,
+    HookFailure,
     Lease,
     LeaseHeldError,
     NodeRecord,
@@ -128,6 +129,15 @@ MIGRATIONS: list[list[str]] = [
         """create unique index if not exists runs_slot_attempt
             on runs (task_id, scheduled_for, attempt)
             where trigger in ('schedule', 'catch-up')""",
+    ],
+    [
+        # alerts (hooks): each task's latest hook/webhook/ping failure, for `jobctl status`
+        """create table if not exists hook_failures (
+            task_id text primary key,
+            run_id integer,
+            at text not null,
+            message text not null
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -557,6 +567,18 @@ class SqliteStore(RunQueries):
             (len(prefix), prefix),
         )
         return [r[0] for r in rows]
+
+    def record_hook_failure(self, failure: HookFailure) -> None:
+        with self._write() as c:
+            c.execute("insert into hook_failures (task_id, run_id, at, message) values (?, ?, ?, ?)"
+                      " on conflict (task_id) do update set run_id = excluded.run_id,"
+                      " at = excluded.at, message = excluded.message",
+                      (failure.task_id, failure.run_id, to_text(failure.at), failure.message))
+
+    def hook_failures(self) -> dict[str, HookFailure]:
+        rows = self._query("select task_id, run_id, at, message from hook_failures")
+        return {r[0]: HookFailure(r[0], r[1], from_text(r[2]), r[3])  # type: ignore[arg-type]
+                for r in rows}
 
     def prune(self, task_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` runs of a task; return their log
