@@ -22,7 +22,8 @@ Usage:
 
 --alerts (lateness): each scenario is also run with a webhook (every event,
 success included) and a ping URL on every task, both served by a local HTTP
-server in this process, and the lateness of that run is given as a ratio to
+server in this process, and the runner's /metrics on (`[jobctl] metrics`,
+scraped every second by a thread of this process), and the lateness of that run is given as a ratio to
 the plain run of the same session (the target: within 1.1x).
 
 --quick shrinks every benchmark so the whole run takes about a minute (a sanity
@@ -45,6 +46,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -463,18 +465,54 @@ class AlertSink:
         self.httpd.server_close()
 
 
+class MetricsScraper:
+    """GETs the runner's /metrics every second (as Prometheus would, but
+    more often) from a thread, counting the answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.scrapes = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self.done.wait(1.0):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                            timeout=2) as answer:
+                    if answer.status == 200 and b"jobctl_runs_total" in answer.read():
+                        self.scrapes += 1
+            except OSError:
+                pass  # not serving yet
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+
 def jobctl_lateness(work: Path, sc: Scenario, alerts: AlertSink | None = None) -> dict[str, Any]:
     d = work / f"lateness-{sc.name}{'-alerts' if alerts else ''}"
     d.mkdir(parents=True, exist_ok=True)
     config = d / "jobctl.toml"
     settings: dict[str, Any] = {}
+    scraper: MetricsScraper | None = None
     if alerts is not None:
-        # every run: a /start ping, a success ping and a webhook POST
+        # every run: a /start ping, a success ping and a webhook POST; and the
+        # runner serves /metrics, scraped every second meanwhile
+        scraper = MetricsScraper()
         settings = {"webhook": f"{alerts.url}/webhook",
                     "webhook_events": ["failure", "recovery", "success"],
-                    "ping_url": f"{alerts.url}/ping"}
-    # TODO(metrics): with `--metrics` (another part), also run `jobctl run --metrics
-    # 127.0.0.1:0` here and scrape /metrics during the run
+                    "ping_url": f"{alerts.url}/ping",
+                    "metrics": f"127.0.0.1:{scraper.port}"}
     write_config(config, [{"id": f"t{i:04d}", "schedule": f"every {sc.interval}s",
                            "argv": ["/bin/true"]} for i in range(sc.tasks)], settings)
     out_path, err_path = d / "events.jsonl", d / "stderr.txt"
@@ -483,6 +521,8 @@ def jobctl_lateness(work: Path, sc: Scenario, alerts: AlertSink | None = None) -
                                             "--state", str(d / "state.db")),
                                 stdout=out, stderr=err)
     tail = EventTail(out_path)
+    if scraper is not None:
+        scraper.start()
     expected = sc.tasks * sc.rounds
     starts: list[dict[str, Any]] = []
     other: dict[str, int] = {}
@@ -510,6 +550,8 @@ def jobctl_lateness(work: Path, sc: Scenario, alerts: AlertSink | None = None) -
                 break
             time.sleep(0.1)
     finally:
+        if scraper is not None:
+            scraper.stop()
         rc = stop_process(proc)
     for ev in tail.read():
         kind = ev.get("event")
@@ -532,9 +574,12 @@ def jobctl_lateness(work: Path, sc: Scenario, alerts: AlertSink | None = None) -
     rounds: dict[float, list[float]] = {}
     for e, lt in zip(starts, late):
         rounds.setdefault(round(ts(e["scheduled_for"]), 3), []).append(lt)
+    if scraper is not None and not scraper.scrapes:
+        PROBLEMS.add(f"jobctl run (lateness {sc.name}): /metrics was never scraped")
     return {"runner": "jobctl", **summary_ms(late), "expected": expected,
             "round_max_ms": [round(max(v) * 1000, 3) for _, v in sorted(rounds.items())],
-            "round_sizes": [len(v) for _, v in sorted(rounds.items())]}
+            "round_sizes": [len(v) for _, v in sorted(rounds.items())],
+            **({"metrics_scrapes": scraper.scrapes} if scraper is not None else {})}
 
 
 def peer_lateness(sc: Scenario, workers: int) -> dict[str, Any]:
@@ -659,7 +704,6 @@ def bench_lateness(work: Path, quick: bool) -> tuple[dict[str, Any], list[Target
             alert_targets.append(Target(
                 "lateness", f"{r['scenario']}: with webhook+ping within 1.1x of plain ({key[:-3] if key.endswith('_ms') else key})",
                 f"{value:.2f}x", value <= 1.1))
-        # TODO(metrics): the same ratio with `--metrics` on (another part adds it)
     say()
     say("spawn floor: N x /bin/true started back to back, last start minus batch start")
     say(f"{'how':<40} {'N':>5} {'median ms':>10} {'min ms':>9} {'runs':>5}")
@@ -1096,8 +1140,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shrink everything (~1 minute)")
     parser.add_argument("--json", action="store_true",
                         help="print results as JSON on stdout (tables go to stderr)")
-    parser.add_argument("--alerts", action="store_true",
-                        help="lateness: also run with a webhook and a ping URL on every task "
+    parser.add_argument("--alerts", action="store_true",  # webhook + ping + metrics
+                        help="lateness: also run with a webhook, a ping URL and /metrics (scraped) on every task "
                              "(a local server) and give the ratio to the plain run")
     parser.add_argument("--out", type=Path, help="keep generated configs/state here (default: temp dir)")
     args = parser.parse_args()
