@@ -626,7 +626,21 @@ def test_cluster_intervals_share_one_anchor_kept_across_a_cluster_restart(
     [(ready_slots,)] = pg_rows(pg_url, "select count(*) from jobctl.runs where task_id = 'grid'")
     wait_for(lambda: pg_rows(pg_url, "select count(*) from jobctl.runs where task_id = 'grid'"
                                      )[0][0] >= ready_slots + 4, timeout=30, what="4 more slots")
-    assert a.stop() == 0 and b.stop() == 0
+    assert a.stop() == 0
+    # b alone: its own start is on the other grid, yet `list`, `status` and
+    # `next` show the slots the cluster fires (from the cluster's anchor)
+    listed = jobctl("list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    [grid] = [t for t in json.loads(listed.stdout) if t["id"] == "grid"]
+    shown = jobctl("next", "grid", "-n", "3", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    status = jobctl("status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    upcoming = [f["at"] for f in json.loads(status.stdout)["next"] if f["task_id"] == "grid"]
+    for text in [grid["next_run"], *json.loads(shown.stdout), *upcoming]:
+        at = datetime.fromisoformat(text)
+        assert (int(at.timestamp()) - anchor) % 2 == 0 and at.microsecond == 0, (anchor, text)
+    assert b.stop() == 0
 
     # the whole cluster restarts: the anchor stays, and so does the grid
     again = NodeRunner(tmp_path, "b")

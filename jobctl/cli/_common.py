@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -222,12 +222,36 @@ class StateView:
     overrides applied, the state file if it exists, and the interval anchor."""
 
     def __init__(self, svc: Services, schedule_set: ScheduleSet, store: Any, now: datetime,
-                 anchor: datetime | None) -> None:
+                 anchor: datetime | None, cluster_anchor: datetime | None = None) -> None:
         self.svc = svc
         self.schedule_set = schedule_set
         self.store = store
         self.now = now
         self.anchor = anchor
+        self.cluster_anchor = cluster_anchor
+
+    def anchor_for(self, task: Any) -> datetime | None:
+        """The instant the task's interval counts from: the cluster's anchor
+        for a cluster task on a shared state (the one every node uses), else
+        a live runner's start."""
+        from jobctl.model import Scope
+
+        if self.cluster_anchor is not None and task.scope is Scope.CLUSTER:
+            return self.cluster_anchor
+        return self.anchor
+
+    def next_fires(self, tasks: Sequence[Any]) -> list[datetime | None]:
+        """Each task's next fire after `now` (its slot; see `anchor_for`)."""
+        from jobctl.model import IntervalSchedule
+        from jobctl.timing import load_zone, next_fire, next_fires
+
+        fires = next_fires(((t.schedule, t.timezone) for t in tasks), self.now, self.anchor)
+        if self.cluster_anchor is not None:
+            for i, task in enumerate(tasks):
+                anchor = self.anchor_for(task)
+                if anchor is not self.anchor and isinstance(task.schedule, IntervalSchedule):
+                    fires[i] = next_fire(task.schedule, load_zone(task.timezone), self.now, anchor)
+        return fires
 
 
 def view_node(svc: Services, schedule_set: ScheduleSet) -> str:
@@ -247,4 +271,5 @@ def load_view(ctx: typer.Context, config: Path | None, state: Path | str | None)
     store = open_state(svc, schedule_set, state, create=False)
     if store is not None:
         schedule_set = with_overrides(schedule_set, store.overrides())
-    return StateView(svc, schedule_set, store, now, live_anchor(store, now))
+    cluster = store.cluster_anchor(create=False) if store is not None and store.clustered else None
+    return StateView(svc, schedule_set, store, now, live_anchor(store, now), cluster)

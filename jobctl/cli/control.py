@@ -462,7 +462,6 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     """
     from jobctl.cli.render import relative
     from jobctl.liveness import HEARTBEAT_LATE_AFTER, lease_alive
-    from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
     store, now = view.store, view.now
@@ -481,7 +480,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     except JobctlError:
         hook_failures = []  # a state too old to have them, opened read-only
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
-    upcoming = next_fires(((t.schedule, t.timezone) for t in enabled), now, view.anchor)
+    upcoming = view.next_fires(enabled)
     # a jittered task's next fire is when it really starts: its slot plus its offset
     offsets: dict[str, float] = {}
     if any(t.jitter for t in enabled):
@@ -491,7 +490,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
         node = view_node(view.svc, view.schedule_set)
         for i, task in enumerate(enabled):
             if task.jitter:
-                starts = next_starts(task, now, 1, view.anchor, node)
+                starts = next_starts(task, now, 1, view.anchor_for(task), node)
                 upcoming[i] = starts[0][1] if starts else None
                 if starts:
                     offsets[task.id] = (starts[0][1] - starts[0][0]).total_seconds()

@@ -174,20 +174,19 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
     Example: jobctl list --json
     """
     from jobctl.cli.render import jitter_note, schedule_text, task_summary
-    from jobctl.timing import next_fires
 
     view = load_view(ctx, config, state)
     now, anchor = view.now, view.anchor
     last_runs = view.store.last_runs() if view.store else {}
     tasks = view.schedule_set.tasks
-    fires = next_fires(((t.schedule, t.timezone) for t in tasks), now, anchor)
+    fires = view.next_fires(tasks)
     # a jittered task's next run is when it really starts: its slot plus its offset
     slots: dict[str, datetime] = {}
     if any(t.jitter for t in tasks):
         node = view_node(view.svc, view.schedule_set)
         for i, task in enumerate(tasks):
             if task.jitter:
-                starts = _next_runs(task, now, 1, anchor, node)
+                starts = _next_runs(task, now, 1, view.anchor_for(task), node)
                 fires[i] = starts[0][1] if starts else None
                 if starts:
                     slots[task.id] = starts[0][0]
@@ -272,7 +271,7 @@ def show(
     if task is None:
         raise UnknownTaskError(task_id, view.schedule_set.ids)
     node = view_node(view.svc, view.schedule_set) if task.jitter else None
-    pairs = _next_runs(task, now, 5, view.anchor, node) if task.enabled else []
+    pairs = _next_runs(task, now, 5, view.anchor_for(task), node) if task.enabled else []
     upcoming = [start for _slot, start in pairs]
     from jobctl.lint import explain
 
@@ -408,6 +407,11 @@ def next_fires(
                     # intervals count from a live runner's start, as in `list`
                     store = open_state(svc, schedule_set, None, create=False)
                     anchor = live_anchor(store, now)
+                    from jobctl.model import Scope
+
+                    if store is not None and store.clustered and task.scope is Scope.CLUSTER:
+                        # a cluster task's slots: the cluster's anchor, as every node counts
+                        anchor = store.cluster_anchor(create=False) or anchor
         else:
             known = [t.id for t in data.tasks]
     if schedule is None:

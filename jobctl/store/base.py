@@ -106,7 +106,7 @@ class Store(Protocol):
         """The database's clock now, which decides on a shared state when a
         slot is due; None on a single-runner state (its runner's clock does)."""
 
-    def cluster_anchor(self) -> datetime | None:
+    def cluster_anchor(self, create: bool = True) -> datetime | None:
         """The instant interval schedules of cluster tasks count from, the
         same for every node: fixed once, by the first node to ask, at the
         whole second of the database's clock, and kept when the whole

@@ -365,10 +365,13 @@ class PostgresStore(RunQueries):
         rows = self._query("select clock_timestamp()")
         return rows[0][0].astimezone(UTC)  # type: ignore[no-any-return]
 
-    def cluster_anchor(self) -> datetime:
+    def cluster_anchor(self, create: bool = True) -> datetime | None:
         # one row of jobctl.meta (epoch seconds), inserted by whichever node
         # asks first; `on conflict do nothing` lets nodes starting at once
         # agree on the first one's
+        if not create:
+            rows = self._query("select value from jobctl.meta where key = 'cluster_anchor'")
+            return datetime.fromtimestamp(int(rows[0][0]), UTC) if rows else None
         with self._write() as c:
             c.execute("insert into jobctl.meta (key, value) values ('cluster_anchor',"
                       " floor(extract(epoch from clock_timestamp()))::bigint)"

@@ -242,7 +242,7 @@ class SqliteStore(RunQueries):
     def interrupt_dead_nodes(self) -> list[RunRecord]:
         return []
 
-    def cluster_anchor(self) -> datetime | None:
+    def cluster_anchor(self, create: bool = True) -> datetime | None:
         return None
 
     def database_now(self) -> datetime | None:
