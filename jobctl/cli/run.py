@@ -199,6 +199,11 @@ class RunnerOutput:
             with self.cond:
                 self.event_chars -= chars
                 self.echo_chars -= echo
+                if self.dropped and not self.items and self.echo_chars <= 0:
+                    # the backlog is written: say now how many lines were
+                    # dropped, not only when the next line comes (it may not)
+                    self.items.append(("dropped", self.clock.now(), self.dropped))
+                    self.dropped = 0
                 self.cond.notify_all()
 
     def _render(self, batch: list[tuple[Any, ...]]) -> tuple[str, int, int]:
