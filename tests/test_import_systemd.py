@@ -265,3 +265,26 @@ def test_a_missing_service_is_a_clear_error(tmp_path: Path) -> None:
     result = _invoke(tmp_path, ["import", "systemd", str(timer)])
     assert result.exit_code == 2
     assert f"no service unit {tmp_path / 'lonely.service'} beside {timer}" in result.stderr
+
+
+def test_a_jitter_that_reaches_the_next_fire_is_shortened_to_a_valid_one(tmp_path: Path) -> None:
+    # Debian's apt-daily.timer: RandomizedDelaySec=12h on a timer firing at 06:00 and 18:00;
+    # jobctl refuses a jitter that is not shorter than the gap, so the import must not keep it
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    printed = _import(tmp_path, "apt-daily", "--skip-unsupported")
+    assert printed.exit_code == 0, printed.output
+    assert rtoml.loads(printed.stdout)["tasks"][0]["jitter"] == "11h59m"
+    assert "RandomizedDelaySec=12h reaches the next fire (12h apart)" in printed.stdout
+    (tmp_path / "printed.toml").write_text(printed.stdout)
+    check = _invoke(tmp_path, ["validate", "-c", str(tmp_path / "printed.toml")])
+    assert check.exit_code == 0, check.output
+    written = _import(tmp_path, "apt-daily", "--skip-unsupported", "--write", "-c", str(config))
+    assert written.exit_code == 0, written.output
+    assert rtoml.loads(config.read_text())["tasks"][0]["jitter"] == "11h59m"
+    # every minute: no room for any jitter
+    timer = tmp_path / "often.timer"
+    timer.write_text("[Timer]\nOnCalendar=*:*:00 UTC\nRandomizedDelaySec=5min\n")
+    (tmp_path / "often.service").write_text("[Service]\nExecStart=/bin/true\n")
+    often = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert often.exit_code == 0, often.output
+    assert "jitter" not in rtoml.loads(often.stdout)["tasks"][0]

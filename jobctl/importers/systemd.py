@@ -404,8 +404,38 @@ def import_systemd(timer_text: str, timer_path: Path, service_text: str, service
         if entry.key == "OnCalendar":
             table.update(calendar_keys)
         comments = [f"{timer_path}:{entry.line}: {entry}", *notes]
+        jitter_note = _fit_jitter(table)
+        if jitter_note:
+            comments.append(jitter_note)
         tasks.append(ImportedTask(table, tuple(comments)))
     return ImportResult(f"{timer_path} and {service_path}", tuple(tasks), refused=tuple(refused))
+
+
+def _fit_jitter(table: dict[str, object]) -> str | None:
+    """Shorten a jitter that reaches the schedule's next fire (`apt-daily`:
+    RandomizedDelaySec=12h on a timer firing every 12h), which jobctl's
+    config refuses, to a minute less than the shortest gap; say so. None:
+    the jitter fits (or there is none)."""
+    from jobctl.timing import format_duration, min_gap_seconds, parse_duration, parse_schedule
+
+    jitter = table.get("jitter")
+    if not isinstance(jitter, str):
+        return None
+    try:
+        gap = min_gap_seconds(parse_schedule(str(table["schedule"])))
+    except (BadExpressionError, ValueError):
+        return None
+    seconds = parse_duration(jitter)
+    if gap is None or seconds < gap:
+        return None
+    if gap > 60:
+        table["jitter"] = format_duration(gap - 60)
+        kept = f"jitter = \"{table['jitter']}\", a minute less"
+    else:
+        del table["jitter"]
+        kept = "no jitter"
+    return (f"RandomizedDelaySec={jitter} reaches the next fire ({format_duration(gap)} "
+            f"apart), which jobctl refuses (a delayed run would meet the next one): {kept}")
 
 
 def _service(text: str, path: Path, refuse: object, notes: list[str]) -> tuple[list[str] | None,
