@@ -288,3 +288,13 @@ def test_a_jitter_that_reaches_the_next_fire_is_shortened_to_a_valid_one(tmp_pat
     often = _invoke(tmp_path, ["import", "systemd", str(timer)])
     assert often.exit_code == 0, often.output
     assert "jitter" not in rtoml.loads(often.stdout)["tasks"][0]
+
+
+def test_importing_a_timer_twice_does_not_double_its_task(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    args = ["import", "systemd", str(DATA / "dpkg-db-backup.timer"), "--write", "-c", str(config)]
+    assert _invoke(tmp_path, args).exit_code == 0
+    again = _invoke(tmp_path, args)
+    assert again.exit_code == 0, again.output
+    assert "already in the config as dpkg-db-backup, not imported again" in again.stderr
+    assert [t["id"] for t in rtoml.loads(config.read_text())["tasks"]] == ["dpkg-db-backup"]
