@@ -298,3 +298,29 @@ def test_importing_a_timer_twice_does_not_double_its_task(tmp_path: Path) -> Non
     assert again.exit_code == 0, again.output
     assert "already in the config as dpkg-db-backup, not imported again" in again.stderr
     assert [t["id"] for t in rtoml.loads(config.read_text())["tasks"]] == ["dpkg-db-backup"]
+
+
+def test_an_optional_environment_file_that_is_missing_is_left_out(tmp_path: Path) -> None:
+    # EnvironmentFile=-PATH: systemd reads nothing when PATH is missing; an env_file naming
+    # it would make the imported config invalid
+    timer = tmp_path / "t.timer"
+    timer.write_text("[Timer]\nOnCalendar=daily UTC\n")
+    present = tmp_path / "present.env"
+    present.write_text("A=1\n")
+    present.chmod(0o600)
+    missing = tmp_path / "missing.env"
+    (tmp_path / "t.service").write_text(f"[Service]\nEnvironmentFile=-{missing}\n"
+                                        "ExecStart=/bin/true\n")
+    result = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert result.exit_code == 0, result.output
+    assert "env_file" not in rtoml.loads(result.stdout)["tasks"][0]
+    assert f"the file does not exist, which systemd allowed ('-'); not imported: if you " \
+           f'create it, add env_file = "{missing}"' in result.stdout
+    (tmp_path / "out.toml").write_text(result.stdout)
+    check = _invoke(tmp_path, ["validate", "-c", str(tmp_path / "out.toml")])
+    assert check.exit_code == 0, check.output
+    # an optional file that is there is imported
+    (tmp_path / "t.service").write_text(f"[Service]\nEnvironmentFile=-{present}\n"
+                                        "ExecStart=/bin/true\n")
+    there = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert rtoml.loads(there.stdout)["tasks"][0]["env_file"] == str(present)

@@ -229,6 +229,7 @@ def systemd(
     service_text, service_path = _read_text(service)
     snapshot, taken, _, existing = _target(svc, config, write)
     result = import_systemd(timer_text, timer_path, service_text, service_path,
-                            system_zone=svc.zone(), now=svc.now(), taken=taken)
+                            system_zone=svc.zone(), now=svc.now(), taken=taken,
+                            exists=lambda name: (svc.cwd / name).exists())
     _finish(svc, snapshot, result, skip_unsupported, existing)
 
