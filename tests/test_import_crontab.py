@@ -195,6 +195,27 @@ def test_write_makes_a_valid_config_that_keeps_its_comments(tmp_path: Path) -> N
     assert valid.exit_code == 0, valid.output
 
 
+
+def test_importing_the_same_crontab_twice_does_not_double_its_jobs(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '# my jobs\n[jobctl]\nstate = "state.db"\n')
+    crontab = tmp_path / "my.cron"
+    crontab.write_text("X=1\n5 4 * * * /usr/bin/env\n*/10 * * * * echo tick\n")
+    args = ["import", "crontab", str(crontab), "--write", "-c", str(config)]
+    first = _invoke(tmp_path, args)
+    assert first.exit_code == 0, first.output
+    again = _invoke(tmp_path, args)
+    assert again.exit_code == 0, again.output
+    assert f"already in the config as env, not imported again: {crontab}:2: " in again.stderr
+    assert "nothing imported: every task of" in again.stdout
+    assert [t["id"] for t in rtoml.loads(config.read_text())["tasks"]] == ["env", "echo"]
+    # a new line in the crontab: only it is added
+    crontab.write_text(crontab.read_text() + "0 0 * * * echo new\n")
+    third = _invoke(tmp_path, args)
+    assert third.exit_code == 0, third.output
+    assert [t["id"] for t in rtoml.loads(config.read_text())["tasks"]] == ["env", "echo", "echo-3"]
+    events = _invoke(tmp_path, ["events", "--json", "-c", str(config)])
+    assert "nothing imported" in json.loads(events.stdout)[1]["detail"]
+
 PROBE = """\
 import json, os, sys
 with open(os.environ["PROBE_OUT"], "w") as f:

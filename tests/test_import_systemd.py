@@ -265,3 +265,62 @@ def test_a_missing_service_is_a_clear_error(tmp_path: Path) -> None:
     result = _invoke(tmp_path, ["import", "systemd", str(timer)])
     assert result.exit_code == 2
     assert f"no service unit {tmp_path / 'lonely.service'} beside {timer}" in result.stderr
+
+
+def test_a_jitter_that_reaches_the_next_fire_is_shortened_to_a_valid_one(tmp_path: Path) -> None:
+    # Debian's apt-daily.timer: RandomizedDelaySec=12h on a timer firing at 06:00 and 18:00;
+    # jobctl refuses a jitter that is not shorter than the gap, so the import must not keep it
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    printed = _import(tmp_path, "apt-daily", "--skip-unsupported")
+    assert printed.exit_code == 0, printed.output
+    assert rtoml.loads(printed.stdout)["tasks"][0]["jitter"] == "11h59m"
+    assert "RandomizedDelaySec=12h reaches the next fire (12h apart)" in printed.stdout
+    (tmp_path / "printed.toml").write_text(printed.stdout)
+    check = _invoke(tmp_path, ["validate", "-c", str(tmp_path / "printed.toml")])
+    assert check.exit_code == 0, check.output
+    written = _import(tmp_path, "apt-daily", "--skip-unsupported", "--write", "-c", str(config))
+    assert written.exit_code == 0, written.output
+    assert rtoml.loads(config.read_text())["tasks"][0]["jitter"] == "11h59m"
+    # every minute: no room for any jitter
+    timer = tmp_path / "often.timer"
+    timer.write_text("[Timer]\nOnCalendar=*:*:00 UTC\nRandomizedDelaySec=5min\n")
+    (tmp_path / "often.service").write_text("[Service]\nExecStart=/bin/true\n")
+    often = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert often.exit_code == 0, often.output
+    assert "jitter" not in rtoml.loads(often.stdout)["tasks"][0]
+
+
+def test_importing_a_timer_twice_does_not_double_its_task(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    args = ["import", "systemd", str(DATA / "dpkg-db-backup.timer"), "--write", "-c", str(config)]
+    assert _invoke(tmp_path, args).exit_code == 0
+    again = _invoke(tmp_path, args)
+    assert again.exit_code == 0, again.output
+    assert "already in the config as dpkg-db-backup, not imported again" in again.stderr
+    assert [t["id"] for t in rtoml.loads(config.read_text())["tasks"]] == ["dpkg-db-backup"]
+
+
+def test_an_optional_environment_file_that_is_missing_is_left_out(tmp_path: Path) -> None:
+    # EnvironmentFile=-PATH: systemd reads nothing when PATH is missing; an env_file naming
+    # it would make the imported config invalid
+    timer = tmp_path / "t.timer"
+    timer.write_text("[Timer]\nOnCalendar=daily UTC\n")
+    present = tmp_path / "present.env"
+    present.write_text("A=1\n")
+    present.chmod(0o600)
+    missing = tmp_path / "missing.env"
+    (tmp_path / "t.service").write_text(f"[Service]\nEnvironmentFile=-{missing}\n"
+                                        "ExecStart=/bin/true\n")
+    result = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert result.exit_code == 0, result.output
+    assert "env_file" not in rtoml.loads(result.stdout)["tasks"][0]
+    assert f"the file does not exist, which systemd allowed ('-'); not imported: if you " \
+           f'create it, add env_file = "{missing}"' in result.stdout
+    (tmp_path / "out.toml").write_text(result.stdout)
+    check = _invoke(tmp_path, ["validate", "-c", str(tmp_path / "out.toml")])
+    assert check.exit_code == 0, check.output
+    # an optional file that is there is imported
+    (tmp_path / "t.service").write_text(f"[Service]\nEnvironmentFile=-{present}\n"
+                                        "ExecStart=/bin/true\n")
+    there = _invoke(tmp_path, ["import", "systemd", str(timer)])
+    assert rtoml.loads(there.stdout)["tasks"][0]["env_file"] == str(present)

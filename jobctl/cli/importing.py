@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,10 +46,12 @@ def _read_text(name: str) -> tuple[str, Path]:
         raise UsageError(f"{name} is not UTF-8 text (byte {e.start})") from None
 
 
-def _target(svc: Services, config: Path | None, write: bool) -> tuple[object, list[str], str]:
-    """The config snapshot `--write` edits (None without it), its task ids, its shell."""
+def _target(svc: Services, config: Path | None,
+            write: bool) -> tuple[object, list[str], str, list[dict[str, object]]]:
+    """The config snapshot `--write` edits (None without it), its task ids, its
+    shell, and its task tables."""
     if not write:
-        return None, [], "/bin/sh"
+        return None, [], "/bin/sh", []
     from jobctl.cli.edit import _read
     from jobctl.config import toml_loads
 
@@ -62,10 +65,12 @@ def _target(svc: Services, config: Path | None, write: bool) -> tuple[object, li
         if isinstance(tasks, list) else []
     settings = data.get("jobctl", {})
     shell = settings.get("shell") if isinstance(settings, dict) else None
-    return snapshot, ids, shell if isinstance(shell, str) else "/bin/sh"
+    tables = [t for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
+    return snapshot, ids, shell if isinstance(shell, str) else "/bin/sh", tables
 
 
-def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool) -> None:
+def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool,
+            existing: list[dict[str, object]] | None = None) -> None:
     from jobctl.errors import UsageError
     from jobctl.importers import comment_lines, render_toml
 
@@ -91,6 +96,22 @@ def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool) -
     assert isinstance(snapshot, _Snapshot)
     for note in result.settings_comments:
         err(f"note: {note}")
+    # importing the same file again must not double its jobs: a task that is
+    # already in the config (every key but the id equal) is not added again
+    new = []
+    for task in result.tasks:
+        same = _same_task(task.table, existing or [])
+        if same is None:
+            new.append(task)
+        else:
+            origin = task.comments[0] if task.comments else task.table["id"]
+            err(f"already in the config as {same}, not imported again: {origin}")
+    if not new:
+        nothing = f"nothing imported: every task of {result.source} is already in {snapshot.path}"
+        _audit(svc, snapshot, "ok", nothing)
+        typer.echo(nothing)
+        return
+    result = replace(result, tasks=tuple(new))
     text = snapshot.text
     for task in result.tasks:
         text = add_task(text, task.table, [c.rstrip("\n") for c in comment_lines(task.comments)])
@@ -104,6 +125,15 @@ def _finish(svc: Services, snapshot: object, result: ImportResult, skip: bool) -
     _audit(svc, snapshot, "ok", f"imported {', '.join(ids)} from {result.source} "
                                 f"into {snapshot.path}")
     typer.echo(f"imported {n} task{'s' if n != 1 else ''} into {snapshot.path}: {', '.join(ids)}")
+
+
+def _same_task(table: dict[str, object], existing: list[dict[str, object]]) -> str | None:
+    """The id of a task in `existing` equal to `table` but for the id, or None."""
+    mine = {k: v for k, v in table.items() if k != "id"}
+    for other in existing:
+        if {k: v for k, v in other.items() if k != "id"} == mine:
+            return str(other.get("id"))
+    return None
 
 
 def _audit(svc: Services, snapshot: object, outcome: str, detail: str) -> None:
@@ -152,12 +182,12 @@ def crontab(
 
     svc = services(ctx)
     text, path = _read_text(file)
-    snapshot, taken, shell = _target(svc, config, write)
+    snapshot, taken, shell, existing = _target(svc, config, write)
     result = import_crontab(
         text, path, system=system or is_system_crontab(Path(os.path.abspath(path))),
         mail=shutil.which("mail", path=svc.env.get("PATH")), shell=shell,
         env_in_settings=not write, taken=taken)
-    _finish(svc, snapshot, result, skip_unsupported)
+    _finish(svc, snapshot, result, skip_unsupported, existing)
 
 
 @import_app.command("systemd")
@@ -197,8 +227,9 @@ def systemd(
             raise UsageError(f"no service unit {found} beside {timer}; name it after the timer")
         service = str(found)
     service_text, service_path = _read_text(service)
-    snapshot, taken, _ = _target(svc, config, write)
+    snapshot, taken, _, existing = _target(svc, config, write)
     result = import_systemd(timer_text, timer_path, service_text, service_path,
-                            system_zone=svc.zone(), now=svc.now(), taken=taken)
-    _finish(svc, snapshot, result, skip_unsupported)
+                            system_zone=svc.zone(), now=svc.now(), taken=taken,
+                            exists=lambda name: (svc.cwd / name).exists())
+    _finish(svc, snapshot, result, skip_unsupported, existing)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
@@ -293,7 +293,8 @@ _CONDITIONS = ("Condition", "Assert")
 
 
 def import_systemd(timer_text: str, timer_path: Path, service_text: str, service_path: Path,
-                   *, system_zone: str, now: datetime, taken: Iterable[str] = ()) -> ImportResult:
+                   *, system_zone: str, now: datetime, taken: Iterable[str] = (),
+                   exists: Callable[[str], bool] = lambda path: True) -> ImportResult:
     """The tasks of one timer and its service: one per trigger (`OnCalendar=`
     line, `OnUnitActiveSec=`, `OnBootSec=0`), all running the service's
     command. Ids are the timer's name, or NAME-1, NAME-2, ... for several
@@ -377,7 +378,7 @@ def import_systemd(timer_text: str, timer_path: Path, service_text: str, service
             continue
         else:
             notes.append(f"{where}: not imported: {entry}")
-    argv, service_keys = _service(service_text, service_path, refuse, notes)
+    argv, service_keys = _service(service_text, service_path, refuse, notes, exists)
     if not schedules and not any(p.origin.path == timer_path for p in refused):
         refused.append(refusal(timer_path, 0, "no OnCalendar=, OnUnitActiveSec= or OnBootSec=0: "
                                "nothing says when it runs"))
@@ -404,12 +405,42 @@ def import_systemd(timer_text: str, timer_path: Path, service_text: str, service
         if entry.key == "OnCalendar":
             table.update(calendar_keys)
         comments = [f"{timer_path}:{entry.line}: {entry}", *notes]
+        jitter_note = _fit_jitter(table)
+        if jitter_note:
+            comments.append(jitter_note)
         tasks.append(ImportedTask(table, tuple(comments)))
     return ImportResult(f"{timer_path} and {service_path}", tuple(tasks), refused=tuple(refused))
 
 
-def _service(text: str, path: Path, refuse: object, notes: list[str]) -> tuple[list[str] | None,
-                                                                                dict[str, object]]:
+def _fit_jitter(table: dict[str, object]) -> str | None:
+    """Shorten a jitter that reaches the schedule's next fire (`apt-daily`:
+    RandomizedDelaySec=12h on a timer firing every 12h), which jobctl's
+    config refuses, to a minute less than the shortest gap; say so. None:
+    the jitter fits (or there is none)."""
+    from jobctl.timing import format_duration, min_gap_seconds, parse_duration, parse_schedule
+
+    jitter = table.get("jitter")
+    if not isinstance(jitter, str):
+        return None
+    try:
+        gap = min_gap_seconds(parse_schedule(str(table["schedule"])))
+    except (BadExpressionError, ValueError):
+        return None
+    seconds = parse_duration(jitter)
+    if gap is None or seconds < gap:
+        return None
+    if gap > 60:
+        table["jitter"] = format_duration(gap - 60)
+        kept = f"jitter = \"{table['jitter']}\", a minute less"
+    else:
+        del table["jitter"]
+        kept = "no jitter"
+    return (f"RandomizedDelaySec={jitter} reaches the next fire ({format_duration(gap)} "
+            f"apart), which jobctl refuses (a delayed run would meet the next one): {kept}")
+
+
+def _service(text: str, path: Path, refuse: object, notes: list[str],
+             exists: Callable[[str], bool]) -> tuple[list[str] | None, dict[str, object]]:
     assert callable(refuse)
     keys: dict[str, object] = {}
     argv: list[str] | None = None
@@ -458,6 +489,13 @@ def _service(text: str, path: Path, refuse: object, notes: list[str]) -> tuple[l
         elif key == "EnvironmentFile":
             if "env_file" in keys:
                 refuse(path, entry, "a second EnvironmentFile=: a task has one env_file")
+                continue
+            if value.startswith("-") and not exists(value[1:]):
+                # '-': optional; missing now, so systemd reads nothing, and an
+                # env_file naming it would make the config invalid
+                notes.append(f"{where}: {entry}: the file does not exist, which systemd "
+                             "allowed ('-'); not imported: if you create it, add "
+                             f"env_file = \"{value[1:]}\"")
                 continue
             keys["env_file"] = value.removeprefix("-")
             if value.startswith("-"):
