@@ -839,7 +839,7 @@ class Runner:
         self._install(schedule_set, now, startup=False)
         after = set(self.tasks)
         self.report(Event("reload", now, message=(
-            f"{len(after)} tasks ({len(after - before)} added, {len(before - after)} removed, "
+            f"{len(after)} task{'' if len(after) == 1 else 's'} ({len(after - before)} added, {len(before - after)} removed, "
             f"{changed} changed)")))
 
     def request_stop(self, fast: bool = False) -> None:
