@@ -397,9 +397,18 @@ APS4_REQUIREMENTS = [
 APS4_VERSIONS = ("apscheduler", "sqlalchemy", "asyncpg", "anyio")
 
 
+_APS4_MADE: dict[Path, tuple[str | None, dict[str, str] | str]] = {}
+
+
 def aps4_python(venv: Path) -> tuple[str | None, dict[str, str] | str]:
     """The venv's python and its versions, creating the venv the first time;
     (None, why) if it cannot be made (no network, no such release, ...)."""
+    if venv not in _APS4_MADE:
+        _APS4_MADE[venv] = _aps4_python(venv)
+    return _APS4_MADE[venv]
+
+
+def _aps4_python(venv: Path) -> tuple[str | None, dict[str, str] | str]:
     py = venv / "bin" / "python"
     marker = venv / "bench-ok.json"  # written last: a half-made venv is made again
     if marker.exists() and py.exists():
