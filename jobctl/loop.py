@@ -148,7 +148,16 @@ def run_forever(runner: Runner, watch: Callable[[], ScheduleSet | None] | None =
                     runner.prepare_timed(instant)
                     left = (instant - runner.clock.now()).total_seconds()
                     if left > 0:
-                        time.sleep(left)
+                        try:
+                            time.sleep(left)
+                        except OSError:
+                            # clock_nanosleep refused (EINVAL under libfaketime,
+                            # as on a machine whose clock is being faked):
+                            # epoll's relative timeout waits as well (again if
+                            # a pipe woke it early: a fire is never early)
+                            while left > 0:
+                                selector.select(left)
+                                left = (instant - runner.clock.now()).total_seconds()
                     if flags["stop"]:
                         continue  # stopping: start nothing new (finish() records them)
                     runner.spawn_prepared()

@@ -66,6 +66,12 @@ PREPARE_COST_GUESS = 100e-6  # seconds per claimed run, until measured
 PREPARE_LEARN_FROM = 50  # runs in a batch before its cost per run is trusted
 CATCH_UP_LIMIT = 100
 EARLY_RETRY = 0.1  # seconds before claiming again a slot the database found early
+# Cluster slots are spread over the live nodes: each slot has one preferred
+# node (a hash of task and slot over the sorted live names), which claims it
+# at once; the others claim it SPREAD_GRACE seconds later, a no-op (a
+# duplicate) unless the preferred node was too slow, stopped or dead.
+SPREAD_GRACE = 0.5
+PEERS_EVERY = 2.0  # seconds between looks at which nodes are alive
 
 
 ConfigLoader = Callable[[], ScheduleSet]
@@ -129,6 +135,11 @@ class Runner:
         # slots the database refused as not yet due (this node's clock is
         # ahead of its): (when to try again, monotonic; task; slot)
         self.early: list[tuple[float, Task, datetime]] = []
+        # cluster slots another node is preferred for: (when to claim them
+        # anyway, monotonic; task; slot), and the live nodes' names
+        self.deferred: list[tuple[float, Task, datetime]] = []
+        self.peers: tuple[str, ...] = ()
+        self.next_peers = 0.0
         self.early_reported = False
         self.retrying_early = False
         # set by the loop: True once SIGTERM/SIGINT came, even mid-batch
@@ -231,6 +242,7 @@ class Runner:
             self.clock.sync(self.store.database_now)
         # beat often enough that a short lease never lapses between two beats
         self.heartbeat_every = min(HEARTBEAT_EVERY, lease_s / 3)
+        self._refresh_peers(self.clock.monotonic())
         return node.started_at, node.started_at.replace(microsecond=0)
 
     def exit_status(self) -> int:
@@ -383,6 +395,10 @@ class Runner:
             self._start_catch_ups(now)
             if self.early:
                 self._retry_early(now, mono)
+            if self.deferred:
+                self._claim_deferred(now, mono)
+            if self.store.clustered and mono >= self.next_peers:
+                self._refresh_peers(mono)
         logs = self.recorder.logs
         if logs is not None and logs.due():
             logs.ship([(run_id, self.store.log_dir / f"{run_id}.log") for run_id in self.active],
@@ -465,10 +481,14 @@ class Runner:
                     self._catch_up(task, fire - timedelta(microseconds=1), now)
                 follow.append((task, now))
                 continue
-            if self.enabled(task):
-                batch.append((task, Trigger.SCHEDULE, fire))
-            else:
+            if not self.enabled(task):
                 passed.append((task_id, fire))
+            elif self.peers and task.scope is Scope.CLUSTER and not self._preferred(task, fire):
+                # another node's to claim first: claimed here too a moment later
+                wait = max(0.0, (instant - now_utc).total_seconds()) + SPREAD_GRACE
+                self.deferred.append((self.clock.monotonic() + wait, task, fire))
+            else:
+                batch.append((task, Trigger.SCHEDULE, fire))
             # A slot a little late (the runner was stalled: a lock, SIGSTOP,
             # a busy machine) fires once, and the next fire counts from now
             # (see claimed_at below), as cron and supercronic do: slots that
@@ -502,6 +522,36 @@ class Runner:
                 self._set_last_scheduled(passed)
             except JobctlError as e:
                 self.report(Event("error", now, message=str(e)))
+
+    def _preferred(self, task: Task, slot: datetime) -> bool:
+        """Whether this node is the one to claim the cluster slot first: the
+        same answer on every node that sees the same live nodes."""
+        import hashlib
+
+        me = self.owner.node_name
+        if len(self.peers) < 2 or me not in self.peers:
+            return True
+        key = f"{task.id}\0{round(slot.timestamp() * 1000)}".encode()
+        index = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+        return self.peers[index % len(self.peers)] == me
+
+    def _refresh_peers(self, mono: float) -> None:
+        """The names of the live nodes of the cluster (this one included)."""
+        self.next_peers = mono + PEERS_EVERY
+        try:
+            self.peers = tuple(sorted(n.name for n in self.store.nodes() if n.alive))
+        except JobctlError:
+            self.peers = ()  # unknown: claim every slot at once, as without spreading
+
+    def _claim_deferred(self, now: datetime, mono: float) -> None:
+        """Claim the cluster slots other nodes were preferred for, once their
+        grace has passed: a duplicate (no row, no event) if one of them did."""
+        due = [(task, slot) for at, task, slot in self.deferred if at <= mono]
+        if not due:
+            return
+        self.deferred = [d for d in self.deferred if d[0] > mono]
+        self._launch_batch([(self.tasks[t.id], Trigger.SCHEDULE, slot) for t, slot in due
+                            if t.id in self.tasks and self.enabled(self.tasks[t.id])], now)
 
     def _retry_early(self, now: datetime, mono: float) -> None:
         """Claim again the slots the database found not yet due, once their
@@ -929,6 +979,8 @@ class Runner:
 
         if self.early:
             wait = min(wait, min(at for at, _t, _s in self.early) - mono)
+        if self.deferred and not self.stopping:
+            wait = min(wait, min(at for at, _t, _s in self.deferred) - mono)
         wake = self.notifier.next_wake(mono)
         if wake is not None:
             wait = min(wait, wake)

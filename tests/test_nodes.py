@@ -352,6 +352,51 @@ def test_three_nodes_fire_cluster_slots_once_and_node_slots_once_per_node(
                            " ('success', 'skipped')") == [(0,)]
 
 
+SPREAD_CONFIG = """
+[jobctl]
+state = "{url}"
+kill_grace = "1s"
+shutdown_grace = "1s"
+""" + "".join(f"""
+[[tasks]]
+id = "c{i}"
+schedule = "every 1s"
+scope = "cluster"
+argv = ["true"]
+""" for i in range(12))
+
+
+def test_cluster_slots_are_spread_over_the_live_nodes_and_still_run_once(
+        tmp_path: Path, pg_url: str, nodes: list[NodeRunner]) -> None:
+    import time
+
+    write_config(tmp_path, SPREAD_CONFIG.format(url=pg_url))
+    names = ["n1", "n2", "n3"]
+    for name in names:
+        nodes.append(NodeRunner(tmp_path, name, wait=False))
+    for r in nodes:
+        r.wait_event("ready")
+    # each node looks at which nodes are alive every 2 s: from then on
+    # every slot has one preferred node among the three
+    since = datetime.now(timezone.utc).timestamp() + 3
+    time.sleep(3)
+    wait_for(lambda: pg_rows(pg_url, "select count(distinct scheduled_for) from jobctl.runs where"
+                                     f" scheduled_for >= to_timestamp({since})")[0][0] >= 4,
+             timeout=30, what="4 more slots")
+    for r in nodes:
+        assert r.stop() == 0
+    per_slot = pg_rows(pg_url, "select task_id, scheduled_for, count(*) from jobctl.runs"
+                               " group by 1, 2 having count(*) > 1")
+    assert per_slot == []  # still exactly once
+    rows = pg_rows(pg_url, "select node, count(*) from jobctl.runs where scheduled_for >="
+                           f" to_timestamp({since}) group by node")
+    counts = dict(rows)
+    total = sum(counts.values())
+    assert total >= 48, counts
+    # about a third each (whichever node claims a batch first would take it all)
+    assert sorted(counts) == names and all(n >= total // 10 for n in counts.values()), counts
+
+
 DEAD_NODE_CONFIG = CLUSTER_CONFIG + """
 [[tasks]]
 id = "long"
