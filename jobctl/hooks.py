@@ -70,6 +70,7 @@ class RunEnd:
     started: datetime
     finished: datetime
     trigger: Trigger = Trigger.SCHEDULE
+    attempt: int = 1
 
 
 @dataclass
@@ -256,9 +257,15 @@ class Notifier:
             self.report(Event("error", self.now(), task_id=end.task.id, run_id=end.run_id,
                               message=f"alerts: could not read the previous run: {e}"))
             return None
+        earlier = end.attempt  # attempts still to pass over, newest first
         for run in runs:
             # an earlier attempt of this same slot is not a previous run
             if end.scheduled_for is not None and run.scheduled_for == end.scheduled_for:
+                continue
+            # nor of this same `run-now` (no slot): its attempts 1..k-1 ended just before
+            if (end.scheduled_for is None and run.scheduled_for is None
+                    and 1 < earlier and run.attempt == earlier - 1):
+                earlier -= 1
                 continue
             return run.status
         return None

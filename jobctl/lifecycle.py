@@ -218,7 +218,8 @@ def run_now(
             # only a slot's last attempt alerts (and pings its end)
             notifier.run_ended(RunEnd(task, record.id, record.status, record.exit_code, None,
                                       record.started_at or record.finished_at or now(),
-                                      record.finished_at or now(), Trigger.MANUAL),
+                                      record.finished_at or now(), Trigger.MANUAL,
+                                      attempt),
                                final=delay is None)
         if on_attempt is not None:
             on_attempt(record, delay)

@@ -601,7 +601,8 @@ class Runner:
                 if task.alerts is not None:
                     # a run that could not start is a failure too (recorded above)
                     self.notifier.run_ended(RunEnd(task, claim.run_id, RunStatus.FAILED, None,
-                                                   slot, now, self.clock.now(), trigger),
+                                                   slot, now, self.clock.now(), trigger,
+                                                   start.attempt),
                                             final=final)
                 continue
             # `at` of the start event: when the process exists

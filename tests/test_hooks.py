@@ -550,3 +550,33 @@ def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
     store.close()
     assert lines(marker) == ["2"]
     assert events == []
+
+
+def test_run_now_with_retries_alerts_on_its_last_attempt_against_the_run_before(
+        tmp_path: Path) -> None:
+    """A `run-now` has no slot, so its earlier attempts must still not count as
+    "the previous run": all attempts failing after nothing alerts once; an
+    attempt 2 that succeeds after an earlier success is no recovery."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "flaky"
+schedule = "@daily"
+command = "test -e ok || test -e attempt$JOBCTL_ATTEMPT || exit 3"
+retries = 2
+retry_delay = 0.1
+on_failure = "echo failure $JOBCTL_RUN_ID >> alerts.txt"
+on_recovery = "echo recovery $JOBCTL_RUN_ID >> alerts.txt"
+""")
+    first = jobctl(tmp_path, "run-now", "flaky")
+    assert first.returncode == 1, first.stderr
+    assert lines(tmp_path / "alerts.txt") == ["failure 3"]
+    (tmp_path / "ok").touch()
+    assert jobctl(tmp_path, "run-now", "flaky").returncode == 0
+    (tmp_path / "ok").unlink()
+    (tmp_path / "attempt2").touch()
+    third = jobctl(tmp_path, "run-now", "flaky")
+    assert third.returncode == 0, third.stderr
+    assert rows(tmp_path, "select id, status, attempt from runs order by id") == [
+        (1, "failed", 1), (2, "failed", 2), (3, "failed", 3), (4, "success", 1),
+        (5, "failed", 1), (6, "success", 2)]
+    assert lines(tmp_path / "alerts.txt") == ["failure 3", "recovery 4"]
