@@ -82,6 +82,7 @@ class _Hook:
     timeout: float
     deadline: float  # monotonic
     stopper: GroupStopper | None = None
+    stopped_why: str = ""  # set when stopped before its own timeout (the runner stopping)
 
 
 @dataclass(frozen=True)
@@ -320,8 +321,8 @@ class Notifier:
             if hook.stopper is not None:
                 if not hook.stopper.done:
                     self.group_stops.append(hook.stopper)
-                self._failed(hook.task_id, hook.run_id,
-                             f"{hook.key} hook timed out after {hook.timeout:g}s and was stopped")
+                self._failed(hook.task_id, hook.run_id, f"{hook.key} hook " + (
+                    hook.stopped_why or f"timed out after {hook.timeout:g}s and was stopped"))
             elif code != 0:
                 self._failed(hook.task_id, hook.run_id, f"{hook.key} hook {describe_code(code)}")
         self.hooks = keep
@@ -354,6 +355,7 @@ class Notifier:
                 hook.stopper = GroupStopper(hook.proc.pgid, self.settings.kill_grace, mono,
                                             proc=hook.proc)
                 hook.deadline = mono
+                hook.stopped_why = "stopped: the runner stopped (shutdown_grace) before it ended"
 
     def kill_all(self) -> None:
         """SIGKILL every hook left, report what is left undelivered, and give

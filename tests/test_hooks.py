@@ -524,6 +524,27 @@ on_failure = "echo started > hook.txt; sleep 1; echo done >> hook.txt"
     assert r.events()[-1]["event"] == "stopped"
 
 
+def test_a_hook_outliving_the_shutdown_grace_is_reported_as_stopped_by_the_runner(
+        tmp_path: Path, runners: list[Runner]) -> None:
+    """Stopped at the runner's shutdown_grace, not at its own hook_timeout:
+    the report says so (not "timed out after 30s")."""
+    write_config(tmp_path, SETTINGS.replace('"5s"', '"1s"') + """
+[[tasks]]
+id = "fails"
+schedule = "every 1s"
+command = "exit 1"
+on_failure = "echo started > hook.txt; exec sleep 60"
+""")
+    r = Runner(tmp_path)
+    runners.append(r)
+    wait_for(lambda: (tmp_path / "hook.txt").exists(), 20, "the hook to start")
+    assert r.stop() == 0
+    failed = r.events("hook_failed")
+    assert [e["message"] for e in failed] == [
+        "on_failure hook stopped: the runner stopped (shutdown_grace) before it ended"], failed
+    assert rows(tmp_path, "select message from hook_failures") == [(failed[0]["message"],)]
+
+
 def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
     """`final=False` (a retry comes next): no hook, no webhook, no ping."""
     from jobctl.clock import SystemClock
