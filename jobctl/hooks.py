@@ -184,6 +184,10 @@ class Notifier:
         self.group_stops: list[GroupStopper] = []  # hooks that exited, groups owed a SIGKILL
         self.deliveries = _Deliveries()
         self.rids: dict[int, str] = {}  # run id -> its ping's rid
+        # a slot's attempt that a queued retry follows, held in case that
+        # retry is dropped (the runner stops, the task is disabled): then it
+        # is the slot's last attempt after all, and alerts
+        self.held: dict[tuple[str, datetime | None], tuple[RunEnd, str | None]] = {}
         self.abandoned = False
 
     # -- what the runner tells -------------------------------------------------------
@@ -207,7 +211,23 @@ class Notifier:
         if alerts is None:
             return
         rid = self.rids.pop(end.run_id, None)
-        if not final or end.status not in FAILURES and end.status is not RunStatus.SUCCESS:
+        key = (end.task.id, end.scheduled_for)
+        self.held.pop(key, None)  # the attempt it held for ran: it alerts in its place
+        if not final:
+            if end.trigger is not Trigger.MANUAL:
+                self.held[key] = (end, rid)
+            return
+        self._alert(end, alerts, rid)
+
+    def retry_dropped(self, task_id: str, slot: datetime | None) -> None:
+        """The queued retry of `slot` will not run: the attempt before it
+        is the slot's last after all, and alerts now."""
+        held = self.held.pop((task_id, slot), None)
+        if held is not None and held[0].task.alerts is not None:
+            self._alert(held[0], held[0].task.alerts, held[1])
+
+    def _alert(self, end: RunEnd, alerts: Alerts, rid: str | None) -> None:
+        if end.status not in FAILURES and end.status is not RunStatus.SUCCESS:
             return
         events = self._events(end, alerts)
         hooks = [(event, command) for event in events

@@ -705,6 +705,7 @@ class Runner:
             if not self.enabled(task):
                 self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
                                  "the task was disabled")
+                self.notifier.retry_dropped(task.id, retry.slot)
                 continue
             self._launch_batch([(task, retry.trigger, retry.slot)], now, attempt=retry.attempt)
 
@@ -714,6 +715,7 @@ class Runner:
             if task is not None:
                 self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
                                  f"the runner stopped before attempt {retry.attempt} was due")
+                self.notifier.retry_dropped(task.id, retry.slot)
 
     def pending_retries(self) -> list[PendingRetry]:
         """The retries waiting for their instant, soonest first (read only)."""
@@ -852,6 +854,9 @@ class Runner:
             self.report(Event("stopping", self.clock.now(), message=(
                 f"waiting up to {self.set.settings.shutdown_grace:g}s for "
                 f"{len(self.active)} running task(s)" if self.active and not fast else "")))
+            # dropped now, not as the runner exits: the attempt each follows is
+            # then its slot's last, and its alerts get the shutdown_grace too
+            self._drop_pending_retries(self.clock.now())
         if fast:
             self.stop_deadline = mono
 

@@ -545,6 +545,34 @@ on_failure = "echo started > hook.txt; exec sleep 60"
     assert rows(tmp_path, "select message from hook_failures") == [(failed[0]["message"],)]
 
 
+def test_a_retry_dropped_because_the_runner_stops_makes_the_attempt_before_it_alert(
+        tmp_path: Path, runners: list[Runner], servers: list[Server]) -> None:
+    """The failed attempt was not the slot's last when it ended (a retry was
+    queued); the stop drops that retry, so it is the last after all and must
+    alert, or a task that keeps failing from then on is never reported."""
+    server = Server()
+    servers.append(server)
+    write_config(tmp_path, SETTINGS + f"""
+[[tasks]]
+id = "boot"
+schedule = "@reboot"
+command = "exit 3"
+retries = 1
+retry_delay = "1m"
+on_failure = "echo failure $JOBCTL_RUN_ID >> alerts.txt"
+ping_url = "{server.url}/p"
+""")
+    r = Runner(tmp_path)
+    runners.append(r)
+    r.wait_event("retry")
+    assert r.stop() == 0
+    assert lines(tmp_path / "alerts.txt") == ["failure 1"]
+    assert rows(tmp_path, "select id, status, attempt, error from runs order by id") == [
+        (1, "failed", 1, "exit code 3"),
+        (2, "skipped", 2, "retry dropped: the runner stopped before attempt 2 was due")]
+    assert [h.route for h in server.routes()] == ["/p/start", "/p/fail"]
+
+
 def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
     """`final=False` (a retry comes next): no hook, no webhook, no ping."""
     from jobctl.clock import SystemClock
