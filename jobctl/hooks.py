@@ -44,6 +44,7 @@ from jobctl.events import Event, Reporter
 from jobctl.executor import GroupStopper, HookProcess, SpawnError, build_argv, spawn_hook
 from jobctl.model import Alerts, HookCommand, Notify, RunStatus, Scope, Settings, Task, Trigger
 from jobctl.store import HookFailure, Store
+from jobctl.taskenv import task_env
 
 LOG_TAIL_MAX = 64 * 1024
 """How much of the end of a run's log a hook gets on stdin (and a webhook, a ping)."""
@@ -309,7 +310,7 @@ class Notifier:
         key = _HOOK_KEYS[event]
         argv = build_argv(command if isinstance(command, str) else None,
                           command if isinstance(command, tuple) else None, self.settings.shell)
-        env = hook_env(self.env, end, event)
+        env = hook_env(self.env, end, event, task_env(end.task, self.settings))
         log = self.store.log_dir / f"{end.run_id}.log"
         header = f"\n[jobctl: {key} hook, {self.now().isoformat(timespec='seconds')}]\n"
         try:
@@ -437,11 +438,14 @@ class Notifier:
 # -- pure helpers ---------------------------------------------------------------------
 
 
-def hook_env(base: Mapping[str, str], end: RunEnd, event: str) -> dict[str, str]:
-    """A hook's environment: `base`, the task's env, then what the run was
-    (jobctl's variables last, so neither can spoof them)."""
+def hook_env(base: Mapping[str, str], end: RunEnd, event: str,
+             configured: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A hook's environment: `base`, the variables the config gives the task
+    (`configured`: env files and env tables, as `taskenv.task_env` layers
+    them; else the task's `env`), then what the run was (jobctl's variables
+    last, so neither can spoof them)."""
     env = dict(base)
-    env.update(end.task.env)
+    env.update(end.task.env if configured is None else configured)
     code = end.exit_code
     env.update({
         "JOBCTL_TASK_ID": end.task.id,

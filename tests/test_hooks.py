@@ -629,3 +629,28 @@ on_recovery = "echo recovery $JOBCTL_RUN_ID >> alerts.txt"
         (1, "failed", 1), (2, "failed", 2), (3, "failed", 3), (4, "success", 1),
         (5, "failed", 1), (6, "success", 2)]
     assert lines(tmp_path / "alerts.txt") == ["failure 3", "recovery 4"]
+
+
+def test_a_hook_gets_the_variables_the_config_gives_its_task(tmp_path: Path) -> None:
+    """`[jobctl] env`/`env_file` and the task's `env_file` reach its hooks as
+    they reach the task (a hook's token usually lives in an env file), with
+    the same precedence."""
+    (tmp_path / "all.env").write_text("A=all-file\nB=all-file\nC=all-file\nD=all-file\n")
+    (tmp_path / "task.env").write_text("export A=task-file\nB='task-file'\n")
+    for name in ("all.env", "task.env"):
+        (tmp_path / name).chmod(0o600)
+    write_config(tmp_path, SETTINGS + """env_file = "all.env"
+env = { A = "all-env", B = "all-env", C = "all-env" }
+
+[[tasks]]
+id = "t"
+schedule = "@daily"
+env_file = "task.env"
+env = { A = "own" }
+command = "echo task $A $B $C $D; exit 1"
+on_failure = "echo hook $A $B $C $D > hook.txt"
+""")
+    result = jobctl(tmp_path, "run-now", "t")
+    assert result.returncode == 1, result.stderr
+    assert "task own task-file all-env all-file" in result.stdout
+    assert lines(tmp_path / "hook.txt") == ["hook own task-file all-env all-file"]
