@@ -368,7 +368,7 @@ class Notifier:
         return not self.hooks and not self.group_stops and (
             self.deliveries.pending == 0 or self.abandoned)
 
-    def stop_all(self) -> None:
+    def stop_all(self, why: str = "the runner stopped (shutdown_grace)") -> None:
         """Stop every hook still running (a runner's shutdown deadline passed)."""
         mono = self.monotonic()
         for hook in self.hooks:
@@ -376,7 +376,7 @@ class Notifier:
                 hook.stopper = GroupStopper(hook.proc.pgid, self.settings.kill_grace, mono,
                                             proc=hook.proc)
                 hook.deadline = mono
-                hook.stopped_why = "stopped: the runner stopped (shutdown_grace) before it ended"
+                hook.stopped_why = f"stopped: {why} before it ended"
 
     def kill_all(self) -> None:
         """SIGKILL every hook left, report what is left undelivered, and give
@@ -396,14 +396,24 @@ class Notifier:
                 f"{self.deliveries.pending} webhook/ping deliveries abandoned: jobctl stopped")))
         self.abandoned = True
 
-    def wait(self, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait(self, timeout: float, sleep: Callable[[float], None] = time.sleep,
+             stop: Callable[[], bool] = lambda: False) -> None:
         """Block until idle (`run-now`, before it exits); past `timeout`
-        seconds, stop what is left."""
+        seconds, or once `stop()` (a signal to run-now), stop what is left."""
         end = self.monotonic() + timeout
+        stopping = False
         while True:
             self.tick()
             if self.idle():
                 return
+            if not stopping and stop():
+                # Ctrl-C must not wait out a hook's timeout: stop the hooks
+                # now (their grace, as a task's), give up on the deliveries
+                stopping = True
+                self.stop_all("jobctl run-now was stopped by a signal")
+                end = min(end, self.monotonic() + self.settings.kill_grace + 0.5)
+                if not self.hooks:
+                    end = self.monotonic()
             if self.monotonic() >= end:
                 self.kill_all()
                 return

@@ -235,7 +235,11 @@ def run_now(
         alerts = task.alerts
         assert alerts is not None
         # a hook gets its timeout, then its stop's grace; deliveries their timeout
-        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0)
+        # a signal that comes while it waits stops the hooks (one that
+        # stopped the run came before: its failure hooks still run)
+        signalled = stop_requested()
+        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0,
+                      stop=lambda: not signalled and stop_requested())
     return record
 
 

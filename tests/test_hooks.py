@@ -654,3 +654,36 @@ on_failure = "echo hook $A $B $C $D > hook.txt"
     assert result.returncode == 1, result.stderr
     assert "task own task-file all-env all-file" in result.stdout
     assert lines(tmp_path / "hook.txt") == ["hook own task-file all-env all-file"]
+
+
+def test_a_signal_to_run_now_while_it_waits_for_a_hook_stops_the_hook(tmp_path: Path) -> None:
+    """Ctrl-C (SIGTERM here) after the run ended must not wait out the hook's
+    timeout: the hook's group is stopped at once and the report says why."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "t"
+schedule = "@daily"
+command = "exit 1"
+hook_timeout = "2m"
+on_failure = "echo $$ > hook.txt; exec sleep 120"
+""")
+    proc = subprocess.Popen(["jobctl", "run-now", "t"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "hook.txt").read_text().strip()
+                 if (tmp_path / "hook.txt").exists() else None, 20, "the hook to start")
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 15, took  # kill_grace is 1s; the hook's own timeout is 2m
+    assert ("jobctl: hook_failed: on_failure hook stopped: jobctl run-now was stopped by a "
+            "signal before it ended") in err, err
+    assert rows(tmp_path, "select status from runs") == [("failed",)]
+    hook_pid = int((tmp_path / "hook.txt").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hook_pid, 0)
