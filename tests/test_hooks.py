@@ -681,6 +681,7 @@ on_failure = "echo $$ > hook.txt; exec sleep 120"
             proc.kill()
             proc.wait()
     assert took < 15, took  # kill_grace is 1s; the hook's own timeout is 2m
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert ("jobctl: hook_failed: on_failure hook stopped: jobctl run-now was stopped by a "
             "signal before it ended") in err, err
     assert rows(tmp_path, "select status from runs") == [("failed",)]
