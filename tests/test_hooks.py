@@ -688,3 +688,35 @@ on_failure = "echo $$ > hook.txt; exec sleep 120"
     hook_pid = int((tmp_path / "hook.txt").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(hook_pid, 0)
+
+
+def test_ctrl_c_while_run_now_waits_for_a_retry_alerts_on_the_attempt_that_ran(
+        tmp_path: Path) -> None:
+    """The retries stop there, so the attempt that ran is the last: its
+    failure is told (it was held back as "another attempt follows")."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "t"
+schedule = "@daily"
+command = "exit 1"
+retries = 3
+retry_delay = "5m"
+on_failure = "echo failure $JOBCTL_RUN_ID > alerts.txt"
+""")
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(["jobctl", "run-now", "t"], cwd=tmp_path, env=env(),
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        # waiting for its retry: told on stderr once the first attempt ended
+        wait_for(lambda: "retry in" in errors.read_text(), 20, "the first attempt's end")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = errors.read_text()
+    assert proc.returncode == 130, err
+    assert "retry in 300s (attempt 2 of 4)" in err
+    assert lines(tmp_path / "alerts.txt") == ["failure 1"]
