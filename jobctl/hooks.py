@@ -44,6 +44,7 @@ from jobctl.events import Event, Reporter
 from jobctl.executor import GroupStopper, HookProcess, SpawnError, build_argv, spawn_hook
 from jobctl.model import Alerts, HookCommand, Notify, RunStatus, Scope, Settings, Task, Trigger
 from jobctl.store import HookFailure, Store
+from jobctl.taskenv import task_env
 
 LOG_TAIL_MAX = 64 * 1024
 """How much of the end of a run's log a hook gets on stdin (and a webhook, a ping)."""
@@ -70,6 +71,7 @@ class RunEnd:
     started: datetime
     finished: datetime
     trigger: Trigger = Trigger.SCHEDULE
+    attempt: int = 1
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Hook:
     timeout: float
     deadline: float  # monotonic
     stopper: GroupStopper | None = None
+    stopped_why: str = ""  # set when stopped before its own timeout (the runner stopping)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,10 @@ class Notifier:
         self.group_stops: list[GroupStopper] = []  # hooks that exited, groups owed a SIGKILL
         self.deliveries = _Deliveries()
         self.rids: dict[int, str] = {}  # run id -> its ping's rid
+        # a slot's attempt that a queued retry follows, held in case that
+        # retry is dropped (the runner stops, the task is disabled): then it
+        # is the slot's last attempt after all, and alerts
+        self.held: dict[tuple[str, datetime | None], tuple[RunEnd, str | None]] = {}
         self.abandoned = False
 
     # -- what the runner tells -------------------------------------------------------
@@ -205,7 +212,23 @@ class Notifier:
         if alerts is None:
             return
         rid = self.rids.pop(end.run_id, None)
-        if not final or end.status not in FAILURES and end.status is not RunStatus.SUCCESS:
+        key = (end.task.id, end.scheduled_for)
+        self.held.pop(key, None)  # the attempt it held for ran: it alerts in its place
+        if not final:
+            if end.trigger is not Trigger.MANUAL:
+                self.held[key] = (end, rid)
+            return
+        self._alert(end, alerts, rid)
+
+    def retry_dropped(self, task_id: str, slot: datetime | None) -> None:
+        """The queued retry of `slot` will not run: the attempt before it
+        is the slot's last after all, and alerts now."""
+        held = self.held.pop((task_id, slot), None)
+        if held is not None and held[0].task.alerts is not None:
+            self._alert(held[0], held[0].task.alerts, held[1])
+
+    def _alert(self, end: RunEnd, alerts: Alerts, rid: str | None) -> None:
+        if end.status not in FAILURES and end.status is not RunStatus.SUCCESS:
             return
         events = self._events(end, alerts)
         hooks = [(event, command) for event in events
@@ -256,9 +279,15 @@ class Notifier:
             self.report(Event("error", self.now(), task_id=end.task.id, run_id=end.run_id,
                               message=f"alerts: could not read the previous run: {e}"))
             return None
+        earlier = end.attempt  # attempts still to pass over, newest first
         for run in runs:
             # an earlier attempt of this same slot is not a previous run
             if end.scheduled_for is not None and run.scheduled_for == end.scheduled_for:
+                continue
+            # nor of this same `run-now` (no slot): its attempts 1..k-1 ended just before
+            if (end.scheduled_for is None and run.scheduled_for is None
+                    and 1 < earlier and run.attempt == earlier - 1):
+                earlier -= 1
                 continue
             return run.status
         return None
@@ -281,7 +310,7 @@ class Notifier:
         key = _HOOK_KEYS[event]
         argv = build_argv(command if isinstance(command, str) else None,
                           command if isinstance(command, tuple) else None, self.settings.shell)
-        env = hook_env(self.env, end, event)
+        env = hook_env(self.env, end, event, task_env(end.task, self.settings))
         log = self.store.log_dir / f"{end.run_id}.log"
         header = f"\n[jobctl: {key} hook, {self.now().isoformat(timespec='seconds')}]\n"
         try:
@@ -313,8 +342,8 @@ class Notifier:
             if hook.stopper is not None:
                 if not hook.stopper.done:
                     self.group_stops.append(hook.stopper)
-                self._failed(hook.task_id, hook.run_id,
-                             f"{hook.key} hook timed out after {hook.timeout:g}s and was stopped")
+                self._failed(hook.task_id, hook.run_id, f"{hook.key} hook " + (
+                    hook.stopped_why or f"timed out after {hook.timeout:g}s and was stopped"))
             elif code != 0:
                 self._failed(hook.task_id, hook.run_id, f"{hook.key} hook {describe_code(code)}")
         self.hooks = keep
@@ -339,7 +368,7 @@ class Notifier:
         return not self.hooks and not self.group_stops and (
             self.deliveries.pending == 0 or self.abandoned)
 
-    def stop_all(self) -> None:
+    def stop_all(self, why: str = "the runner stopped (shutdown_grace)") -> None:
         """Stop every hook still running (a runner's shutdown deadline passed)."""
         mono = self.monotonic()
         for hook in self.hooks:
@@ -347,6 +376,7 @@ class Notifier:
                 hook.stopper = GroupStopper(hook.proc.pgid, self.settings.kill_grace, mono,
                                             proc=hook.proc)
                 hook.deadline = mono
+                hook.stopped_why = f"stopped: {why} before it ended"
 
     def kill_all(self) -> None:
         """SIGKILL every hook left, report what is left undelivered, and give
@@ -366,14 +396,24 @@ class Notifier:
                 f"{self.deliveries.pending} webhook/ping deliveries abandoned: jobctl stopped")))
         self.abandoned = True
 
-    def wait(self, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait(self, timeout: float, sleep: Callable[[float], None] = time.sleep,
+             stop: Callable[[], bool] = lambda: False) -> None:
         """Block until idle (`run-now`, before it exits); past `timeout`
-        seconds, stop what is left."""
+        seconds, or once `stop()` (a signal to run-now), stop what is left."""
         end = self.monotonic() + timeout
+        stopping = False
         while True:
             self.tick()
             if self.idle():
                 return
+            if not stopping and stop():
+                # Ctrl-C must not wait out a hook's timeout: stop the hooks
+                # now (their grace, as a task's), give up on the deliveries
+                stopping = True
+                self.stop_all("jobctl run-now was stopped by a signal")
+                end = min(end, self.monotonic() + self.settings.kill_grace + 0.5)
+                if not self.hooks:
+                    end = self.monotonic()
             if self.monotonic() >= end:
                 self.kill_all()
                 return
@@ -408,11 +448,14 @@ class Notifier:
 # -- pure helpers ---------------------------------------------------------------------
 
 
-def hook_env(base: Mapping[str, str], end: RunEnd, event: str) -> dict[str, str]:
-    """A hook's environment: `base`, the task's env, then what the run was
-    (jobctl's variables last, so neither can spoof them)."""
+def hook_env(base: Mapping[str, str], end: RunEnd, event: str,
+             configured: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A hook's environment: `base`, the variables the config gives the task
+    (`configured`: env files and env tables, as `taskenv.task_env` layers
+    them; else the task's `env`), then what the run was (jobctl's variables
+    last, so neither can spoof them)."""
     env = dict(base)
-    env.update(end.task.env)
+    env.update(end.task.env if configured is None else configured)
     code = end.exit_code
     env.update({
         "JOBCTL_TASK_ID": end.task.id,

@@ -209,17 +209,21 @@ def run_now(
         record = _run_once(store, task, settings, now=now, env=env, echo=echo, force=force,
                            stop_requested=stop_requested, owner=owner, monotonic=monotonic,
                            config_path=config_path, attempt=attempt, notifier=notifier)
+        # a signal by now stopped this attempt (or comes as it ended): its
+        # failure hooks still run; one that comes later stops them
+        signalled = stop_requested()
         delay = None
         if retry and retried(task, record.status, attempt) and not stop_requested():
             delay = retry_delay(task, attempt)
+        end = None
         if notifier is not None:
             from jobctl.hooks import RunEnd
 
             # only a slot's last attempt alerts (and pings its end)
-            notifier.run_ended(RunEnd(task, record.id, record.status, record.exit_code, None,
-                                      record.started_at or record.finished_at or now(),
-                                      record.finished_at or now(), Trigger.MANUAL),
-                               final=delay is None)
+            end = RunEnd(task, record.id, record.status, record.exit_code, None,
+                         record.started_at or record.finished_at or now(),
+                         record.finished_at or now(), Trigger.MANUAL, attempt)
+            notifier.run_ended(end, final=delay is None)
         if on_attempt is not None:
             on_attempt(record, delay)
         if delay is None:
@@ -228,13 +232,18 @@ def run_now(
         while (left := deadline - monotonic()) > 0 and not stop_requested():
             sleep(min(left, 0.05))
         if stop_requested():
+            if notifier is not None and end is not None:
+                # the retries stop here: this attempt is the last after all
+                notifier.run_ended(end)
+                signalled = True
             break
         attempt += 1
     if notifier is not None:
         alerts = task.alerts
         assert alerts is not None
         # a hook gets its timeout, then its stop's grace; deliveries their timeout
-        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0)
+        notifier.wait(alerts.hook_timeout + settings.kill_grace + 1.0,
+                      stop=lambda: not signalled and stop_requested())
     return record
 
 

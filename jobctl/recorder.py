@@ -156,7 +156,8 @@ class Recorder:
             # the one place run ends reach the alerts: after they are recorded
             self.notifier.run_ended(RunEnd(active.task, run_id, status, ended.code,
                                            active.scheduled_for, active.started,
-                                           ended.finished, active.trigger), final=ended.final)
+                                           ended.finished, active.trigger, active.attempt),
+                                    final=ended.final)
         self.prune(active.task.id, self.history_limit)
 
     def retry_due(self) -> bool:

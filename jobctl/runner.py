@@ -651,7 +651,8 @@ class Runner:
                 if task.alerts is not None:
                     # a run that could not start is a failure too (recorded above)
                     self.notifier.run_ended(RunEnd(task, claim.run_id, RunStatus.FAILED, None,
-                                                   slot, now, self.clock.now(), trigger),
+                                                   slot, now, self.clock.now(), trigger,
+                                                   start.attempt),
                                             final=final)
                 continue
             # `at` of the start event: when the process exists
@@ -754,6 +755,7 @@ class Runner:
             if not self.enabled(task):
                 self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
                                  "the task was disabled")
+                self.notifier.retry_dropped(task.id, retry.slot)
                 continue
             self._launch_batch([(task, retry.trigger, retry.slot)], now, attempt=retry.attempt)
 
@@ -763,6 +765,7 @@ class Runner:
             if task is not None:
                 self._drop_retry(task, retry.trigger, retry.slot, retry.attempt, now,
                                  f"the runner stopped before attempt {retry.attempt} was due")
+                self.notifier.retry_dropped(task.id, retry.slot)
 
     def pending_retries(self) -> list[PendingRetry]:
         """The retries waiting for their instant, soonest first (read only)."""
@@ -901,6 +904,9 @@ class Runner:
             self.report(Event("stopping", self.clock.now(), message=(
                 f"waiting up to {self.set.settings.shutdown_grace:g}s for "
                 f"{len(self.active)} running task(s)" if self.active and not fast else "")))
+            # dropped now, not as the runner exits: the attempt each follows is
+            # then its slot's last, and its alerts get the shutdown_grace too
+            self._drop_pending_retries(self.clock.now())
         if fast:
             self.stop_deadline = mono
 

@@ -337,8 +337,36 @@ def min_gap_seconds(schedule: Schedule) -> float | None:
     minutes, hours = pattern.minutes, pattern.hours
     times = sorted(h * 60 + m for h in hours for m in minutes)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    gaps.append(times[0] + 1440 - times[-1])  # last fire of a day to the first of the next
-    return float(min(gaps) * 60)
+    overnight = times[0] + 1440 - times[-1]  # last fire of a day to the first of the next
+    every_day = (pattern.day_and and pattern.month_mask == _ALL_MONTHS
+                 and pattern.dom_mask == _ALL_DOMS and pattern.dow_mask == _ALL_DOWS)
+    if every_day or gaps and min(gaps) <= overnight:
+        # fewer matching days would only lengthen the overnight gap
+        return float(min([*gaps, overnight]) * 60)
+    # the closest two matching days (`0 3 * * 0` fires weekly, `0 0 1 1 *`
+    # yearly): scanned over 28 years, a whole cycle of weekdays and leap years
+    days = _matching_days(pattern, date(2001, 1, 1).toordinal(), date(2029, 1, 1).toordinal())
+    day_gap = min((b - a for a, b in zip(days, days[1:])), default=1)
+    return float(min([*gaps, (day_gap - 1) * 1440 + overnight]) * 60)
+
+
+_ALL_MONTHS = sum(1 << m for m in range(1, 13))
+_ALL_DOMS = sum(1 << d for d in range(1, 32))
+_ALL_DOWS = 0b1111111
+
+
+def _matching_days(pattern: cron.CronPattern, first: int, end: int) -> list[int]:
+    """The ordinals in [first, end) whose date the pattern's day fields match."""
+    out = []
+    for ordinal in range(first, end):
+        day = date.fromordinal(ordinal)
+        if not (pattern.month_mask >> day.month) & 1:
+            continue
+        dom = (pattern.dom_mask >> day.day) & 1
+        dow = (pattern.dow_mask >> (ordinal % 7)) & 1  # ordinal 7 is a Sunday
+        if (dom and dow) if pattern.day_and else (dom or dow):
+            out.append(ordinal)
+    return out
 
 
 def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timedelta:

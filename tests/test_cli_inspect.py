@@ -255,3 +255,44 @@ def test_show_prints_durations_as_written(cli, tmp_path: Path) -> None:
                           if line.startswith("timeout"))
     assert rows == {"a": "1h30m", "b": "30s"}
     assert json.loads(cli("show", "b", "--json").stdout)["timeout"] == 30
+
+
+def test_show_prints_the_alert_keys_with_the_defaults_they_take(cli, tmp_path: Path) -> None:
+    """`show` prints every resolved field: the alerts too, a task's own key
+    over the `[jobctl]` default (the README's Alerts example)."""
+    write_config(tmp_path, """
+[jobctl]
+on_failure = "mail -s \\"jobctl: $JOBCTL_TASK_ID\\" ops@example.com"
+webhook = "https://alerts.example.com/jobctl"
+hook_timeout = "1m"
+
+[[tasks]]
+id = "backup"
+schedule = "0 3 * * *"
+command = "/usr/local/bin/backup"
+on_recovery = ["/usr/local/bin/page", "--resolve", "backup"]
+notify = "every"
+ping_url = "https://hc-ping.com/0f1e8a2c"
+""")
+    detail = json.loads(cli("show", "backup", "--json").stdout)
+    assert {k: detail[k] for k in ("on_failure", "on_success", "on_recovery", "notify",
+                                   "webhook", "webhook_events", "hook_timeout", "ping_url")} == {
+        "on_failure": 'mail -s "jobctl: $JOBCTL_TASK_ID" ops@example.com',
+        "on_success": None,
+        "on_recovery": ["/usr/local/bin/page", "--resolve", "backup"],
+        "notify": "every",
+        "webhook": "https://alerts.example.com/jobctl",
+        "webhook_events": ["failure", "recovery"],
+        "hook_timeout": 60,
+        "ping_url": "https://hc-ping.com/0f1e8a2c",
+    }
+    result = cli("show", "backup")
+    assert result.exit_code == 0, result.output
+    text = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in result.stdout.splitlines()
+            if line.strip() and not line.startswith(" ")}
+    assert text["on_failure"] == 'mail -s "jobctl: $JOBCTL_TASK_ID" ops@example.com'
+    assert text["on_recovery"] == "/usr/local/bin/page --resolve backup"
+    assert text["on_success"] == "-"
+    assert (text["notify"], text["hook_timeout"], text["webhook_events"]) == (
+        "every", "1m", "failure recovery")
+    assert text["ping_url"] == "https://hc-ping.com/0f1e8a2c"

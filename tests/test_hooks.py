@@ -524,6 +524,55 @@ on_failure = "echo started > hook.txt; sleep 1; echo done >> hook.txt"
     assert r.events()[-1]["event"] == "stopped"
 
 
+def test_a_hook_outliving_the_shutdown_grace_is_reported_as_stopped_by_the_runner(
+        tmp_path: Path, runners: list[Runner]) -> None:
+    """Stopped at the runner's shutdown_grace, not at its own hook_timeout:
+    the report says so (not "timed out after 30s")."""
+    write_config(tmp_path, SETTINGS.replace('"5s"', '"1s"') + """
+[[tasks]]
+id = "fails"
+schedule = "every 1s"
+command = "exit 1"
+on_failure = "echo started > hook.txt; exec sleep 60"
+""")
+    r = Runner(tmp_path)
+    runners.append(r)
+    wait_for(lambda: (tmp_path / "hook.txt").exists(), 20, "the hook to start")
+    assert r.stop() == 0
+    failed = r.events("hook_failed")
+    assert [e["message"] for e in failed] == [
+        "on_failure hook stopped: the runner stopped (shutdown_grace) before it ended"], failed
+    assert rows(tmp_path, "select message from hook_failures") == [(failed[0]["message"],)]
+
+
+def test_a_retry_dropped_because_the_runner_stops_makes_the_attempt_before_it_alert(
+        tmp_path: Path, runners: list[Runner], servers: list[Server]) -> None:
+    """The failed attempt was not the slot's last when it ended (a retry was
+    queued); the stop drops that retry, so it is the last after all and must
+    alert, or a task that keeps failing from then on is never reported."""
+    server = Server()
+    servers.append(server)
+    write_config(tmp_path, SETTINGS + f"""
+[[tasks]]
+id = "boot"
+schedule = "@reboot"
+command = "exit 3"
+retries = 1
+retry_delay = "1m"
+on_failure = "echo failure $JOBCTL_RUN_ID >> alerts.txt"
+ping_url = "{server.url}/p"
+""")
+    r = Runner(tmp_path)
+    runners.append(r)
+    r.wait_event("retry")
+    assert r.stop() == 0
+    assert lines(tmp_path / "alerts.txt") == ["failure 1"]
+    assert rows(tmp_path, "select id, status, attempt, error from runs order by id") == [
+        (1, "failed", 1, "exit code 3"),
+        (2, "skipped", 2, "retry dropped: the runner stopped before attempt 2 was due")]
+    assert [h.route for h in server.routes()] == ["/p/start", "/p/fail"]
+
+
 def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
     """`final=False` (a retry comes next): no hook, no webhook, no ping."""
     from jobctl.clock import SystemClock
@@ -550,3 +599,124 @@ def test_an_attempt_that_another_follows_alerts_nobody(tmp_path: Path) -> None:
     store.close()
     assert lines(marker) == ["2"]
     assert events == []
+
+
+def test_run_now_with_retries_alerts_on_its_last_attempt_against_the_run_before(
+        tmp_path: Path) -> None:
+    """A `run-now` has no slot, so its earlier attempts must still not count as
+    "the previous run": all attempts failing after nothing alerts once; an
+    attempt 2 that succeeds after an earlier success is no recovery."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "flaky"
+schedule = "@daily"
+command = "test -e ok || test -e attempt$JOBCTL_ATTEMPT || exit 3"
+retries = 2
+retry_delay = 0.1
+on_failure = "echo failure $JOBCTL_RUN_ID >> alerts.txt"
+on_recovery = "echo recovery $JOBCTL_RUN_ID >> alerts.txt"
+""")
+    first = jobctl(tmp_path, "run-now", "flaky")
+    assert first.returncode == 1, first.stderr
+    assert lines(tmp_path / "alerts.txt") == ["failure 3"]
+    (tmp_path / "ok").touch()
+    assert jobctl(tmp_path, "run-now", "flaky").returncode == 0
+    (tmp_path / "ok").unlink()
+    (tmp_path / "attempt2").touch()
+    third = jobctl(tmp_path, "run-now", "flaky")
+    assert third.returncode == 0, third.stderr
+    assert rows(tmp_path, "select id, status, attempt from runs order by id") == [
+        (1, "failed", 1), (2, "failed", 2), (3, "failed", 3), (4, "success", 1),
+        (5, "failed", 1), (6, "success", 2)]
+    assert lines(tmp_path / "alerts.txt") == ["failure 3", "recovery 4"]
+
+
+def test_a_hook_gets_the_variables_the_config_gives_its_task(tmp_path: Path) -> None:
+    """`[jobctl] env`/`env_file` and the task's `env_file` reach its hooks as
+    they reach the task (a hook's token usually lives in an env file), with
+    the same precedence."""
+    (tmp_path / "all.env").write_text("A=all-file\nB=all-file\nC=all-file\nD=all-file\n")
+    (tmp_path / "task.env").write_text("export A=task-file\nB='task-file'\n")
+    for name in ("all.env", "task.env"):
+        (tmp_path / name).chmod(0o600)
+    write_config(tmp_path, SETTINGS + """env_file = "all.env"
+env = { A = "all-env", B = "all-env", C = "all-env" }
+
+[[tasks]]
+id = "t"
+schedule = "@daily"
+env_file = "task.env"
+env = { A = "own" }
+command = "echo task $A $B $C $D; exit 1"
+on_failure = "echo hook $A $B $C $D > hook.txt"
+""")
+    result = jobctl(tmp_path, "run-now", "t")
+    assert result.returncode == 1, result.stderr
+    assert "task own task-file all-env all-file" in result.stdout
+    assert lines(tmp_path / "hook.txt") == ["hook own task-file all-env all-file"]
+
+
+def test_a_signal_to_run_now_while_it_waits_for_a_hook_stops_the_hook(tmp_path: Path) -> None:
+    """Ctrl-C (SIGTERM here) after the run ended must not wait out the hook's
+    timeout: the hook's group is stopped at once and the report says why."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "t"
+schedule = "@daily"
+command = "exit 1"
+hook_timeout = "2m"
+on_failure = "echo $$ > hook.txt; exec sleep 120"
+""")
+    proc = subprocess.Popen(["jobctl", "run-now", "t"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "hook.txt").read_text().strip()
+                 if (tmp_path / "hook.txt").exists() else None, 20, "the hook to start")
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 15, took  # kill_grace is 1s; the hook's own timeout is 2m
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert ("jobctl: hook_failed: on_failure hook stopped: jobctl run-now was stopped by a "
+            "signal before it ended") in err, err
+    assert rows(tmp_path, "select status from runs") == [("failed",)]
+    hook_pid = int((tmp_path / "hook.txt").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hook_pid, 0)
+
+
+def test_ctrl_c_while_run_now_waits_for_a_retry_alerts_on_the_attempt_that_ran(
+        tmp_path: Path) -> None:
+    """The retries stop there, so the attempt that ran is the last: its
+    failure is told (it was held back as "another attempt follows")."""
+    write_config(tmp_path, SETTINGS + """
+[[tasks]]
+id = "t"
+schedule = "@daily"
+command = "exit 1"
+retries = 3
+retry_delay = "5m"
+on_failure = "echo failure $JOBCTL_RUN_ID > alerts.txt"
+""")
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(["jobctl", "run-now", "t"], cwd=tmp_path, env=env(),
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        # waiting for its retry: told on stderr once the first attempt ended
+        wait_for(lambda: "retry in" in errors.read_text(), 20, "the first attempt's end")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = errors.read_text()
+    assert proc.returncode == 130, err
+    assert "retry in 300s (attempt 2 of 4)" in err
+    assert lines(tmp_path / "alerts.txt") == ["failure 1"]

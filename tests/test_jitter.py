@@ -149,3 +149,27 @@ def test_list_uses_this_nodes_offset_for_a_node_task(cli, tmp_path: Path) -> Non
     for node, offsets in (("n1", OFFSET_N1), ("n2", OFFSET_N2)):
         rows = json.loads(cli("list", "--json", env={"JOBCTL_NODE": node}).stdout)
         assert rows[0]["next_run"] == (NOON + timedelta(seconds=offsets["a"])).isoformat()
+
+
+def test_a_jitter_may_reach_past_a_day_on_a_weekly_or_yearly_schedule(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The shortest gap counts the day fields: `0 3 * * 0` fires weekly, so
+    a 2-day jitter is fine (systemd's RandomizedDelaySec=2d on a weekly
+    timer); a week is not, and the message names the real gap."""
+    write_config(tmp_path, '[jobctl]\nstate = "state.db"\ntimezone = "UTC"\n\n'
+                           '[[tasks]]\nid = "weekly"\nschedule = "0 3 * * 0"\ncommand = "true"\n'
+                           'jitter = "2d"\n\n'
+                           '[[tasks]]\nid = "yearly"\nschedule = "0 0 1 1 *"\ncommand = "true"\n'
+                           'jitter = "30d"\n')
+    result = cli("validate")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(cli("show", "weekly", "--json").stdout)
+    assert 0 <= shown["jitter_s"] < 2 * 86400
+    for start, slot in zip(shown["next_runs"], shown["next_slots"]):
+        assert datetime.fromisoformat(start) - datetime.fromisoformat(slot) == timedelta(
+            seconds=shown["jitter_s"])
+    write_config(tmp_path, '[[tasks]]\nid = "weekly"\nschedule = "0 3 * * 0"\n'
+                           'command = "true"\njitter = "7d"\n')
+    result = cli("validate")
+    assert result.exit_code == 2
+    assert ("jitter: 7d is not shorter than the shortest gap between two fires of "
+            "'0 3 * * 0' (7d)") in result.output, result.output

@@ -308,7 +308,7 @@ def show(
             text = "-"
         elif isinstance(value, bool):
             text = "yes" if value else "no"
-        elif key in ("timeout", "retry_delay", "retry_max_delay", "jitter"):
+        elif key in ("timeout", "retry_delay", "retry_max_delay", "jitter", "hook_timeout"):
             from jobctl.timing import format_duration
 
             text = format_duration(value)  # as the config writes it: 30s, 1h30m

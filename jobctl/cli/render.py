@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobctl.model import AtSchedule, IntervalSchedule, RebootSchedule, Task
+from jobctl.model import Alerts, AtSchedule, HookCommand, IntervalSchedule, RebootSchedule, Task
 from jobctl.timing import format_duration
 
 
@@ -188,6 +188,7 @@ def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
             "retry_delay": task.retry_delay,
             "retry_max_delay": task.retry_max_delay,
             "jitter": task.jitter or None,
+            **_alerts_detail(task),
             "source": str(task.origin) if task.origin else None,
             "callable": task.callable,
             "payload": dict(task.payload) if task.payload is not None else None,
@@ -195,6 +196,24 @@ def task_detail(task: Task, next_runs: list[datetime]) -> dict[str, Any]:
         }
     )
     return out
+
+
+def _alerts_detail(task: Task) -> dict[str, Any]:
+    alerts = task.alerts or Alerts()
+
+    def hook(command: HookCommand | None) -> str | list[str] | None:
+        return list(command) if isinstance(command, tuple) else command
+
+    return {
+        "on_failure": hook(alerts.on_failure),
+        "on_success": hook(alerts.on_success),
+        "on_recovery": hook(alerts.on_recovery),
+        "notify": alerts.notify.value,
+        "webhook": alerts.webhook,
+        "webhook_events": sorted(alerts.webhook_events),
+        "hook_timeout": alerts.hook_timeout,
+        "ping_url": alerts.ping_url,
+    }
 
 
 def compact_time(dt: datetime, now: datetime) -> str:
