@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Protocol
 
 

@@ -253,6 +253,24 @@ class StateView:
                     fires[i] = next_fire(task.schedule, load_zone(task.timezone), self.now, anchor)
         return fires
 
+    def next_starts(self, tasks: Sequence[Any]) -> tuple[list[datetime | None],
+                                                          dict[str, datetime]]:
+        """Each task's next real start after `now` (a jittered task starts
+        its offset after its slot), and the slots of the jittered ones."""
+        fires = self.next_fires(tasks)
+        slots: dict[str, datetime] = {}
+        if any(t.jitter for t in tasks):
+            from jobctl.timing import next_starts
+
+            node = view_node(self.svc, self.schedule_set)
+            for i, task in enumerate(tasks):
+                if task.jitter:
+                    starts = next_starts(task, self.now, 1, self.anchor_for(task), node)
+                    fires[i] = starts[0][1] if starts else None
+                    if starts:
+                        slots[task.id] = starts[0][0]
+        return fires, slots
+
 
 def view_node(svc: Services, schedule_set: ScheduleSet) -> str:
     """The node name a runner started here would have (for jitter offsets)."""

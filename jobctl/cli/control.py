@@ -480,20 +480,10 @@ def status(ctx: typer.Context, config: ConfigOption = None, state: StateOption =
     except JobctlError:
         hook_failures = []  # a state too old to have them, opened read-only
     enabled = [t for t in view.schedule_set.tasks if t.enabled]
-    upcoming = view.next_fires(enabled)
     # a jittered task's next fire is when it really starts: its slot plus its offset
-    offsets: dict[str, float] = {}
-    if any(t.jitter for t in enabled):
-        from jobctl.cli._common import view_node
-        from jobctl.timing import next_starts
-
-        node = view_node(view.svc, view.schedule_set)
-        for i, task in enumerate(enabled):
-            if task.jitter:
-                starts = next_starts(task, now, 1, view.anchor_for(task), node)
-                upcoming[i] = starts[0][1] if starts else None
-                if starts:
-                    offsets[task.id] = (starts[0][1] - starts[0][0]).total_seconds()
+    upcoming, slots = view.next_starts(enabled)
+    offsets = {task.id: (start - slots[task.id]).total_seconds()
+               for task, start in zip(enabled, upcoming) if task.id in slots and start}
     fires = sorted(((f, t.id) for t, f in zip(enabled, upcoming) if f is not None),
                    key=lambda f: f[0])[:5]
     runner = None

@@ -176,20 +176,11 @@ def list_tasks(ctx: typer.Context, config: ConfigOption = None, state: StateOpti
     from jobctl.cli.render import jitter_note, schedule_text, task_summary
 
     view = load_view(ctx, config, state)
-    now, anchor = view.now, view.anchor
+    now = view.now
     last_runs = view.store.last_runs() if view.store else {}
     tasks = view.schedule_set.tasks
-    fires = view.next_fires(tasks)
     # a jittered task's next run is when it really starts: its slot plus its offset
-    slots: dict[str, datetime] = {}
-    if any(t.jitter for t in tasks):
-        node = view_node(view.svc, view.schedule_set)
-        for i, task in enumerate(tasks):
-            if task.jitter:
-                starts = _next_runs(task, now, 1, view.anchor_for(task), node)
-                fires[i] = starts[0][1] if starts else None
-                if starts:
-                    slots[task.id] = starts[0][0]
+    fires, slots = view.next_starts(tasks)
     rows = [(task, fire if task.enabled else None, last_runs.get(task.id))
             for task, fire in zip(tasks, fires)]
     if json:
