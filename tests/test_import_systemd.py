@@ -178,14 +178,12 @@ def test_debian_timers_import_or_are_refused_with_reasons(tmp_path: Path) -> Non
     fstrim = rtoml.loads(_import(tmp_path, "fstrim").stdout)["tasks"][0]
     assert (fstrim["schedule"], fstrim["jitter"]) == ("0 0 * * 1", "1h40m")
     assert "AccuracySec=1h: systemd could fire up to that late" in _import(tmp_path, "fstrim").stdout
-    # ExecStartPre= has no place in one task: refused, or left out with --skip-unsupported
+    # ExecStartPre=- then ExecStart=, in turn in one `sh -c`, as systemd runs them
     apt = _import(tmp_path, "apt-daily")
-    assert apt.exit_code == 2 and apt.stdout == ""
-    assert f"refused: {DATA}/apt-daily.service:9: ExecStartPre=-/usr/lib/apt/apt-helper " \
-           "wait-online: jobctl runs one command per task" in apt.stderr
-    apt = _import(tmp_path, "apt-daily", "--skip-unsupported")
     assert apt.exit_code == 0, apt.output
-    assert rtoml.loads(apt.stdout)["tasks"][0]["argv"] == ["/usr/lib/apt/apt.systemd.daily", "update"]
+    assert rtoml.loads(apt.stdout)["tasks"][0]["argv"] == [
+        "/bin/sh", "-c",
+        "/usr/lib/apt/apt-helper wait-online || :; exec /usr/lib/apt/apt.systemd.daily update"]
     # several ExecStart= lines (and a '+' one): nothing to run, so nothing imported
     man = _import(tmp_path, "man-db", "--skip-unsupported")
     assert man.exit_code == 2
@@ -257,6 +255,27 @@ def test_service_lines_without_an_equivalent_are_refused(tmp_path: Path, line: s
     number = 3 if line.startswith("ExecStartPost") else 2
     assert f"refused: {service}:{number}: {line}: {reason}" in result.stderr, result.stderr
     assert "Traceback" not in result.output
+
+
+def test_exec_start_pre_lines_run_first_and_stop_the_run_as_in_systemd(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[jobctl]\nstate = "state.db"\n')
+    out = tmp_path / "out"
+    cases = {"ignored": "ExecStartPre=-/bin/false\n", "fatal": "ExecStartPre=/bin/sh -c 'exit 3'\n",
+             "fine": f"ExecStartPre=/bin/sh -c 'echo pre >> {out}-fine'\n"}
+    for name, pre in cases.items():
+        (tmp_path / f"{name}.timer").write_text("[Timer]\nOnCalendar=daily UTC\n")
+        (tmp_path / f"{name}.service").write_text(
+            f"[Service]\nType=oneshot\n{pre}ExecStart=/bin/sh -c 'echo main >> {out}-{name}'\n")
+        written = _invoke(tmp_path, ["import", "systemd", str(tmp_path / f"{name}.timer"),
+                                     "--write", "-c", str(config)])
+        assert written.exit_code == 0, written.output
+    codes = {name: _invoke(tmp_path, ["run-now", name, "-c", str(config)]).exit_code
+             for name in cases}
+    # a failing ExecStartPre= with '-' is ignored; without, the main command never runs
+    assert codes == {"ignored": 0, "fatal": 1, "fine": 0}
+    assert (tmp_path / "out-ignored").read_text() == "main\n"
+    assert not (tmp_path / "out-fatal").exists()
+    assert (tmp_path / "out-fine").read_text() == "pre\nmain\n"
 
 
 def test_a_missing_service_is_a_clear_error(tmp_path: Path) -> None:

@@ -448,6 +448,7 @@ def _service(text: str, path: Path, refuse: object, notes: list[str],
     oneshot = False
     timeouts: dict[str, float] = {}
     exec_lines: list[_Entry] = []
+    pre_lines: list[_Entry] = []
     for entry in parse_unit(text):
         key, value = entry.key, entry.value
         where = f"{path}:{entry.line}"
@@ -511,7 +512,12 @@ def _service(text: str, path: Path, refuse: object, notes: list[str],
                 continue
             if seconds:
                 timeouts[key] = seconds
-        elif key in ("ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStop", "ExecStopPost",
+        elif key == "ExecStartPre":
+            if not value:
+                pre_lines = []
+                continue
+            pre_lines.append(entry)
+        elif key in ("ExecStartPost", "ExecCondition", "ExecStop", "ExecStopPost",
                      "ExecReload"):
             refuse(path, entry, "jobctl runs one command per task: put the commands in one "
                    "script and make it ExecStart=")
@@ -524,7 +530,8 @@ def _service(text: str, path: Path, refuse: object, notes: list[str],
         for extra in exec_lines[1:]:
             refuse(path, extra, "several ExecStart= lines (run in turn by Type=oneshot): put them "
                    "in one script")
-        argv = _exec_argv(exec_lines[0], path, refuse, notes)
+        argv = (_with_pre(pre_lines, exec_lines[0], path, refuse, notes) if pre_lines
+                else _exec_argv(exec_lines[0], path, refuse, notes))
     if env:
         keys["env"] = env
     limit = [timeouts[k] for k in ("RuntimeMaxSec",) if k in timeouts]
@@ -537,7 +544,45 @@ def _service(text: str, path: Path, refuse: object, notes: list[str],
     return argv, keys
 
 
+def _with_pre(pre_lines: list[_Entry], main: _Entry, path: Path, refuse: object,
+              notes: list[str]) -> list[str] | None:
+    """ExecStartPre= lines, then ExecStart=, as one `sh -c` script that runs
+    them in turn as systemd does: a failing ExecStartPre= stops there (the
+    run fails with its status) unless it has '-', and the main command's
+    '-' counts its failure as success."""
+    parts = []
+    for entry in [*pre_lines, main]:
+        parsed = _parse_exec(entry, path, refuse, notes)
+        if parsed is None:
+            return None
+        argv, ignore = parsed
+        command = shlex.join(argv)
+        if entry is main:
+            parts.append(f"{command} || :" if ignore else f"exec {command}")
+        else:
+            parts.append(f"{command} || :" if ignore else f"{command} || exit")
+    notes.append(f"{path}:{pre_lines[0].line}: ExecStartPre= runs first, in the same `sh -c` "
+                 "as ExecStart= (a failing one without '-' fails the run, as in systemd)")
+    return ["/bin/sh", "-c", "; ".join(parts)]
+
+
 def _exec_argv(entry: _Entry, path: Path, refuse: object, notes: list[str]) -> list[str] | None:
+    """ExecStart='s argv (its '-' as an `|| :` wrapper); None when refused."""
+    parsed = _parse_exec(entry, path, refuse, notes)
+    if parsed is None:
+        return None
+    argv, ignore = parsed
+    if ignore:
+        notes.append(f"{path}:{entry.line}: '-': systemd counted a failing exit as success; so "
+                     "does this task's `|| :`")
+        return ["/bin/sh", "-c", '"$@" || :', argv[0], *argv]
+    return argv
+
+
+def _parse_exec(entry: _Entry, path: Path, refuse: object,
+                notes: list[str]) -> tuple[list[str], bool] | None:
+    """An Exec*= line's argv and whether its '-' prefix ignores a failure;
+    None when refused (with the reason)."""
     assert callable(refuse)
     value = entry.value
     prefix = re.match(r"[-@+!:|]*", value)
@@ -572,8 +617,4 @@ def _exec_argv(entry: _Entry, path: Path, refuse: object, notes: list[str]) -> l
     if "/" not in argv[0]:
         notes.append(f"{where}: systemd found {argv[0]} in its fixed search path; jobctl looks "
                      "in the task's PATH")
-    if "-" in flags:
-        notes.append(f"{where}: '-': systemd counted a failing exit as success; so does this "
-                     "task's `|| :`")
-        return ["/bin/sh", "-c", '"$@" || :', argv[0], *argv]
-    return argv
+    return argv, "-" in flags
