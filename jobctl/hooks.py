@@ -50,6 +50,7 @@ LOG_TAIL_MAX = 64 * 1024
 """How much of the end of a run's log a hook gets on stdin (and a webhook, a ping)."""
 FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED})
 DELIVERY_THREADS = 4
+HOLD_MAX = 2.0  # seconds a delivery waits at most for the runner's spawns to end
 # backoff between delivery attempts: doubling from FIRST, at most MAX
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
@@ -113,6 +114,12 @@ class _Deliveries:
     started: list[threading.Thread] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     lanes: dict[str, deque[_Job]] = field(default_factory=dict)  # busy lanes, their queues
+    # cleared while the runner spawns a batch: a delivery waits for it (at
+    # most HOLD_MAX), so HTTP work never takes the interpreter from spawns
+    go: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.go.set()
 
     def submit(self, job: Callable[[], str | None], task_id: str, run_id: int, what: str,
                lane: str) -> None:
@@ -137,6 +144,7 @@ class _Deliveries:
             item: _Job | None = self.jobs.get()
             while item is not None:
                 job, task_id, run_id, what, lane = item
+                self.go.wait(HOLD_MAX)
                 try:
                     error = job()
                 except Exception as e:  # noqa: BLE001 - a delivery never kills its thread
@@ -321,6 +329,14 @@ class Notifier:
             return
         mono = self.monotonic()
         self.hooks.append(_Hook(end.task.id, end.run_id, key, proc, timeout, mono + timeout))
+
+    def hold(self) -> None:
+        """The runner is about to spawn a batch: deliveries not yet begun wait."""
+        self.deliveries.go.clear()
+
+    def release(self) -> None:
+        """The batch is spawned: deliveries go on."""
+        self.deliveries.go.set()
 
     def tick(self) -> None:
         """Reap hooks that exited, stop those past their timeout, and report

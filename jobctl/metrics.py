@@ -29,6 +29,10 @@ HEALTH_STALL = 10.0
 """Seconds without a loop step after which /healthz says the loop is stuck
 (the loop steps at least every half second)."""
 SNAPSHOT_EVERY = 1.0
+RENDER_SLACK = 0.05
+"""The loop renders /metrics only when its next fire (less the time it
+claims ahead) is further away than the last rendering took plus this many
+seconds (or once it has waited SNAPSHOT_EVERY * 5 for such a moment)."""
 """Seconds between refreshes of the next-fire snapshot."""
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10800, 43200, 86400)
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -162,6 +166,8 @@ class RunnerMetrics:
         r.register(self.next_fires)
         self.started: set[int] = set()
         self.next_snapshot = 0.0
+        self.rendered: bytes | None = None  # /metrics as the loop last rendered it
+        self.render_cost = 0.0  # seconds the last rendering took
 
     def observe(self, event: Event) -> None:
         kind, task = event.kind, event.task_id or ""
@@ -197,17 +203,32 @@ class RunnerMetrics:
         return observed
 
     def step(self, runner: Runner) -> None:
+        """After each loop step: mark the loop alive, and at most once a
+        second, when no fire is near, render /metrics (in this thread, so a
+        scrape never takes the interpreter from a batch being spawned: with
+        a thousand tasks a rendering costs tens of milliseconds)."""
         self.health.stepped()
         mono = self.health.monotonic()
-        if mono >= self.next_snapshot:
-            self.next_snapshot = mono + SNAPSHOT_EVERY
-            fires: dict[str, float] = {}
-            for fire, task_id in runner.upcoming(len(runner.tasks)):
-                fires.setdefault(task_id, fire.timestamp())
-            self.next_fires.fires = fires
+        if mono < self.next_snapshot:
+            return
+        fire_in = runner.time_to_next_fire(runner.clock.now())
+        if fire_in is not None \
+                and fire_in - runner.prepare_lead() < self.render_cost * 1.5 + RENDER_SLACK \
+                and mono < self.next_snapshot + SNAPSHOT_EVERY * 5:
+            return  # a fire is near: after it
+        self.next_snapshot = mono + SNAPSHOT_EVERY
+        fires: dict[str, float] = {}
+        for fire, task_id in runner.upcoming(len(runner.tasks)):
+            fires.setdefault(task_id, fire.timestamp())
+        self.next_fires.fires = fires
+        self.rendered = generate_latest(self.registry)
+        self.render_cost = self.health.monotonic() - mono
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """What a scrape gets: the loop's last rendering (at most about a
+        second old), or a fresh one before the loop made any."""
+        rendered = self.rendered
+        return rendered if rendered is not None else generate_latest(self.registry)
 
 
 class MetricsServer:

@@ -621,7 +621,18 @@ class Runner:
 
     def _spawn_claimed(self, claimed: list[_Start], now: datetime) -> None:
         """Start the processes of claimed runs back to back, then record their
-        pids (and real start instants) in one transaction."""
+        pids (and real start instants) in one transaction. Webhook and ping
+        deliveries wait meanwhile: the spawns have the interpreter."""
+        if len(claimed) < 2:
+            self._spawn_and_record(claimed, now)
+            return
+        self.notifier.hold()
+        try:
+            self._spawn_and_record(claimed, now)
+        finally:
+            self.notifier.release()
+
+    def _spawn_and_record(self, claimed: list[_Start], now: datetime) -> None:
         started: list[tuple[Task, Trigger, datetime | None, int, RunningProcess, datetime]] = []
         attempts: dict[int, int] = {}
         for index, start in enumerate(claimed):

@@ -720,3 +720,18 @@ on_failure = "echo failure $JOBCTL_RUN_ID > alerts.txt"
     assert proc.returncode == 130, err
     assert "retry in 300s (attempt 2 of 4)" in err
     assert lines(tmp_path / "alerts.txt") == ["failure 1"]
+
+
+def test_deliveries_wait_while_the_runner_spawns_a_batch() -> None:
+    from jobctl.hooks import _Deliveries
+
+    deliveries = _Deliveries(threads=1)
+    sent: list[float] = []
+    deliveries.go.clear()  # Notifier.hold(): a batch is being spawned
+    held = time.monotonic()
+    deliveries.submit(lambda: sent.append(time.monotonic()) or None, "t", 1, "ping", "t ping")
+    time.sleep(0.3)
+    assert sent == []  # not sent during the spawns
+    deliveries.go.set()  # Notifier.release()
+    wait_for(lambda: sent, what="the delivery after the batch")
+    assert sent[0] - held >= 0.3

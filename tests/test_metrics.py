@@ -266,3 +266,49 @@ def test_events_drive_the_counters_including_hook_failures() -> None:
     assert samples[("jobctl_runs_total", (("status", "timeout"), ("task", "t")))] == 1
     assert samples[("jobctl_runs_total", (("status", "failed"), ("task", "t")))] == 1
     assert samples[("jobctl_running", (("task", "t"),))] == 0
+
+
+class _Quiet:
+    """What RunnerMetrics.step reads of a runner: its next fire and tasks."""
+
+    def __init__(self, clock: FakeClock, fire_in: float | None) -> None:
+        self.clock, self.fire_in, self.tasks = clock, fire_in, {}
+
+    def time_to_next_fire(self, now: object) -> float | None:
+        return self.fire_in
+
+    def prepare_lead(self) -> float:
+        return 0.01
+
+    def upcoming(self, count: int) -> list[object]:
+        return []
+
+
+def test_metrics_are_rendered_by_the_loop_away_from_fires_and_served_as_rendered() -> None:
+    from jobctl.events import Event
+    from jobctl.metrics import SNAPSHOT_EVERY, Health, RunnerMetrics
+    from jobctl.model import RunStatus
+
+    clock = FakeClock()
+    metrics = RunnerMetrics(Health(clock.monotonic))
+
+    def runs_total(text: bytes) -> float:
+        return sum(s.value for f in text_string_to_metric_families(text.decode())
+                   for s in f.samples if s.name == "jobctl_runs_total")
+
+    metrics.step(_Quiet(clock, None))  # type: ignore[arg-type]
+    metrics.observe(Event("finish", clock.now(), task_id="t", run_id=1, status=RunStatus.SUCCESS,
+                          duration_s=1.0))
+    # a scrape is served what the loop rendered, not rendered in the server's thread
+    assert runs_total(metrics.render()) == 0
+    clock.advance(SNAPSHOT_EVERY)
+    metrics.step(_Quiet(clock, 0.02))  # type: ignore[arg-type]  # a fire is near: not now
+    assert runs_total(metrics.render()) == 0
+    metrics.step(_Quiet(clock, 3.0))  # type: ignore[arg-type]
+    assert runs_total(metrics.render()) == 1
+    # a loop that is never idle still renders, a few seconds late
+    metrics.observe(Event("finish", clock.now(), task_id="t", run_id=2, status=RunStatus.SUCCESS,
+                          duration_s=1.0))
+    clock.advance(SNAPSHOT_EVERY * 6)
+    metrics.step(_Quiet(clock, 0.0))  # type: ignore[arg-type]
+    assert runs_total(metrics.render()) == 2
