@@ -382,8 +382,8 @@ def _has_comment(raw: str) -> bool:
 
 
 def _item(value: object) -> Item:
-    # dicts become inline tables, as a task's `env` usually is written
-    if isinstance(value, dict):
+    # mappings become inline tables, as a task's `env` usually is written
+    if isinstance(value, Mapping):
         table = tomlkit.inline_table()
         for key, item in value.items():
             table.append(key, _item(item))
@@ -394,6 +394,11 @@ def _item(value: object) -> Item:
             array.append(_item(item))
         return array
     return tomlkit.item(value)
+
+
+def key_line(key: str, value: object) -> str:
+    """`key = value` as one TOML line (tables inline), ending in a newline."""
+    return _key_line(key, value, "", "\n")
 
 
 def _key_line(key: str, value: object, indent: str, newline: str) -> str:

@@ -48,7 +48,7 @@ from jobctl.retries import PendingRetry, RetryQueue, retried, retry_delay
 from jobctl.store import Claim, ClaimRequest, LeaseHeldError, Owner, RunRecord, Store
 from jobctl.store.base import ControlListener
 from jobctl.supervisor import ActiveRun, Supervisor
-from jobctl.timing import load_zone, missed_fires, next_fire
+from jobctl.timing import load_zone, missed_fires, next_fire, stable_hash
 
 UTC = timezone.utc
 CONTROL_POLL = 0.5  # seconds between looks at enable/disable and the config file
@@ -526,13 +526,10 @@ class Runner:
     def _preferred(self, task: Task, slot: datetime) -> bool:
         """Whether this node is the one to claim the cluster slot first: the
         same answer on every node that sees the same live nodes."""
-        import hashlib
-
         me = self.owner.node_name
         if len(self.peers) < 2 or me not in self.peers:
             return True
-        key = f"{task.id}\0{round(slot.timestamp() * 1000)}".encode()
-        index = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+        index = stable_hash(f"{task.id}\0{round(slot.timestamp() * 1000)}")
         return self.peers[index % len(self.peers)] == me
 
     def _refresh_peers(self, mono: float) -> None:

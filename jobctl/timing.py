@@ -369,6 +369,14 @@ def _matching_days(pattern: cron.CronPattern, first: int, end: int) -> list[int]
     return out
 
 
+def stable_hash(text: str) -> int:
+    """A 64-bit hash of `text`, the same in every process and on every
+    machine (unlike Python's salted `hash()`): blake2b."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
 def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timedelta:
     """A task's fixed delay after each of its slots, in [0, jitter): from a
     stable hash (not Python's per-process `hash()`) of the task id, and of
@@ -376,12 +384,9 @@ def jitter_offset(task_id: str, jitter: float, node: str | None = None) -> timed
     and on every machine, and tasks sharing a schedule spread out."""
     if jitter <= 0:
         return timedelta(0)
-    import hashlib
-
     key = task_id if node is None else f"{task_id}@{node}"
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     # 53 bits: exactly representable, so the fraction stays below 1
-    fraction = (int.from_bytes(digest, "big") >> 11) / 2.0 ** 53
+    fraction = (stable_hash(key) >> 11) / 2.0 ** 53
     if jitter >= 1:
         # whole seconds: a cron slot plus its offset reads "03:02:13"
         return timedelta(seconds=int(fraction * jitter))

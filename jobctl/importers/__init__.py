@@ -12,7 +12,7 @@ way that cannot change when or what runs is said in a comment.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,24 +102,7 @@ def _printable(text: str) -> str:
 
 
 def toml_line(key: str, value: object) -> str:
-    import tomlkit
+    """`key = value` as one TOML line, written as `jobctl add` writes keys."""
+    from jobctl.editing import key_line
 
-    doc = tomlkit.document()
-    doc.add(key, _item(value))
-    return doc.as_string()
-
-
-def _item(value: object) -> object:
-    import tomlkit
-
-    if isinstance(value, Mapping):
-        table = tomlkit.inline_table()
-        for k, v in value.items():
-            table.append(k, _item(v))
-        return table
-    if isinstance(value, (list, tuple)):
-        array = tomlkit.array()
-        for v in value:
-            array.append(_item(v))
-        return array
-    return tomlkit.item(value)
+    return key_line(key, value)
